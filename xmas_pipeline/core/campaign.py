@@ -1,0 +1,141 @@
+"""The campaign file: name, nurture steps, reminder offsets and exit rules."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from xmas_pipeline.core.durations import Duration
+
+DEFAULT_CAMPAIGN_FILE = Path(__file__).resolve().parent.parent / "campaigns" / "christmas-2025.yaml"
+
+
+class NurtureStep(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    number: int = Field(ge=1)
+    delay: Duration
+    template: str  # base name; a segment variant is `<template>.<segment>` (lower case)
+    purpose: str = ""
+
+    @property
+    def step_id(self) -> str:
+        return f"email-{self.number}"
+
+
+class ReminderStep(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    number: int = Field(ge=1)
+    before: Duration
+    template: str
+
+    @property
+    def step_id(self) -> str:
+        return f"reminder-{self.number}"
+
+
+class ExitRules(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # The nurture exists to get the booking: once booked, no more nurture emails.
+    stop_nurture_on_booking: bool = True
+    # Delivery states after which a contact gets nothing more from any step.
+    stop_all_on: list[str] = ["unsubscribed", "bounced", "complained"]
+
+
+class TestingPreset(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    delays: list[Duration]
+    reminder_offsets: list[Duration]
+    min_reminder_lead: Duration
+
+
+class Campaign(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    slug: str = ""
+    notion_select: str = ""  # the `Campaign` select option in Notion; defaults to the name
+    sender_name: str = "The BusOS team"
+    booking_url: str = "https://cal.com/busos/diagnostic"
+    # First day of the daily partitions (signups, bookings, deliveries).
+    start_date: str = "2025-11-01"
+    steps: list[NurtureStep]
+    reminders: list[ReminderStep] = []
+    min_reminder_lead: Duration = timedelta(hours=2)
+    exit: ExitRules = ExitRules()
+    testing: TestingPreset | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Campaign:
+        if not self.slug:
+            self.slug = re.sub(r"[^a-z0-9]+", "-", self.name.lower()).strip("-")
+        if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", self.slug):
+            raise ValueError(f"campaign slug {self.slug!r} must be lower-case letters, digits, -")
+        if not self.notion_select:
+            self.notion_select = self.name
+        numbers = [s.number for s in self.steps]
+        if numbers != list(range(1, len(numbers) + 1)):
+            raise ValueError("nurture steps must be numbered 1, 2, 3, ... in order")
+        delays = [s.delay for s in self.steps]
+        if delays != sorted(delays):
+            raise ValueError("nurture step delays must not decrease")
+        if [r.number for r in self.reminders] != list(range(1, len(self.reminders) + 1)):
+            raise ValueError("reminders must be numbered 1, 2, 3, ... in order")
+        if self.testing:
+            if len(self.testing.delays) != len(self.steps):
+                raise ValueError("testing.delays needs one delay per nurture step")
+            if len(self.testing.reminder_offsets) != len(self.reminders):
+                raise ValueError("testing.reminder_offsets needs one offset per reminder")
+        return self
+
+    def for_testing(self) -> Campaign:
+        """The testing preset applied: same steps and templates, minute-scale timings."""
+        if self.testing is None:
+            raise ValueError(f"campaign {self.name!r} has no testing preset")
+        steps = [
+            s.model_copy(update={"delay": d})
+            for s, d in zip(self.steps, self.testing.delays, strict=True)
+        ]
+        reminders = [
+            r.model_copy(update={"before": o})
+            for r, o in zip(self.reminders, self.testing.reminder_offsets, strict=True)
+        ]
+        return self.model_copy(
+            update={
+                "steps": steps,
+                "reminders": reminders,
+                "min_reminder_lead": self.testing.min_reminder_lead,
+            }
+        )
+
+    @property
+    def last_step(self) -> int:
+        return self.steps[-1].number
+
+    def step(self, number: int) -> NurtureStep:
+        return self.steps[number - 1]
+
+
+def load_campaign(path: str | Path | None = None, testing_mode: bool = False) -> Campaign:
+    source = Path(path) if path else DEFAULT_CAMPAIGN_FILE
+    try:
+        raw = yaml.safe_load(source.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ValueError(f"campaign file not found: {source}") from exc
+    campaign = Campaign.model_validate(raw)
+    return campaign.for_testing() if testing_mode else campaign
+
+
+def message_id(campaign_slug: str, contact_key: str, step_id: str, booking_uid: str = "") -> str:
+    """The stable id of one message (DESIGN.md, firm decision 6)."""
+    parts = [campaign_slug, contact_key, step_id]
+    if booking_uid:
+        parts.append(booking_uid)
+    return "/".join(parts)

@@ -1,0 +1,92 @@
+"""The variables a template can use. Every name here is documented in the README."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from xmas_pipeline.core.campaign import Campaign
+from xmas_pipeline.core.segments import classify
+from xmas_pipeline.core.state import SIGNUP_FIELDS
+
+_INT_FIELDS = {
+    "assessment_score",
+    "red_systems",
+    "orange_systems",
+    "yellow_systems",
+    "green_systems",
+    "gps_score",
+    "money_score",
+    "revenue_leak_total",
+}
+
+
+def nurture_context(
+    fields: Mapping[str, Any], campaign: Campaign, unsubscribe_url: str = ""
+) -> dict[str, Any]:
+    """Every signup field plus the derived values the emails talk about.
+
+    `revenue_leak_total` is the monthly leak the assessment computes; `annual_leak` is
+    twelve times that, `leak_k` / `annual_leak_k` the same in thousands (rounded).
+    """
+    ctx: dict[str, Any] = {}
+    for name in SIGNUP_FIELDS:
+        value = fields.get(name)
+        if name in _INT_FIELDS:
+            ctx[name] = int(value or 0)
+        else:
+            ctx[name] = "" if value is None else str(value)
+    leak = ctx["revenue_leak_total"]
+    segment = str(fields.get("segment") or classify(ctx["red_systems"], ctx["orange_systems"]))
+    ctx.update(
+        segment=segment,
+        name=ctx["first_name"] or "there",
+        business=ctx["business_name"] or "your business",
+        weakest_system=ctx["weakest_system_1"] or "your weakest system",
+        second_weakest_system=ctx["weakest_system_2"] or "your next-weakest system",
+        annual_leak=leak * 12,
+        leak_k=round(leak / 1000),
+        annual_leak_k=round(leak * 12 / 1000),
+        campaign_name=campaign.name,
+        sender_name=campaign.sender_name,
+        booking_url=campaign.booking_url,
+        unsubscribe_url=unsubscribe_url or campaign.booking_url,
+    )
+    return ctx
+
+
+def meeting_times(start: datetime, time_zone: str) -> dict[str, str]:
+    """The meeting's start, written for the attendee's own time zone."""
+    try:
+        zone = ZoneInfo(time_zone or "UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        zone, time_zone = ZoneInfo("UTC"), "UTC"
+    local = start.astimezone(zone)
+    hour = local.strftime("%I").lstrip("0")
+    time_text = f"{hour}:{local:%M} {local:%p}"
+    date_text = f"{local:%A}, {local:%B} {local.day}, {local.year}"
+    return {
+        "meeting_date": date_text,
+        "meeting_time": time_text,
+        "meeting_start": f"{date_text} at {time_text} ({time_zone or 'UTC'})",
+        "time_zone": time_zone or "UTC",
+    }
+
+
+def reminder_context(
+    contact: Mapping[str, Any],
+    campaign: Campaign,
+    *,
+    start: datetime,
+    time_zone: str,
+    meeting_url: str,
+    booking_uid: str,
+    unsubscribe_url: str = "",
+) -> dict[str, Any]:
+    """Nurture variables (from the signup when there was one) plus the meeting's details."""
+    ctx = nurture_context(contact, campaign, unsubscribe_url)
+    ctx.update(meeting_times(start, time_zone))
+    ctx.update(meeting_url=meeting_url or campaign.booking_url, booking_uid=booking_uid)
+    return ctx

@@ -1,0 +1,136 @@
+"""Which nurture emails are due now: a vectorised computation over the sequences frame.
+
+Rules:
+- a step is due when `signup_at + delay <= now` and it has not been sent;
+- a run catches up everything due, but sends at most one nurture email per person: the
+  earliest unsent due step (the next run sends the one after);
+- exit rules turn a due row into `exit` (stop the sequence for good, with the reason) or
+  `skip` (not now: a paused contact; retried once unpaused).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+
+from xmas_pipeline.core.campaign import Campaign
+from xmas_pipeline.core.state import sent_column
+
+DUE_COLUMNS: list[str] = [
+    "message_id",
+    "contact_key",
+    "email",
+    "kind",
+    "step_id",
+    "step_number",
+    "segment",
+    "due_at",
+    "due_day",
+    "action",
+    "reason",
+]
+
+SEND, SKIP, EXIT = "send", "skip", "exit"
+
+
+def empty_due() -> pd.DataFrame:
+    frame = pd.DataFrame({c: pd.Series(dtype="object") for c in DUE_COLUMNS})
+    frame["step_number"] = frame["step_number"].astype("int64")
+    frame["due_at"] = pd.to_datetime(frame["due_at"], utc=True)
+    return frame
+
+
+def step_due_times(sequences: pd.DataFrame, campaign: Campaign) -> np.ndarray:
+    """A (rows x steps) matrix of due times in int64 nanoseconds since the epoch (UTC)."""
+    signup_ns = sequences["signup_at"].to_numpy(dtype="datetime64[ns]").astype("int64")
+    delays_ns = np.array(
+        [int(step.delay.total_seconds() * 1e9) for step in campaign.steps], dtype="int64"
+    )
+    return signup_ns[:, None] + delays_ns[None, :]
+
+
+def compute_due(sequences: pd.DataFrame, campaign: Campaign, now: datetime) -> pd.DataFrame:
+    """One row per active sequence that has a step due now (see module docstring)."""
+    if sequences.empty:
+        return empty_due()
+    active = sequences.loc[~sequences["completed"].to_numpy(dtype=bool)]
+    if active.empty:
+        return empty_due()
+
+    now_ns = pd.Timestamp(now).tz_convert("UTC").as_unit("ns").value
+    due_ns = step_due_times(active, campaign)
+    unsent = np.column_stack(
+        [active[sent_column(s.number)].isna().to_numpy() for s in campaign.steps]
+    )
+    due_mask = unsent & (due_ns <= now_ns)
+    has_due = due_mask.any(axis=1)
+    if not has_due.any():
+        return empty_due()
+
+    first = due_mask.argmax(axis=1)[has_due]  # earliest unsent due step per person
+    rows = active.loc[has_due]
+    step_numbers = first + 1
+    due_at = pd.to_datetime(due_ns[has_due, first], utc=True)
+
+    action, reason = _exit_actions(rows, campaign)
+    keys = rows["contact_key"].astype(str).to_numpy()
+    step_ids = np.char.add("email-", step_numbers.astype(str))
+    ids = np.char.add(np.char.add(f"{campaign.slug}/", keys.astype(str)), "/")
+    ids = np.char.add(ids, step_ids)
+
+    return pd.DataFrame(
+        {
+            "message_id": ids.astype(object),
+            "contact_key": keys.astype(object),
+            "email": rows["email"].to_numpy(dtype=object),
+            "kind": "nurture",
+            "step_id": step_ids.astype(object),
+            "step_number": step_numbers.astype("int64"),
+            "segment": rows["segment"].to_numpy(dtype=object),
+            "due_at": due_at,
+            "due_day": due_at.strftime("%Y-%m-%d").to_numpy(dtype=object),
+            "action": action,
+            "reason": reason,
+        }
+    ).reset_index(drop=True)
+
+
+def _exit_actions(rows: pd.DataFrame, campaign: Campaign) -> tuple[np.ndarray, np.ndarray]:
+    """Vectorised exit rules: first matching rule wins, in order of finality."""
+    state = rows["delivery_state"].fillna("").astype(str).to_numpy()
+    unsubscribed = rows["unsubscribed"].to_numpy(dtype=bool)
+    booked = rows["booked"].to_numpy(dtype=bool)
+    paused = rows["paused"].to_numpy(dtype=bool)
+    stop_all = set(campaign.exit.stop_all_on)
+
+    conditions: list[np.ndarray] = []
+    actions: list[str] = []
+    reasons: list[str] = []
+    if "unsubscribed" in stop_all:
+        conditions.append(unsubscribed)
+        actions.append(EXIT)
+        reasons.append("unsubscribed")
+    for delivery in ("bounced", "complained"):
+        if delivery in stop_all:
+            conditions.append(state == delivery)
+            actions.append(EXIT)
+            reasons.append(delivery)
+    if campaign.exit.stop_nurture_on_booking:
+        conditions.append(booked)
+        actions.append(EXIT)
+        reasons.append("booked")
+    conditions.append(paused)
+    actions.append(SKIP)
+    reasons.append("paused")
+
+    action = np.select(conditions, actions, default=SEND).astype(object)
+    reason = np.select(conditions, reasons, default="").astype(object)
+    return action, reason
+
+
+def due_in_range(due: pd.DataFrame, start_day: str, end_day: str) -> pd.DataFrame:
+    """Rows whose due day lies in [start_day, end_day] (inclusive ISO dates)."""
+    mask = (due["due_day"] >= start_day) & (due["due_day"] <= end_day)
+    return due.loc[mask].reset_index(drop=True)

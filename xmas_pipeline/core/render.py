@@ -1,0 +1,183 @@
+"""Template rendering with Jinja2: strict about variables, HTML-escaped by default.
+
+A template has a subject and an HTML body. Shipped templates are files in
+`xmas_pipeline/templates/`, `<name>.html.j2`, with the subject in a front-matter line::
+
+    subject: Your results are in, {{ name }}
+    ---
+    <p>Hi {{ name }}, ...</p>
+
+A segment variant is `<name>.<segment>.html.j2` (`email-2.critical.html.j2`); a missing
+variant falls back to the universal `<name>`. Templates kept elsewhere (Notion) arrive as
+the same `TemplateSource` objects and override the shipped ones by name.
+"""
+
+from __future__ import annotations
+
+import html as html_lib
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from jinja2.sandbox import SandboxedEnvironment
+
+from xmas_pipeline.core.segments import ALL_SEGMENTS, Segment
+
+BUILTIN_TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates"
+_HEADER_BREAK = re.compile(r"[\r\n\x00-\x1f\x7f\u2028\u2029]+")
+
+
+@dataclass(frozen=True)
+class TemplateSource:
+    name: str  # "email-2" or "email-2.critical"
+    subject: str
+    html: str
+    origin: str = "builtin"  # "builtin" | "notion" | a file path
+
+
+@dataclass(frozen=True)
+class RenderedEmail:
+    template: str
+    subject: str
+    html: str
+    text: str
+
+
+class TemplateError(ValueError):
+    """A template that cannot render: unknown variable, syntax error, missing template."""
+
+
+def parse_template_file(name: str, raw: str, origin: str) -> TemplateSource:
+    head, sep, body = raw.partition("\n---\n")
+    if not sep:
+        raise TemplateError(f"{origin}: expected 'subject: ...' then a '---' line")
+    fields: dict[str, str] = {}
+    for line in head.splitlines():
+        if line.strip():
+            key, _, value = line.partition(":")
+            fields[key.strip().lower()] = value.strip()
+    if not fields.get("subject"):
+        raise TemplateError(f"{origin}: the front matter has no subject")
+    return TemplateSource(name=name, subject=fields["subject"], html=body, origin=origin)
+
+
+def load_template_dir(folder: Path = BUILTIN_TEMPLATE_DIR) -> dict[str, TemplateSource]:
+    templates: dict[str, TemplateSource] = {}
+    for path in sorted(folder.glob("*.html.j2")):
+        name = path.name.removesuffix(".html.j2")
+        templates[name] = parse_template_file(name, path.read_text(encoding="utf-8"), str(path))
+    return templates
+
+
+def variant_name(base: str, segment: str) -> str:
+    return f"{base}.{segment.lower()}"
+
+
+def resolve(templates: Mapping[str, TemplateSource], base: str, segment: str) -> TemplateSource:
+    """The segment's variant when there is one, else the universal template."""
+    found = templates.get(variant_name(base, segment)) or templates.get(base)
+    if found is None:
+        raise TemplateError(f"no template named {base!r} (nor a {segment} variant)")
+    return found
+
+
+def money(value: Any) -> str:
+    """12500 -> "$12,500"."""
+    try:
+        return f"${int(round(float(value))):,}"
+    except (TypeError, ValueError):
+        return str(value)
+
+
+class Renderer:
+    """Compiles each template once; renders many contexts."""
+
+    def __init__(self, templates: Mapping[str, TemplateSource]) -> None:
+        self.templates = dict(templates)
+        # Sandboxed: templates may come from Notion, edited by people, not code reviewers.
+        self._html_env = SandboxedEnvironment(
+            undefined=jinja2.StrictUndefined, autoescape=True, keep_trailing_newline=True
+        )
+        self._text_env = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
+        for env in (self._html_env, self._text_env):
+            env.filters["money"] = money
+        self._compiled: dict[tuple[str, str], jinja2.Template] = {}
+
+    def _compile(self, env: jinja2.Environment, source: TemplateSource, part: str) -> Any:
+        key = (source.name, part)
+        if key not in self._compiled:
+            text = source.subject if part == "subject" else source.html
+            try:
+                self._compiled[key] = env.from_string(text)
+            except jinja2.TemplateSyntaxError as exc:
+                raise TemplateError(f"{source.name} {part}: {exc.message} (line {exc.lineno})")
+        return self._compiled[key]
+
+    def render(self, base: str, segment: str, context: Mapping[str, Any]) -> RenderedEmail:
+        source = resolve(self.templates, base, segment)
+        try:
+            subject = self._compile(self._text_env, source, "subject").render(context)
+            body = self._compile(self._html_env, source, "html").render(context)
+        except jinja2.UndefinedError as exc:
+            raise TemplateError(f"{source.name}: {exc.message}") from exc
+        except jinja2.TemplateError as exc:
+            raise TemplateError(f"{source.name}: {exc}") from exc
+        # A subject is one header line: fold anything that could start a new header.
+        subject = _HEADER_BREAK.sub(" ", subject).strip()
+        return RenderedEmail(template=source.name, subject=subject, html=body, text=html_to_text(body))
+
+    def check(
+        self, bases: Iterable[str], contexts: Mapping[str, Mapping[str, Any]]
+    ) -> list[str]:
+        """Render every base template for every segment's sample context; list problems."""
+        problems: list[str] = []
+        for base in bases:
+            for segment in ALL_SEGMENTS:
+                try:
+                    rendered = self.render(base, segment, contexts[segment])
+                except TemplateError as exc:
+                    problems.append(f"{base} [{segment}]: {exc}")
+                    continue
+                if "{{" in rendered.html or "{%" in rendered.html or "{{" in rendered.subject:
+                    problems.append(f"{base} [{segment}]: unrendered template markup in output")
+        return problems
+
+
+_TAG = re.compile(r"<[^>]+>")
+_BLOCK_END = re.compile(r"</(p|div|h[1-6]|li|tr|table|ul|ol)>|<br\s*/?>", re.IGNORECASE)
+_LINK = re.compile(r"<a\s[^>]*href=\"([^\"]+)\"[^>]*>(.*?)</a>", re.IGNORECASE | re.DOTALL)
+
+
+def html_to_text(body: str) -> str:
+    """A readable plain-text part: links kept as `text (url)`, tags dropped."""
+    text = re.sub(r"<(style|head)[^>]*>.*?</\1>", "", body, flags=re.IGNORECASE | re.DOTALL)
+    text = _LINK.sub(lambda m: f"{m.group(2)} ({m.group(1)})", text)
+    text = _BLOCK_END.sub("\n", text)
+    text = html_lib.unescape(_TAG.sub("", text))
+    lines = [" ".join(line.split()) for line in text.splitlines()]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip() + "\n"
+
+
+def segment_sample(segment: Segment | str) -> dict[str, Any]:
+    """A believable sample contact per segment, for previews and the template check."""
+    base: dict[str, Any] = {
+        "email": "sample@example.com",
+        "first_name": "Jamie",
+        "business_name": "Northern Lights Bakery",
+        "assessment_score": 48,
+        "gps_score": 55,
+        "money_score": 40,
+        "weakest_system_1": "Bookings",
+        "weakest_system_2": "Follow-up",
+        "revenue_leak_total": 4200,
+    }
+    counts = {
+        Segment.CRITICAL: (3, 2, 2, 1),
+        Segment.URGENT: (1, 2, 3, 2),
+        Segment.OPTIMIZE: (0, 1, 3, 4),
+    }[Segment(segment)]
+    base.update(zip(("red_systems", "orange_systems", "yellow_systems", "green_systems"), counts, strict=True))
+    return base

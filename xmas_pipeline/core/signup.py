@@ -1,0 +1,110 @@
+"""The signup the website posts after the assessment, with the original fields and ranges."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    ValidationError,
+    field_validator,
+)
+
+from xmas_pipeline.core.segments import Segment, classify
+
+# Control characters (CR, LF, NUL, ...) are refused in every text field: names reach
+# subjects and headers, and nothing legitimate in a name needs them.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
+
+
+def _no_control(value: str) -> str:
+    if _CONTROL.search(value):
+        raise ValueError("must not contain control characters or line breaks")
+    return value
+
+
+Name = Annotated[str, Field(max_length=100), AfterValidator(_no_control)]
+SystemName = Annotated[str, Field(max_length=100), AfterValidator(_no_control)]
+SystemCount = Annotated[int, Field(ge=0, le=20)]
+Score = Annotated[int, Field(ge=0, le=100)]
+
+
+class Signup(BaseModel):
+    """The original signup JSON. Unknown keys are ignored, as the original server did."""
+
+    model_config = ConfigDict(str_strip_whitespace=True, extra="ignore")
+
+    email: EmailStr
+    first_name: Annotated[Name, Field(min_length=1)]
+    business_name: Name = ""
+    assessment_score: Score
+    red_systems: SystemCount = 0
+    orange_systems: SystemCount = 0
+    yellow_systems: SystemCount = 0
+    green_systems: SystemCount = 0
+    gps_score: Score = 0
+    money_score: Score = 0
+    weakest_system_1: SystemName = ""
+    weakest_system_2: SystemName = ""
+    revenue_leak_total: Annotated[int, Field(ge=0, le=1_000_000_000)] = 0
+
+    @field_validator(
+        "business_name", "weakest_system_1", "weakest_system_2", mode="before"
+    )
+    @classmethod
+    def _none_is_empty(cls, value: Any) -> Any:
+        return "" if value is None else value
+
+    @field_validator(
+        "red_systems",
+        "orange_systems",
+        "yellow_systems",
+        "green_systems",
+        "gps_score",
+        "money_score",
+        "revenue_leak_total",
+        mode="before",
+    )
+    @classmethod
+    def _none_is_zero(cls, value: Any) -> Any:
+        return 0 if value is None else value
+
+    @property
+    def contact_key(self) -> str:
+        return contact_key(self.email)
+
+    @property
+    def segment(self) -> Segment:
+        return classify(self.red_systems, self.orange_systems)
+
+
+def contact_key(email: str) -> str:
+    """The contact key is the email address, lower-cased (DESIGN.md)."""
+    return email.strip().lower()
+
+
+class SignupEvent(BaseModel):
+    """A validated signup plus where and when it arrived."""
+
+    signup: Signup
+    received_at: datetime
+    source: str  # the inbox file it came from
+
+    @property
+    def contact_key(self) -> str:
+        return self.signup.contact_key
+
+
+def field_errors(error: ValidationError) -> dict[str, str]:
+    """Pydantic's errors as {field: reason}, for a 422 body or a rejected-file report."""
+    reasons: dict[str, str] = {}
+    for item in error.errors():
+        field = ".".join(str(part) for part in item["loc"]) or "body"
+        reasons.setdefault(field, item["msg"])
+    return reasons
