@@ -52,7 +52,7 @@ def nurture_context(
         campaign_name=campaign.name,
         sender_name=campaign.sender_name,
         booking_url=campaign.booking_url,
-        unsubscribe_url=unsubscribe_url or campaign.booking_url,
+        unsubscribe_url=unsubscribe_url,
     )
     return ctx
 
