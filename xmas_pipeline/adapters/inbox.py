@@ -132,8 +132,11 @@ class Inbox:
         return UPath(item.path).read_bytes()
 
     def fingerprint(self, kind: str, day: str) -> str:
-        """Changes whenever a file is added to (or replaced in) a day folder."""
+        """Changes whenever a file is added to (or replaced in) a day folder; "" if empty."""
+        items = self.files(kind, day)
+        if not items:
+            return ""
         digest = hashlib.sha256()
-        for item in self.files(kind, day):
+        for item in items:
             digest.update(f"{item.name}:{item.received_at.timestamp()}\n".encode())
         return digest.hexdigest()[:16]

@@ -113,7 +113,9 @@ class Renderer:
             try:
                 self._compiled[key] = env.from_string(text)
             except jinja2.TemplateSyntaxError as exc:
-                raise TemplateError(f"{source.name} {part}: {exc.message} (line {exc.lineno})")
+                raise TemplateError(
+                    f"{source.name} {part}: {exc.message} (line {exc.lineno})"
+                ) from exc
         return self._compiled[key]
 
     def render(self, base: str, segment: str, context: Mapping[str, Any]) -> RenderedEmail:
@@ -127,11 +129,11 @@ class Renderer:
             raise TemplateError(f"{source.name}: {exc}") from exc
         # A subject is one header line: fold anything that could start a new header.
         subject = _HEADER_BREAK.sub(" ", subject).strip()
-        return RenderedEmail(template=source.name, subject=subject, html=body, text=html_to_text(body))
+        return RenderedEmail(
+            template=source.name, subject=subject, html=body, text=html_to_text(body)
+        )
 
-    def check(
-        self, bases: Iterable[str], contexts: Mapping[str, Mapping[str, Any]]
-    ) -> list[str]:
+    def check(self, bases: Iterable[str], contexts: Mapping[str, Mapping[str, Any]]) -> list[str]:
         """Render every base template for every segment's sample context; list problems."""
         problems: list[str] = []
         for base in bases:
@@ -179,5 +181,11 @@ def segment_sample(segment: Segment | str) -> dict[str, Any]:
         Segment.URGENT: (1, 2, 3, 2),
         Segment.OPTIMIZE: (0, 1, 3, 4),
     }[Segment(segment)]
-    base.update(zip(("red_systems", "orange_systems", "yellow_systems", "green_systems"), counts, strict=True))
+    base.update(
+        zip(
+            ("red_systems", "orange_systems", "yellow_systems", "green_systems"),
+            counts,
+            strict=True,
+        )
+    )
     return base

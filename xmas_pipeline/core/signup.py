@@ -54,9 +54,7 @@ class Signup(BaseModel):
     weakest_system_2: SystemName = ""
     revenue_leak_total: Annotated[int, Field(ge=0, le=1_000_000_000)] = 0
 
-    @field_validator(
-        "business_name", "weakest_system_1", "weakest_system_2", mode="before"
-    )
+    @field_validator("business_name", "weakest_system_1", "weakest_system_2", mode="before")
     @classmethod
     def _none_is_empty(cls, value: Any) -> Any:
         return "" if value is None else value

@@ -1,0 +1,171 @@
+"""`xmas-pipeline`: serve the intake, run everything for development, preview templates,
+set up Notion."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from xmas_pipeline.settings import Settings
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from xmas_pipeline.intake.server import serve
+
+    settings = Settings.from_env()
+    serve(args.host, args.port or settings.intake_port)
+    return 0
+
+
+def dagster_home(settings: Settings) -> Path:
+    """`$DAGSTER_HOME`, else `$XMAS_HOME/dagster`, with the instance config this project needs."""
+    home = Path(os.environ.get("DAGSTER_HOME") or settings.home / "dagster").resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        # One send run at a time (the send job carries the `xmas/send` tag).
+        config.write_text(
+            "run_coordinator:\n"
+            "  module: dagster.core.run_coordinator\n"
+            "  class: QueuedRunCoordinator\n"
+            "  config:\n"
+            "    tag_concurrency_limits:\n"
+            "      - key: xmas/send\n"
+            "        limit: 1\n"
+            "telemetry:\n"
+            "  enabled: false\n",
+            encoding="utf-8",
+        )
+    return home
+
+
+def _dev(args: argparse.Namespace) -> int:
+    """The intake server and `dagster dev` side by side; Ctrl-C (or SIGTERM) stops both."""
+    settings = Settings.from_env()
+    env = dict(os.environ, DAGSTER_HOME=str(dagster_home(settings)), XMAS_HOME=str(settings.home))
+    bin_dir = Path(sys.executable).parent
+    port = str(args.port or settings.intake_port)
+    commands = [
+        [sys.executable, "-m", "xmas_pipeline.cli", "serve", "--host", args.host, "--port", port],
+        [
+            str(bin_dir / "dagster"),
+            "dev",
+            "-w",
+            str(REPO_ROOT / "workspace.yaml"),
+            "--port",
+            str(args.ui_port),
+            "--host",
+            args.host,
+        ],
+    ]
+    # Each child leads its own process group, so stopping it stops its children too
+    # (`dagster dev` starts a webserver and a daemon that may outlive a plain SIGTERM).
+    children = [
+        subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, start_new_session=True) for cmd in commands
+    ]
+    stopping = False
+
+    def _stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    print(
+        f"intake on http://{args.host}:{port}  ·  Dagster UI on http://{args.host}:{args.ui_port}"
+        f"  ·  data in {settings.home}  ·  Ctrl-C stops both",
+        flush=True,
+    )
+    code = 0
+    while not stopping:
+        for child in children:
+            if child.poll() is not None:
+                stopping, code = True, child.returncode or 1
+        time.sleep(0.5)
+    stop_process_groups(children)
+    return code
+
+
+def stop_process_groups(children: list[subprocess.Popen], grace: float = 15.0) -> None:
+    for child in children:
+        _signal_group(child, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for child in children:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(timeout=max(0.1, deadline - time.monotonic()))
+        _signal_group(child, signal.SIGKILL)  # whatever is left of the group
+        child.wait()
+
+
+def _signal_group(child: subprocess.Popen, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(child.pid, sig)
+
+
+def _preview(args: argparse.Namespace) -> int:
+    from xmas_pipeline.preview import render_preview
+
+    try:
+        print(render_preview(args.template, args.segment, fmt=args.format))
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _notion_setup(args: argparse.Namespace) -> int:
+    from xmas_pipeline.adapters.notion_store import setup_notion
+    from xmas_pipeline.dagster_defs.build import build_store
+
+    settings = Settings.from_env()
+    if not settings.notion_enabled:
+        print("error: NOTION_TOKEN is not set", file=sys.stderr)
+        return 2
+    report = setup_notion(build_store(settings))
+    print(report)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="xmas-pipeline", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the HTTP intake (webhooks, unsubscribe)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=0, help="default: XMAS_INTAKE_PORT or 8000")
+    serve.set_defaults(func=_serve)
+
+    dev = sub.add_parser("dev", help="run the intake and the Dagster UI together")
+    dev.add_argument("--host", default="127.0.0.1")
+    dev.add_argument("--port", type=int, default=0, help="intake port (default 8000)")
+    dev.add_argument("--ui-port", type=int, default=3000)
+    dev.set_defaults(func=_dev)
+
+    preview = sub.add_parser("preview", help="render a template for a segment's sample contact")
+    preview.add_argument("--template", default="email-1")
+    preview.add_argument("--segment", default="CRITICAL")
+    preview.add_argument("--format", choices=["html", "text", "subject"], default="html")
+    preview.set_defaults(func=_preview)
+
+    notion = sub.add_parser("notion", help="Notion tools")
+    notion_sub = notion.add_subparsers(dest="notion_command", required=True)
+    setup = notion_sub.add_parser("setup", help="add the properties the pipeline needs")
+    setup.set_defaults(func=_notion_setup)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Dagster wiring: resources, assets, checks, sensors, the schedule. Thin by design."""

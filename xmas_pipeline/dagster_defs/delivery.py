@@ -1,0 +1,201 @@
+"""Delivery: what is due now (`due_emails`), and sending it (`deliveries`)."""
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+
+from xmas_pipeline.core.campaign import Campaign
+from xmas_pipeline.core.context import nurture_context
+from xmas_pipeline.core.due import SEND, compute_due, due_in_range
+from xmas_pipeline.core.render import Renderer, TemplateSource
+from xmas_pipeline.core.state import SIGNUP_FIELDS
+from xmas_pipeline.dagster_defs.ingestion import OWNERS
+from xmas_pipeline.dagster_defs.metadata import counts, md_table
+from xmas_pipeline.dagster_defs.partitions import daily_partitions
+from xmas_pipeline.dagster_defs.resources import (
+    CampaignResource,
+    EmailSenderResource,
+    StateStoreResource,
+)
+from xmas_pipeline.delivery import DeliveryReport, Envelope, deliver
+
+SEND_JOB = "send_due_emails"
+
+
+class DeliveriesConfig(dg.Config):
+    """Launchpad / backfill options for `deliveries`."""
+
+    force: bool = False
+    """Re-send even what was already sent in the selected days (fresh idempotency keys)."""
+    catch_up: bool = False
+    """Also send anything due before the selected days (the schedule sets this)."""
+
+
+def stuck_after(campaign: Campaign) -> timedelta:
+    """How long past due a message may wait before the check calls it stuck."""
+    shortest = min(
+        (b.delay - a.delay for a, b in zip(campaign.steps, campaign.steps[1:], strict=False)),
+        default=timedelta(hours=1),
+    )
+    return max(timedelta(minutes=5), min(timedelta(hours=1), shortest))
+
+
+def plan_with_fields(due: pd.DataFrame, sequences: pd.DataFrame) -> pd.DataFrame:
+    """The due rows, with each contact's signup fields for rendering."""
+    fields = sequences[["contact_key", *[f for f in SIGNUP_FIELDS if f != "email"]]]
+    return due.merge(fields, on="contact_key", how="left")
+
+
+def build_delivery(campaign: Campaign) -> dict[str, list]:
+    partitions = daily_partitions(campaign)
+
+    @dg.asset(
+        group_name="delivery",
+        kinds={"python", "pandas"},
+        owners=OWNERS,
+        deps=["email_sequences"],
+        description=(
+            "Every message due now and not yet sent: for each contact, the earliest unsent "
+            "step whose time has come (at most one nurture email per person per run), with "
+            "the exit rules applied (booked, unsubscribed, bounced, paused)."
+        ),
+        check_specs=[
+            dg.AssetCheckSpec(
+                "nothing_stuck_unsent",
+                asset="due_emails",
+                description="No message is still unsent well past its due time.",
+            )
+        ],
+    )
+    def due_emails(
+        context: dg.AssetExecutionContext,
+        store: StateStoreResource,
+        campaign_config: CampaignResource,
+    ):  # type: ignore[no-untyped-def]
+        camp = campaign_config.campaign
+        backend = store.get()
+        backend.prepare(camp)
+        now = datetime.now(UTC)
+        sequences = backend.load_sequences(camp)
+        due = compute_due(sequences, camp, now)
+        plan = plan_with_fields(due, sequences)
+        to_send = plan[plan["action"] == SEND]
+        limit = stuck_after(camp)
+        stuck = to_send[to_send["due_at"] < pd.Timestamp(now - limit)]
+        context.log.info(f"{len(to_send)} to send, {len(plan) - len(to_send)} skipped or exiting")
+        yield dg.Output(
+            plan,
+            metadata={
+                "due": len(to_send),
+                "skipped or exiting": len(plan) - len(to_send),
+                "active sequences": int((~sequences["completed"]).sum()) if len(sequences) else 0,
+                "completed sequences": int(sequences["completed"].sum()) if len(sequences) else 0,
+                "due by step": dg.MetadataValue.json(counts(to_send["step_id"])),
+                "due by segment": dg.MetadataValue.json(counts(to_send["segment"])),
+                "evaluated at": now.isoformat(timespec="seconds"),
+            },
+        )
+        yield dg.AssetCheckResult(
+            check_name="nothing_stuck_unsent",
+            passed=stuck.empty,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={
+                "stuck": len(stuck),
+                "threshold minutes": limit.total_seconds() / 60,
+                "messages": md_table(
+                    stuck.assign(due_at=stuck["due_at"].astype(str)).to_dict("records"),
+                    ["message_id", "step_id", "due_at"],
+                ),
+            },
+        )
+
+    @dg.asset(
+        group_name="delivery",
+        kinds={"python", "resend"},
+        owners=OWNERS,
+        partitions_def=partitions,
+        description=(
+            "Emails sent, per day they fell due: render, send (Resend or the outbox), then "
+            "write sent-status back. The schedule's run for today also catches up anything "
+            "overdue. A backfill over past days sends what is missing there; with "
+            "`force: true` in its run config it re-sends those days' emails."
+        ),
+    )
+    def deliveries(
+        context: dg.AssetExecutionContext,
+        config: DeliveriesConfig,
+        due_emails: pd.DataFrame,
+        templates: dict[str, TemplateSource],
+        store: StateStoreResource,
+        sender: EmailSenderResource,
+        campaign_config: CampaignResource,
+    ) -> dg.MaterializeResult:
+        camp = campaign_config.campaign
+        window = context.partition_key_range
+        start_day = camp.start_date if config.catch_up else window.start
+        plan = due_in_range(due_emails, start_day, window.end)
+        backend = store.get()
+        suffix = ""
+        if config.force:
+            plan = pd.concat([plan, resend_plan(backend, camp, window.start, window.end)])
+            plan = plan.drop_duplicates("message_id", keep="last").reset_index(drop=True)
+            suffix = f"/resend-{context.run_id[:8]}"
+        report = deliver(
+            store=backend,
+            sender=sender.get(),
+            renderer=Renderer(templates),
+            campaign=camp,
+            plan=plan,
+            context_for=lambda row: nurture_context(
+                row, camp, sender.unsubscribe_link(row["email"]) or ""
+            ),
+            envelope=Envelope(
+                from_email=sender.from_email,
+                unsubscribe_url=sender.unsubscribe_link if sender.public_url else None,
+            ),
+            idempotency_suffix=suffix,
+        )
+        metadata = delivery_metadata(report, sender.backend, config)
+        if report.stopped:
+            raise dg.Failure(description=f"Sending stopped: {report.stopped}", metadata=metadata)
+        return dg.MaterializeResult(metadata=metadata)
+
+    return {"assets": [due_emails, deliveries], "partitions": [partitions]}
+
+
+def resend_plan(backend: Any, campaign: Campaign, start_day: str, end_day: str) -> pd.DataFrame:
+    """Already-sent nurture messages of the selected days, as plan rows to send again."""
+    log = backend.sent_log(campaign, start_day, end_day)
+    log = log[log["kind"] == "nurture"].drop_duplicates("message_id")
+    if log.empty:
+        return log
+    sequences = backend.load_sequences(campaign)
+    rows = log[["message_id", "contact_key", "kind", "step_id", "step_number", "due_at"]].merge(
+        sequences[["contact_key", *SIGNUP_FIELDS, "segment", "unsubscribed", "delivery_state"]],
+        on="contact_key",
+    )
+    # Never re-send to someone who asked to stop or whose address bounced.
+    rows = rows[~rows["unsubscribed"] & (rows["delivery_state"] == "")]
+    rows = rows.assign(
+        due_day=rows["due_at"].dt.strftime("%Y-%m-%d"), action=SEND, reason="forced re-send"
+    )
+    return rows.drop(columns=["unsubscribed", "delivery_state"])
+
+
+def delivery_metadata(
+    report: DeliveryReport, backend: str, config: DeliveriesConfig
+) -> dict[str, Any]:
+    problems = report.problems()
+    return {
+        "due": report.due,
+        "sent": len(report.sent),
+        "failed": len(report.failed),
+        "retry next run": len(report.retry),
+        "skipped": len(report.skipped),
+        "sent by step": dg.MetadataValue.json(report.counts_by_step()),
+        "sender": backend,
+        "forced": config.force,
+        "problems": md_table(problems.to_dict("records"), list(problems.columns)),
+    }

@@ -1,0 +1,49 @@
+"""Shared fixtures: the campaign, stores on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from xmas_pipeline.adapters.sql_store import SqlStore
+from xmas_pipeline.core.campaign import Campaign, load_campaign
+from xmas_pipeline_tests.stores import postgres_database
+
+
+@pytest.fixture
+def campaign() -> Campaign:
+    return load_campaign()
+
+
+@pytest.fixture
+def testing_campaign() -> Campaign:
+    return load_campaign(testing_mode=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    with postgres_database() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def sql_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlStore]:
+    """The SQL store on both engines: every test using it runs twice."""
+    if request.param == "sqlite":
+        store = SqlStore(f"sqlite:///{tmp_path / 'state.db'}")
+        yield store
+        store.dispose()
+        return
+    url = request.getfixturevalue("postgres_url")
+    store = SqlStore(url)
+    store.prepare()
+    # Each test starts empty: the session database is shared across tests.
+    from xmas_pipeline.adapters.sql_store import metadata
+
+    with store.engine.begin() as conn:
+        for table in reversed(metadata.sorted_tables):
+            conn.execute(table.delete())
+    yield store
+    store.dispose()
