@@ -47,3 +47,13 @@ def sql_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlSto
             conn.execute(table.delete())
     yield store
     store.dispose()
+
+
+@pytest.fixture(autouse=True)
+def _forget_dagster_test_instance() -> Iterator[None]:
+    """`instance_for_test` leaves its defs-state storage in a context variable after it
+    exits; a later Definitions load would then open that deleted temp folder."""
+    yield
+    from dagster._core.storage.defs_state import base
+
+    base._current_storage.set(None)
