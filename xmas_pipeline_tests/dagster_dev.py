@@ -1,0 +1,152 @@
+"""Run `xmas-pipeline dev` (intake + `dagster dev`) for a test, and stop all of it after.
+
+`dagster dev` does not always stop on SIGTERM, so the whole process group is stopped, and
+killed if it lingers. Ports are free ones picked at start.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class DevServer:
+    home: Path
+    ui_url: str
+    intake_url: str
+    log: Path
+    marker: str  # set in every process the run started (XMAS_TEST_RUN)
+
+    def graphql(self, query: str) -> dict[str, Any]:
+        response = httpx.post(f"{self.ui_url}/graphql", json={"query": query}, timeout=30)
+        response.raise_for_status()
+        body = response.json()
+        assert "errors" not in body, body
+        return body["data"]
+
+    def log_tail(self, lines: int = 60) -> str:
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def wait_for(predicate: Any, timeout: float, interval: float = 1.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return True
+        except (httpx.HTTPError, OSError):
+            pass
+        time.sleep(interval)
+    return False
+
+
+@contextmanager
+def running_dev(home: Path, **env: str) -> Iterator[DevServer]:
+    ui_port, intake_port = free_port(), free_port()
+    home.mkdir(parents=True, exist_ok=True)
+    log = home / "dev.log"
+    child_env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("XMAS_", "DAGSTER_", "NOTION_"))
+    }
+    marker = uuid.uuid4().hex
+    child_env.update(
+        XMAS_TEST_RUN=marker,
+        XMAS_HOME=str(home),
+        DAGSTER_HOME=str(home / "dagster"),
+        XMAS_SENSOR_INTERVAL_SECONDS="5",
+        **env,
+    )
+    command = [
+        str(Path(sys.executable).parent / "xmas-pipeline"),
+        "dev",
+        "--port",
+        str(intake_port),
+        "--ui-port",
+        str(ui_port),
+    ]
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            command,
+            cwd=REPO,
+            env=child_env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    server = DevServer(
+        home=home,
+        ui_url=f"http://127.0.0.1:{ui_port}",
+        intake_url=f"http://127.0.0.1:{intake_port}",
+        log=log,
+        marker=marker,
+    )
+    try:
+        up = wait_for(
+            lambda: (
+                httpx.get(f"{server.ui_url}/server_info", timeout=5).status_code == 200
+                and httpx.get(f"{server.intake_url}/healthz", timeout=5).status_code == 200
+            ),
+            timeout=120,
+        )
+        if not up:
+            raise RuntimeError(f"xmas-pipeline dev did not come up:\n{server.log_tail()}")
+        yield server
+    finally:
+        stop_group(process, marker)
+
+
+def stop_group(process: subprocess.Popen, marker: str, grace: float = 30.0) -> None:
+    """SIGTERM the process group (the CLI stops its children), then SIGKILL whatever is
+    left: every process that inherited this run's marker in its environment."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=grace)
+    except ProcessLookupError:
+        pass
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    for _ in range(10):
+        left = processes_with_marker(marker)
+        if not left:
+            return
+        for pid in left:
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.5)
+
+
+def processes_with_marker(marker: str) -> list[int]:
+    needle = f"XMAS_TEST_RUN={marker}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if needle in (entry / "environ").read_bytes().split(b"\0"):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
