@@ -1,0 +1,61 @@
+"""The HTTP intake: webhooks in, one durable inbox file per accepted event."""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from xmas_pipeline.adapters.inbox import Inbox
+from xmas_pipeline.intake import calcom, resend, signup, unsubscribe
+from xmas_pipeline.intake.http import Reject, rejection
+from xmas_pipeline.intake.settings import IntakeSettings
+from xmas_pipeline.intake.storage import EventStore
+
+
+class _SignupCors:
+    """Adds `Access-Control-Allow-Origin: *` to every answer of the signup endpoint."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != signup.PATH:
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_cors(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers.append((b"access-control-allow-origin", b"*"))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_cors)
+
+
+async def _healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+def create_app(settings: IntakeSettings) -> Starlette:
+    store = EventStore(Inbox(settings.inbox_root))
+    signups = signup.SignupEndpoint(settings, store)
+    bookings = calcom.CalcomEndpoint(settings, store)
+    email_events = resend.ResendEndpoint(settings, store)
+    unsubscribes = unsubscribe.UnsubscribeEndpoint(settings, store)
+    routes = [
+        Route(signup.PATH, signups.post, methods=["POST"]),
+        Route(signup.PATH, signups.preflight, methods=["OPTIONS"]),
+        Route(calcom.PATH, bookings.post, methods=["POST"]),
+        Route(resend.PATH, email_events.post, methods=["POST"]),
+        Route(unsubscribe.PATH, unsubscribes.get, methods=["GET"]),
+        Route(unsubscribe.PATH, unsubscribes.post, methods=["POST"]),
+        Route("/healthz", _healthz, methods=["GET"]),
+    ]
+    app = Starlette(routes=routes, exception_handlers={Reject: rejection})
+    app.add_middleware(_SignupCors)
+    app.state.settings = settings
+    return app

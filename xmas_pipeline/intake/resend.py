@@ -1,0 +1,112 @@
+"""`POST /webhook/resend`: Resend email events (delivered, bounced, complained...).
+
+Resend signs through Svix: `svix-id`, `svix-timestamp` and `svix-signature` headers,
+checked with the resend SDK's own verifier, which also refuses timestamps more than
+five minutes off (replays of old deliveries). Inside that window a delivery already
+stored by this process is answered 200 "duplicate" without a second file; ingestion
+deduplicates the rest. Without a secret nothing is accepted (503): a forged bounce or
+complaint would silence a contact.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+
+import resend
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from xmas_pipeline.intake.http import Reject, check_json_content_type, read_body
+from xmas_pipeline.intake.settings import IntakeSettings
+from xmas_pipeline.intake.storage import EventStore
+
+PATH = "/webhook/resend"
+_TOLERANCE_SECONDS = 300  # the SDK's window; ids older than twice that cannot come back
+_MAX_REMEMBERED = 10_000
+
+
+class _SeenIds:
+    """Recently stored Svix message ids, bounded in size and age."""
+
+    def __init__(self) -> None:
+        self._ids: OrderedDict[str, float] = OrderedDict()
+
+    def __contains__(self, message_id: str) -> bool:
+        self._expire()
+        return message_id in self._ids
+
+    def add(self, message_id: str) -> None:
+        self._ids[message_id] = time.monotonic()
+        self._ids.move_to_end(message_id)
+        while len(self._ids) > _MAX_REMEMBERED:
+            self._ids.popitem(last=False)
+
+    def _expire(self) -> None:
+        horizon = time.monotonic() - 2 * _TOLERANCE_SECONDS
+        while self._ids and next(iter(self._ids.values())) < horizon:
+            self._ids.popitem(last=False)
+
+
+def _reason(message: str) -> str:
+    """A short reason from the SDK's ValueError, never echoing header values."""
+    if "tolerance" in message:
+        return "svix-timestamp outside the tolerance window"
+    if "header is required" in message:
+        return message
+    if "timestamp" in message:
+        return "invalid svix-timestamp"
+    if "parse" in message:
+        return "body is not valid JSON"
+    if "payload cannot be empty" in message:
+        return "empty body"
+    return "invalid Svix signature"
+
+
+class ResendEndpoint:
+    def __init__(self, settings: IntakeSettings, store: EventStore) -> None:
+        self.settings = settings
+        self.store = store
+        self.seen = _SeenIds()
+
+    async def post(self, request: Request) -> Response:
+        secret = self.settings.resend_webhook_secret
+        if not secret:
+            raise Reject(503, "RESEND_WEBHOOK_SECRET is not configured")
+        body = await read_body(request, self.settings.max_body_bytes)
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise Reject(400, "body is not valid JSON") from None
+        headers = request.headers
+        message_id = headers.get("svix-id", "")
+        try:
+            event = resend.Webhooks.verify(
+                {
+                    "payload": text,
+                    "headers": {
+                        "id": message_id,
+                        "timestamp": headers.get("svix-timestamp", ""),
+                        "signature": headers.get("svix-signature", ""),
+                    },
+                    "webhook_secret": secret,
+                }
+            )
+        except ValueError as exc:
+            reason = _reason(str(exc))
+            status = 400 if reason in ("body is not valid JSON", "empty body") else 401
+            raise Reject(status, reason) from None
+        check_json_content_type(request)
+        if not isinstance(event, dict) or not isinstance(event.get("type"), str):
+            raise Reject(400, "event type missing")
+        if message_id in self.seen:
+            return JSONResponse({"status": "duplicate", "type": event["type"]})
+        item = await self.store.put("email-events", body)
+        self.seen.add(message_id)
+        return JSONResponse(
+            {
+                "status": "accepted",
+                "type": event["type"],
+                "event_id": item.name.removesuffix(".json"),
+            }
+        )

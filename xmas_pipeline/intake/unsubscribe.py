@@ -1,0 +1,132 @@
+"""`GET`/`POST /unsubscribe?token=...`: one-click unsubscribe (RFC 8058).
+
+GET only shows a confirmation page (link scanners and previews follow GETs); POST
+unsubscribes. Mail clients' one-click POST carries `List-Unsubscribe=One-Click` as
+its body; the page's own button posts `source=page`.
+
+An unsubscribe is recorded as one file in `inbox/email-events/<day>/`, in the same
+envelope as a Resend event so that one reader handles both::
+
+    {"type": "contact.unsubscribed",
+     "created_at": "2025-12-01T10:00:00.123456+00:00",
+     "data": {"email": "jane@example.com", "source": "one-click"}}
+
+`data.email` is the contact key (lower-cased address); `data.source` is `one-click`
+(a mail client's RFC 8058 POST) or `page` (the button on the confirmation page).
+Posting again records the event again; ingesting it twice changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from html import escape
+from urllib.parse import parse_qs, urlencode
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+
+from xmas_pipeline.core.unsubscribe import verify_token
+from xmas_pipeline.intake.http import Reject, read_body
+from xmas_pipeline.intake.settings import IntakeSettings
+from xmas_pipeline.intake.storage import EventStore
+
+PATH = "/unsubscribe"
+EVENT_TYPE = "contact.unsubscribed"
+
+# The token rides in the URL: keep it out of referrers and caches; the page needs no
+# scripts, frames or outside resources.
+_PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"
+    ),
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+}
+
+_STYLE = (
+    "body{font-family:system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem;"
+    "color:#222}button{font-size:1rem;padding:.6rem 1.2rem;cursor:pointer}"
+)
+
+
+def _page(title: str, body_html: str, status: int = 200) -> HTMLResponse:
+    html = (
+        "<!doctype html><html lang=en><head><meta charset=utf-8>"
+        '<meta name=viewport content="width=device-width, initial-scale=1">'
+        f"<meta name=robots content=noindex><title>{escape(title)}</title>"
+        f"<style>{_STYLE}</style></head><body><h1>{escape(title)}</h1>{body_html}</body></html>"
+    )
+    return HTMLResponse(html, status_code=status, headers=_PAGE_HEADERS)
+
+
+def unsubscribe_event(email: str, source: str, moment: datetime | None = None) -> bytes:
+    event = {
+        "type": EVENT_TYPE,
+        "created_at": (moment or datetime.now(UTC)).isoformat(),
+        "data": {"email": email, "source": source},
+    }
+    return json.dumps(event, ensure_ascii=False).encode("utf-8")
+
+
+class UnsubscribeEndpoint:
+    def __init__(self, settings: IntakeSettings, store: EventStore) -> None:
+        self.settings = settings
+        self.store = store
+
+    def _email(self, token: str | None) -> str | None:
+        secret = self.settings.unsubscribe_secret
+        if not secret:
+            raise Reject(503, "unsubscribe links are not configured")
+        return verify_token(token, secret) if token else None
+
+    async def get(self, request: Request) -> Response:
+        token = request.query_params.get("token")
+        try:
+            email = self._email(token)
+        except Reject as exc:
+            return _page("Unsubscribe unavailable", f"<p>{escape(exc.reason)}.</p>", exc.status)
+        if email is None:
+            return _invalid_link()
+        action = f"?{urlencode({'token': token})}"
+        return _page(
+            "Unsubscribe",
+            f"<p>Stop all emails from us to <strong>{escape(email)}</strong>?</p>"
+            f'<form method=post action="{escape(action)}">'
+            "<input type=hidden name=source value=page>"
+            "<button type=submit>Unsubscribe</button></form>",
+        )
+
+    async def post(self, request: Request) -> Response:
+        body = await read_body(request, self.settings.max_body_bytes)
+        try:
+            form = parse_qs(body.decode("utf-8", "replace"), max_num_fields=20)
+        except ValueError:  # too many fields: not a form we sent, nor a mail client's
+            form = {}
+        token = request.query_params.get("token") or next(iter(form.get("token", [])), None)
+        try:
+            email = self._email(token)
+        except Reject as exc:
+            return _page("Unsubscribe unavailable", f"<p>{escape(exc.reason)}.</p>", exc.status)
+        if email is None:
+            return _invalid_link()
+        source = "page" if form.get("source") == ["page"] else "one-click"
+        try:
+            await self.store.put("email-events", unsubscribe_event(email, source))
+        except Reject as exc:
+            return _page("Please try again", f"<p>{escape(exc.reason)}.</p>", exc.status)
+        return _page(
+            "You are unsubscribed",
+            f"<p>We will send no more emails to <strong>{escape(email)}</strong>.</p>",
+        )
+
+
+def _invalid_link() -> HTMLResponse:
+    return _page(
+        "Link not valid",
+        "<p>This unsubscribe link is not valid. Please use the link from your latest email, "
+        "or reply to it and we will remove you by hand.</p>",
+        400,
+    )
