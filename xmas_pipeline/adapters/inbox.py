@@ -49,6 +49,14 @@ def utc_day(moment: datetime | None = None) -> str:
     return (moment or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%d")
 
 
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _is_local(path: UPath) -> bool:
     return getattr(path, "protocol", "") in ("", "file", "local")
 
@@ -78,7 +86,9 @@ class Inbox:
     def _write_local(self, folder: UPath, target: UPath, body: bytes) -> None:
         tmp_dir = self.root / TMP_DIR
         os.makedirs(tmp_dir.path, exist_ok=True)
-        os.makedirs(folder.path, exist_ok=True)
+        if not os.path.isdir(folder.path):
+            os.makedirs(folder.path, exist_ok=True)
+            _fsync_dir(os.path.dirname(folder.path))  # the new day folder's own entry
         tmp = os.path.join(tmp_dir.path, f"{uuid.uuid4().hex}.part")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
         try:
@@ -90,11 +100,7 @@ class Inbox:
         finally:
             os.close(fd)
         os.rename(tmp, target.path)
-        dir_fd = os.open(folder.path, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        _fsync_dir(folder.path)
 
     def write_json(self, kind: str, payload: Any, received_at: datetime | None = None) -> InboxFile:
         return self.write(kind, json.dumps(payload).encode("utf-8"), received_at)

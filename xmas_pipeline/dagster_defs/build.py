@@ -1,5 +1,7 @@
 """Assemble the code location from settings (tests build their own from other settings)."""
 
+import os
+
 import dagster as dg
 
 from xmas_pipeline.adapters.store import StateStore
@@ -7,6 +9,7 @@ from xmas_pipeline.core.campaign import load_campaign
 from xmas_pipeline.dagster_defs.delivery import SEND_JOB, build_delivery
 from xmas_pipeline.dagster_defs.ingestion import build_ingestion, inbox_sensor
 from xmas_pipeline.dagster_defs.resources import (
+    AlertResource,
     CampaignResource,
     EmailSenderResource,
     InboxResource,
@@ -29,8 +32,11 @@ _IN_FLIGHT = [
 
 
 def _secret(name: str, value: str | None) -> str | dg.EnvVar | None:
-    """Secrets go in as EnvVar so the UI shows the variable's name, never its value."""
-    return dg.EnvVar(name) if value else None
+    """Secrets go in as EnvVar so the UI shows the variable's name, never its value
+    (settings built from a mapping other than the environment pass the value itself)."""
+    if value and os.environ.get(name, "").strip() == value:
+        return dg.EnvVar(name)
+    return value or None
 
 
 def store_resource(settings: Settings, *, secrets_as_env: bool = True) -> StateStoreResource:
@@ -111,6 +117,10 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             campaign_file=settings.campaign_file, testing_mode=settings.testing_mode
         ),
         "inbox": InboxResource(root=str(settings.inbox_root)),
+        "alerts": AlertResource(
+            webhook_url=_secret("XMAS_ALERT_WEBHOOK_URL", settings.alert_webhook_url),
+            ledger_dir=str(settings.home / "alerts"),
+        ),
         "store": store_resource(settings),
         "sender": EmailSenderResource(
             outbox_dir=str(settings.outbox_dir),

@@ -10,6 +10,7 @@ from xmas_pipeline.adapters.outbox import OutboxSender
 from xmas_pipeline.adapters.sender import EmailSender
 from xmas_pipeline.adapters.sql_store import SqlStore
 from xmas_pipeline.adapters.store import StateStore
+from xmas_pipeline.alerting import AlertLedger
 from xmas_pipeline.core.campaign import Campaign, load_campaign
 from xmas_pipeline.core.render import TemplateSource, load_template_dir
 
@@ -116,3 +117,13 @@ class EmailSenderResource(dg.ConfigurableResource):
         from xmas_pipeline.core.unsubscribe import unsubscribe_url
 
         return unsubscribe_url(self.public_url, email, self.unsubscribe_secret)
+
+
+class AlertResource(dg.ConfigurableResource):
+    """The Discord/Slack webhook told about CRITICAL signups (off when no URL is set)."""
+
+    webhook_url: str | None = None
+    ledger_dir: str
+
+    def ledger(self) -> AlertLedger:
+        return AlertLedger(self.ledger_dir)

@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 import dagster as dg
 import pandas as pd
 
+from xmas_pipeline.alerting import send_critical_alerts
 from xmas_pipeline.core.campaign import Campaign
 from xmas_pipeline.core.render import Renderer, segment_sample
 from xmas_pipeline.core.segments import ALL_SEGMENTS
@@ -12,7 +13,11 @@ from xmas_pipeline.core.signup import Signup, SignupEvent
 from xmas_pipeline.dagster_defs.ingestion import OWNERS
 from xmas_pipeline.dagster_defs.metadata import counts, md_table
 from xmas_pipeline.dagster_defs.partitions import daily_partitions
-from xmas_pipeline.dagster_defs.resources import CampaignResource, StateStoreResource
+from xmas_pipeline.dagster_defs.resources import (
+    AlertResource,
+    CampaignResource,
+    StateStoreResource,
+)
 
 
 def events_from_frame(frame: pd.DataFrame) -> list[SignupEvent]:
@@ -70,11 +75,24 @@ def build_sequences(campaign: Campaign) -> dict[str, list]:
         signups: pd.DataFrame,
         store: StateStoreResource,
         campaign_config: CampaignResource,
+        alerts: AlertResource,
     ) -> dg.MaterializeResult:
         camp = campaign_config.campaign
         backend = store.get()
         backend.prepare(camp)
-        report = backend.upsert_signups(camp, events_from_frame(signups))
+        events = events_from_frame(signups)
+        report = backend.upsert_signups(camp, events)
+        alert_meta: dict[str, object] = {}
+        if alerts.webhook_url:
+            sent = send_critical_alerts(
+                events, campaign_name=camp.name, url=alerts.webhook_url, ledger=alerts.ledger()
+            )
+            for key, reason in sent.failed:
+                context.log.warning(f"CRITICAL alert for {key} not delivered: {reason}")
+            alert_meta = {
+                "critical alerts sent": len(sent.sent),
+                "critical alerts failed": len(sent.failed),
+            }
         segments = counts(signups["segment"]) if not signups.empty else {}
         context.log.info(
             f"{len(report.created)} new sequences, {len(report.updated)} refreshed, "
@@ -88,6 +106,7 @@ def build_sequences(campaign: Campaign) -> dict[str, list]:
                 "no CRM contact": len(report.contact_missing),
                 "store": store.backend,
                 **{f"signups {k}": v for k, v in segments.items()},
+                **alert_meta,
             }
         )
 
