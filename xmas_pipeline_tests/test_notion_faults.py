@@ -88,6 +88,23 @@ def test_the_limiter_paces_requests(fake: FakeNotion, ws: Workspace, campaign: C
     assert clock.sleeps == pytest.approx([1 / 3] * 7)
 
 
+def test_the_servers_own_rate_limit_is_waited_out(campaign: Campaign) -> None:
+    clock = VirtualClock()  # shared: the server's limiter refills as the store sleeps
+    with FakeNotion(rate_limit=3.0, burst=3, clock=clock.now) as fake:
+        ws = busos_workspace(fake)
+        unpaced = ws.store(sleep=clock.sleep, clock=clock.now)
+        unpaced.upsert_signups(campaign, [signup_event(n) for n in range(6)])
+        assert fake.statuses[429] > 0
+        assert set(clock.sleeps) == {1.0}  # each wait is the server's Retry-After
+        assert len(fake.rows(ws.sequences)) == 6
+
+        fake.reset_counts()
+        clock.time += 1.0  # the next run starts a moment later, the bucket full again
+        paced = ws.store(sleep=clock.sleep, clock=clock.now, rate_per_s=3.0)
+        paced.upsert_signups(campaign, [signup_event(n) for n in range(6, 12)])
+        assert fake.statuses[429] == 0 and fake.statuses[200] == fake.total
+
+
 def test_server_errors_on_updates_are_retried_with_backoff(
     fake: FakeNotion, ws: Workspace, campaign: Campaign
 ) -> None:

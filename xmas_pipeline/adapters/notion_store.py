@@ -118,6 +118,9 @@ class SetupReport:
     def changed(self) -> bool:
         return any(self.added.values())
 
+    def __str__(self) -> str:
+        return self.summary()
+
     def summary(self) -> str:
         lines: list[str] = []
         for role in self.checked:
