@@ -1,0 +1,475 @@
+"""The Resend email sender: the resend SDK over an HTTP client with timeouts.
+
+How it keeps firm decision 6 (exactly once):
+- A single send carries the message's idempotency key (its message id) as
+  `Idempotency-Key`; Resend answers a repeat within 24 h with the original response.
+- A batch (at most 100 emails) carries one key for the whole call: a hash of its emails'
+  keys, so re-sending the *same* chunk is deduplicated. A chunk with a different set of
+  emails gets a different key, so only an identical chunk is deduplicated across runs
+  (`use_batch=False` gives per-message deduplication at one request per email).
+- Every retry of a request reuses its key, so retrying timeouts and 5xx is safe: if the
+  first attempt was accepted, the retry gets the same email ids back, not a second email.
+- A message is reported "sent" only with the id Resend returned for it; when retries run
+  out it is reported "retry" (it stays due), never "sent".
+
+The SDK is configured through module globals (`resend.api_key`, `resend.api_url`,
+`resend.default_http_client`); each call sets them under a lock and restores them, so two
+senders (say, a test's and the app's) never see each other's key or server.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import os
+import random
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, cast
+
+import httpx
+import resend
+from resend.exceptions import ResendError
+
+from xmas_pipeline.adapters.ratelimit import RateLimiter
+from xmas_pipeline.adapters.sender import OutgoingEmail, SenderQuotaExceeded, SendResult
+
+log = logging.getLogger(__name__)
+
+DEFAULT_API_URL = "https://api.resend.com"
+MAX_BATCH = 100  # Resend's limit for POST /emails/batch
+MAX_KEY_LENGTH = 256  # Resend refuses longer idempotency keys (400 invalid_idempotency_key)
+PACE = 0.95  # pace a little under the limit so scheduling jitter never drains the window
+
+_QUOTA_ERRORS = frozenset({"daily_quota_exceeded", "monthly_quota_exceeded"})
+_AUTH_ERRORS = frozenset({"missing_api_key", "invalid_api_key", "restricted_api_key"})
+_MESSAGE_ERRORS = frozenset({400, 413, 422})  # this message is wrong (a bad address, ...)
+_NOT_TAG_CHARS = re.compile(r"[^A-Za-z0-9_-]")
+_HEADER_NAME = re.compile(r"^[!-9;-~]+$")  # RFC 5322: printable ASCII except ":"
+
+# The SDK reads its configuration from module globals at request time.
+_SDK_LOCK = threading.Lock()
+
+
+class SenderConfigError(SenderQuotaExceeded):
+    """Resend refused the account, API key, sender domain (401/403) or URL (404): stop.
+
+    Nothing more can be sent until the configuration is fixed, so this stops the run like
+    a quota error does (the unsent messages stay due) instead of failing every message.
+    """
+
+
+class _Stop(Exception):
+    def __init__(self, reason: str, *, config: bool) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.config = config
+
+
+@dataclass(frozen=True)
+class _Reply:
+    """How one request ended after its retries."""
+
+    kind: str  # "ok" | "rejected" (permanent 4xx) | "conflict" (key reused) | "gave_up"
+    body: Mapping[str, Any] | None = None
+    reason: str = ""
+
+
+class HttpxClient(resend.HTTPClient):
+    """The SDK's HTTP client interface over one pooled `httpx.Client` with a timeout.
+
+    The SDK's default client has no configurable timeout per sender; this one also
+    returns response headers with lower-case names so `retry-after` and `ratelimit-*`
+    are found whatever case the server used. Errors never carry request headers (the
+    API key): the SDK turns the message into a ResendError("HttpClientError").
+    """
+
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        self._client = httpx.Client(timeout=timeout_s)
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        json: dict[str, object] | list[object] | None = None,
+        files: dict[str, Any] | None = None,
+        data: dict[str, str] | None = None,
+    ) -> tuple[bytes, int, Mapping[str, str]]:
+        try:
+            response = self._client.request(
+                method, url, headers=dict(headers), json=json, files=files, data=data
+            )
+        except httpx.TimeoutException as exc:
+            raise RuntimeError(
+                f"timed out after {self.timeout_s:g}s ({type(exc).__name__})"
+            ) from None
+        except httpx.HTTPError as exc:
+            raise RuntimeError(f"connection failed ({type(exc).__name__})") from None
+        return (
+            response.content,
+            response.status_code,
+            {name.lower(): value for name, value in response.headers.items()},
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+
+class ResendSender:
+    """`EmailSender` over Resend: batches of up to 100, idempotent, rate limited."""
+
+    def __init__(
+        self,
+        api_key: str,
+        base_url: str | None = None,
+        rate_per_s: float = 2.0,
+        max_attempts: int = 5,
+        timeout_s: float = 15,
+        use_batch: bool = True,
+        sleep: Callable[[float], None] = time.sleep,
+        *,
+        batch_size: int = MAX_BATCH,
+        clock: Callable[[], float] = time.monotonic,
+        backoff_s: float = 0.5,
+        max_backoff_s: float = 8.0,
+        max_wait_s: float = 60.0,
+    ) -> None:
+        if not api_key:
+            raise ValueError("a Resend API key is required")
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        self._api_key = api_key
+        self.base_url = (base_url or os.environ.get("RESEND_API_URL") or DEFAULT_API_URL).rstrip(
+            "/"
+        )
+        self.use_batch = use_batch
+        self.batch_size = max(1, min(batch_size, MAX_BATCH))
+        self.max_attempts = max_attempts
+        self.requests = 0  # HTTP requests made, for reports and benchmarks
+        self._sleep = sleep
+        self._clock = clock
+        self._backoff_s = backoff_s
+        self._max_backoff_s = max_backoff_s
+        self._max_wait_s = max_wait_s  # a longer Retry-After gives up (the email stays due)
+        self._random = random.Random()
+        self._limiter = RateLimiter(rate_per_s * PACE, clock=clock, sleep=sleep)
+        self._http = HttpxClient(timeout_s)
+
+    def __repr__(self) -> str:  # never the key
+        return f"ResendSender(base_url={self.base_url!r}, use_batch={self.use_batch})"
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> ResendSender:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- the EmailSender interface -------------------------------------------------------
+
+    def send(self, emails: list[OutgoingEmail]) -> list[SendResult]:
+        results: list[SendResult | None] = [None] * len(emails)
+        for index, email in enumerate(emails):
+            problem = local_problem(email)
+            if problem:
+                results[index] = _failed(email, problem)
+        pending = [i for i, result in enumerate(results) if result is None]
+        try:
+            if self.use_batch:
+                for chunk in _chunks(pending, self.batch_size):
+                    self._send_chunk(emails, chunk, results)
+            else:
+                for index in pending:
+                    self._send_one(emails[index], index, results)
+        except _Stop as stop:
+            # The settled prefix, in order, so the caller can write their status back.
+            settled: list[SendResult] = []
+            for result in results:
+                if result is None:
+                    break
+                settled.append(result)
+            sent = sum(r.status == "sent" for r in results if r is not None)
+            message = (
+                f"{stop.reason}; {sent} of {len(emails)} emails were sent before it, "
+                "the rest stay due for the next run"
+            )
+            error = SenderConfigError if stop.config else SenderQuotaExceeded
+            raise error(message, settled) from None
+        return [cast(SendResult, result) for result in results]
+
+    # -- batches and single sends --------------------------------------------------------
+
+    def _send_chunk(
+        self, emails: Sequence[OutgoingEmail], chunk: list[int], results: list[SendResult | None]
+    ) -> None:
+        if len(chunk) == 1:  # the message's own key dedupes better than a batch key
+            self._send_one(emails[chunk[0]], chunk[0], results)
+            return
+        keys = [provider_key(emails[i].idempotency_key) for i in chunk]
+        reply = self._post("/emails/batch", [to_params(emails[i]) for i in chunk], batch_key(keys))
+        if reply.kind == "ok":
+            data = (reply.body or {}).get("data")
+            ids = [str(item.get("id", "")) for item in data] if isinstance(data, list) else []
+            if len(ids) != len(chunk) or not all(ids):
+                reason = "Resend accepted the batch but did not return one id per email"
+                for i in chunk:
+                    results[i] = _retry(emails[i], reason)
+                return
+            for i, provider_id in zip(chunk, ids, strict=True):
+                results[i] = _sent(emails[i], provider_id)
+        elif reply.kind == "rejected":
+            # Strict batch validation refuses the whole batch for one bad email: send this
+            # chunk one by one so only the bad one fails (nothing was sent, so it is safe).
+            log.warning("batch of %d refused (%s); sending one by one", len(chunk), reply.reason)
+            for i in chunk:
+                self._send_one(emails[i], i, results)
+        elif reply.kind == "conflict":
+            for i in chunk:
+                results[i] = _failed(emails[i], reply.reason)
+        else:
+            for i in chunk:
+                results[i] = _retry(emails[i], reply.reason)
+
+    def _send_one(self, email: OutgoingEmail, index: int, results: list[SendResult | None]) -> None:
+        reply = self._post("/emails", to_params(email), provider_key(email.idempotency_key))
+        if reply.kind == "ok":
+            provider_id = str((reply.body or {}).get("id") or "")
+            if provider_id:
+                results[index] = _sent(email, provider_id)
+            else:
+                results[index] = _retry(email, "Resend accepted the email but returned no id")
+        elif reply.kind in ("rejected", "conflict"):
+            results[index] = _failed(email, reply.reason)
+        else:
+            results[index] = _retry(email, reply.reason)
+
+    # -- one request with its retries ----------------------------------------------------
+
+    def _post(self, path: str, params: Any, key: str) -> _Reply:
+        last = ""
+        for attempt in range(1, self.max_attempts + 1):
+            self._limiter.acquire()
+            self.requests += 1
+            try:
+                body = self._call(path, params, key)
+            except ResendError as exc:
+                headers = _lower(exc.headers)
+                self._observe(headers)
+                code, name = _status(exc), str(exc.error_type or "")
+                reason = describe(exc)
+                if name in _QUOTA_ERRORS:
+                    raise _Stop(f"Resend quota used up ({reason})", config=False) from None
+                if name == "invalid_idempotent_request":
+                    return _Reply(
+                        "conflict",
+                        reason="not sent: Resend already has this idempotency key with a "
+                        "different message (sent within the last 24 h?) - " + reason,
+                    )
+                if code in _MESSAGE_ERRORS and name not in _AUTH_ERRORS:
+                    return _Reply("rejected", reason=reason)
+                if not _transient(code, name):
+                    # 401/403 (key, account, sender domain), 404/405 (a wrong API URL) and
+                    # anything unexpected: a setup problem, not a bad message. Failing every
+                    # message would end every sequence, so the run stops instead.
+                    raise _Stop(f"Resend refused the request ({reason})", config=True) from None
+                last = reason
+                if attempt == self.max_attempts:
+                    break
+                log.info("Resend %s: attempt %d failed (%s)", path, attempt, reason)
+                if not self._wait_before_retry(code, headers, attempt):
+                    return _Reply("gave_up", reason=f"Resend asked to wait too long: {reason}")
+                continue
+            self._observe(_lower(body.get("http_headers")))
+            return _Reply("ok", body=body)
+        return _Reply("gave_up", reason=f"gave up after {self.max_attempts} attempts: {last}")
+
+    def _call(self, path: str, params: Any, key: str) -> Mapping[str, Any]:
+        options: dict[str, Any] = {"idempotency_key": key}
+        with _SDK_LOCK:
+            saved = (resend.api_key, resend.api_url, resend.default_http_client)
+            resend.api_key = self._api_key
+            resend.api_url = self.base_url
+            resend.default_http_client = self._http
+            try:
+                if path == "/emails/batch":
+                    response: Any = resend.Batch.send(params, cast(Any, options))
+                else:
+                    response = resend.Emails.send(params, cast(Any, options))
+            finally:
+                resend.api_key, resend.api_url, resend.default_http_client = saved
+        return cast(Mapping[str, Any], response)
+
+    def _observe(self, headers: Mapping[str, str]) -> None:
+        """Honour the rate-limit headers: none left in the window means wait for its reset."""
+        remaining = _seconds(headers.get("ratelimit-remaining"))
+        reset = _seconds(headers.get("ratelimit-reset"))
+        if remaining is not None and remaining <= 0 and reset:
+            self._limiter.pause_until(self._clock() + min(reset, self._max_wait_s))
+
+    def _wait_before_retry(self, code: int, headers: Mapping[str, str], attempt: int) -> bool:
+        """Wait before the next attempt; False when the server wants a longer wait than allowed."""
+        retry_after = _seconds(headers.get("retry-after"))
+        if code == 429 and retry_after is None:
+            retry_after = _seconds(headers.get("ratelimit-reset"))
+        if retry_after is not None:
+            if retry_after > self._max_wait_s:
+                return False
+            # The limiter waits for it, so every later request keeps the pause too.
+            self._limiter.pause_until(self._clock() + retry_after)
+            return True
+        # Exponential backoff with jitter: 409 concurrent, 5xx and timeouts.
+        ceiling = min(self._max_backoff_s, self._backoff_s * 2 ** (attempt - 1))
+        self._sleep(ceiling * (0.5 + self._random.random() / 2))
+        return True
+
+
+# -- mapping an OutgoingEmail to Resend's parameters ----------------------------------------
+
+
+def to_params(email: OutgoingEmail) -> dict[str, Any]:
+    params: dict[str, Any] = {
+        "from": email.from_email,
+        "to": [email.to],
+        "subject": email.subject,
+    }
+    if email.html:
+        params["html"] = email.html
+    if email.text:
+        params["text"] = email.text
+    if email.headers:
+        params["headers"] = dict(email.headers)
+    tags = resend_tags(email.tags)
+    if tags:
+        params["tags"] = tags
+    return params
+
+
+def resend_tags(tags: Mapping[str, str]) -> list[dict[str, str]]:
+    """Tags as Resend takes them: `[{"name", "value"}]`.
+
+    Resend allows only ASCII letters, digits, `_` and `-` (at most 256) in tag names and
+    values and refuses the email otherwise, so other characters become `_` ("Christmas
+    2025" -> "Christmas_2025"). A tag that holds an email address is dropped instead:
+    tags show up in Resend's analytics and webhooks, and an address there is personal
+    data that a mangled `jane_x_com` would still leak.
+    """
+    out: list[dict[str, str]] = []
+    for name, value in tags.items():
+        if "@" in name or "@" in value:
+            log.warning("tag dropped: an email address cannot be a Resend tag")
+            continue
+        clean_name = _NOT_TAG_CHARS.sub("_", name)[:256]
+        clean_value = _NOT_TAG_CHARS.sub("_", value)[:256]
+        if not clean_name:
+            continue
+        tag = {"name": clean_name}
+        if clean_value:
+            tag["value"] = clean_value
+        out.append(tag)
+    return out
+
+
+def local_problem(email: OutgoingEmail) -> str:
+    """What makes an email unsendable before any request ("" when nothing does).
+
+    Header injection is stopped here as well as upstream: no CR/LF in the subject or in
+    any header, and header names must be plain field names.
+    """
+    if not email.to.strip():
+        return "no recipient address"
+    for text, what in ((email.to, "recipient"), (email.from_email, "sender")):
+        if "\r" in text or "\n" in text:
+            return f"the {what} address contains a line break"
+    if "\r" in email.subject or "\n" in email.subject:
+        return "the subject contains a line break"
+    for name, value in email.headers.items():
+        if not _HEADER_NAME.match(name):
+            return f"invalid header name {name[:40]!r}"
+        if "\r" in value or "\n" in value:
+            return f"header {name} contains a line break"
+    return ""
+
+
+def provider_key(idempotency_key: str) -> str:
+    """The key sent to Resend: the message's own key, or a stable hash if it is too long."""
+    if 0 < len(idempotency_key) <= MAX_KEY_LENGTH:
+        return idempotency_key
+    return "sha256-" + hashlib.sha256(idempotency_key.encode()).hexdigest()
+
+
+def batch_key(keys: Sequence[str]) -> str:
+    """One stable key for a batch: the same emails in the same order give the same key."""
+    digest = hashlib.sha256("\n".join(keys).encode()).hexdigest()
+    return f"batch-{len(keys)}-{digest}"
+
+
+def describe(exc: ResendError) -> str:
+    """A short reason for reports: status, Resend's error name and message (no secrets)."""
+    code = _status(exc)
+    name = str(exc.error_type or "error")
+    message = " ".join(str(exc.message or "").split())
+    if name == "HttpClientError":
+        return f"network: {message}"[:300]
+    return f"{code} {name}: {message}"[:300]
+
+
+# -- small helpers ---------------------------------------------------------------------------
+
+
+def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _transient(code: int, name: str) -> bool:
+    if name == "HttpClientError":  # timeout, refused or dropped connection
+        return True
+    # 409 here is concurrent_idempotent_requests (the first request is still in flight).
+    return code in (408, 409, 429) or code >= 500
+
+
+def _status(exc: ResendError) -> int:
+    try:
+        return int(str(exc.code))
+    except ValueError:
+        return 0
+
+
+def _lower(headers: Mapping[str, str] | None) -> dict[str, str]:
+    return {str(k).lower(): str(v) for k, v in (headers or {}).items()}
+
+
+def _seconds(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None  # an HTTP-date Retry-After: fall back to backoff
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
+def _sent(email: OutgoingEmail, provider_id: str) -> SendResult:
+    return SendResult(email.message_id, email.idempotency_key, "sent", provider_id=provider_id)
+
+
+def _failed(email: OutgoingEmail, reason: str) -> SendResult:
+    return SendResult(email.message_id, email.idempotency_key, "failed", error=reason)
+
+
+def _retry(email: OutgoingEmail, reason: str) -> SendResult:
+    return SendResult(email.message_id, email.idempotency_key, "retry", error=reason)
