@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -26,12 +27,18 @@ from xmas_pipeline.adapters.store import OutcomeRecord, SentRecord, StateStore
 from xmas_pipeline.core.campaign import Campaign
 from xmas_pipeline.core.due import EXIT, SEND, SKIP
 from xmas_pipeline.core.render import Renderer, TemplateError
+from xmas_pipeline.journal import SendJournal
 
 log = logging.getLogger(__name__)
 
 # Builds the template context for one plan row (nurture: the sequence's signup fields;
 # reminders: plus the meeting). Raises KeyError/ValueError when the data is missing.
 ContextBuilder = Callable[[Mapping[str, Any]], dict[str, Any]]
+
+# Called with a batch's rows just before it is sent; returns {message_id: reason} for rows
+# that must not go now (a reminder whose booking was cancelled or moved meanwhile). Held
+# rows are recorded as skipped with the reason and stay due for the next run to recompute.
+HoldCheck = Callable[[list[dict[str, Any]]], Mapping[str, str]]
 
 
 @dataclass
@@ -96,6 +103,8 @@ def deliver(
     now: datetime | None = None,
     idempotency_suffix: str = "",
     batch_size: int = 100,
+    hold: HoldCheck | None = None,
+    journal: SendJournal | None = None,
 ) -> DeliveryReport:
     """Act on every row of `plan` (columns of `core.due.DUE_COLUMNS`).
 
@@ -103,6 +112,15 @@ def deliver(
     """
     now = now or datetime.now(UTC)
     report = DeliveryReport(due=len(plan))
+    replayed: set[str] = set()
+    if journal is not None:
+        # Chunks a previous run may have had accepted without recording: sent again
+        # verbatim first, so the provider deduplicates them by their original keys.
+        for path, chunk in journal.pending():
+            replayed.update(row["message_id"] for row, _ in chunk)
+            if not _send_chunk(store, sender, campaign, chunk, [], now, report, journal, path):
+                return report
+        plan = plan[~plan["message_id"].isin(replayed)]
     rows = plan.to_dict("records")
 
     for row in rows:
@@ -122,16 +140,54 @@ def deliver(
 
     for start in range(0, len(outgoing), batch_size):
         chunk = outgoing[start : start + batch_size]
-        try:
-            results = sender.send([email for _, email in chunk])
-        except SenderQuotaExceeded as exc:
-            _apply(store, campaign, chunk[: len(exc.results)], exc.results, now, report)
-            report.stopped = str(exc)
-            for row, _ in chunk[len(exc.results) :] + outgoing[start + batch_size :]:
-                report.retry.append(_summary(row, "not sent: the provider's quota is used up"))
+        if hold is not None:
+            chunk = _held_back(store, campaign, chunk, hold, now, report)
+            if not chunk:
+                continue
+        path = journal.begin(chunk) if journal is not None else None
+        rest = outgoing[start + batch_size :]
+        if not _send_chunk(store, sender, campaign, chunk, rest, now, report, journal, path):
             break
-        _apply(store, campaign, chunk, results, now, report)
     return report
+
+
+def _send_chunk(
+    store: StateStore,
+    sender: EmailSender,
+    campaign: Campaign,
+    chunk: list[tuple[dict[str, Any], OutgoingEmail]],
+    rest: list[tuple[dict[str, Any], OutgoingEmail]],
+    now: datetime,
+    report: DeliveryReport,
+    journal: SendJournal | None,
+    path: Path | None,
+) -> bool:
+    """Send one chunk and record it; False when the run must stop (quota)."""
+    try:
+        results = sender.send([email for _, email in chunk])
+    except SenderQuotaExceeded as exc:
+        results = exc.results
+        recorded = _apply(store, campaign, chunk[: len(results)], results, now, report)
+        report.stopped = str(exc)
+        for row, _ in chunk[len(results) :] + rest:
+            report.retry.append(_summary(row, "not sent: the provider's quota is used up"))
+        # What the quota refused was not accepted: safe to chunk anew later.
+        _finish(journal, path, results, recorded)
+        return False
+    recorded = _apply(store, campaign, chunk, results, now, report)
+    _finish(journal, path, results, recorded)
+    return True
+
+
+def _finish(
+    journal: SendJournal | None, path: Path | None, results: list[SendResult], recorded: bool
+) -> None:
+    # A "retry" may have been accepted (a timeout after the provider took it), and an
+    # accepted email whose status could not be written is not settled either: keep the
+    # entry so the next run replays the chunk under the same keys.
+    settled = recorded and all(r.status != "retry" for r in results)
+    if journal is not None and path is not None and settled:
+        journal.finish(path)
 
 
 def _build(
@@ -166,7 +222,9 @@ def _apply(
     results: list[SendResult],
     now: datetime,
     report: DeliveryReport,
-) -> None:
+) -> bool:
+    """Write each result back; False when an accepted email's status could not be written."""
+    recorded = True
     for (row, email), result in zip(chunk, results, strict=True):
         if result.status == "sent":
             record = SentRecord(
@@ -191,6 +249,7 @@ def _apply(
                 # Accepted but not recorded: the next run re-sends under the same key and
                 # the provider deduplicates it.
                 report.retry.append(_summary(row, f"sent, status not written yet: {exc}"))
+                recorded = False
                 continue
             report.sent.append({**_summary(row, ""), "provider_id": result.provider_id})
         elif result.status == "failed":
@@ -198,6 +257,27 @@ def _apply(
             _record_failure(store, campaign, row, reason, now, report, final=True)
         else:
             report.retry.append(_summary(row, result.error or "will retry next run"))
+    return recorded
+
+
+def _held_back(
+    store: StateStore,
+    campaign: Campaign,
+    chunk: list[tuple[dict[str, Any], OutgoingEmail]],
+    hold: HoldCheck,
+    now: datetime,
+    report: DeliveryReport,
+) -> list[tuple[dict[str, Any], OutgoingEmail]]:
+    """The chunk without the rows `hold` stops; those are recorded as (non-final) skips."""
+    reasons = hold([row for row, _ in chunk])
+    kept: list[tuple[dict[str, Any], OutgoingEmail]] = []
+    for row, email in chunk:
+        reason = reasons.get(row["message_id"], "")
+        if reason:
+            _record_skip(store, campaign, {**row, "reason": reason}, now, report, final=False)
+        else:
+            kept.append((row, email))
+    return kept
 
 
 def _summary(row: Mapping[str, Any], reason: str) -> dict[str, Any]:

@@ -176,14 +176,15 @@ def test_tag_and_header_rules() -> None:
     assert len(batch_key(["a"] * 100)) <= MAX_KEY_LENGTH
 
 
-def test_same_key_with_different_content_is_a_permanent_failure(fake: FakeResendAPI) -> None:
+def test_same_key_with_different_content_counts_as_already_sent(fake: FakeResendAPI) -> None:
     with sender_for(fake, use_batch=False) as sender:
         [first] = sender.send([email(1)])
         [changed] = sender.send([email(1, subject="A different subject")])
 
     assert first.status == "sent"
-    assert changed.status == "failed"
-    assert "invalid_idempotent_request" in changed.error and "different" in changed.error
+    # The key was accepted before: the message went out, and is not sent again.
+    assert changed.status == "sent" and changed.provider_id == ""
+    assert "invalid_idempotent_request" in changed.error and "already accepted" in changed.error
     assert len(fake.accepted) == 1
     assert fake.count(409) == 1  # not retried
 

@@ -239,7 +239,7 @@ class ResendSender:
                 self._send_one(emails[i], i, results)
         elif reply.kind == "conflict":
             for i in chunk:
-                results[i] = _failed(emails[i], reply.reason)
+                results[i] = _already_sent(emails[i], reply.reason)
         else:
             for i in chunk:
                 results[i] = _retry(emails[i], reply.reason)
@@ -252,7 +252,9 @@ class ResendSender:
                 results[index] = _sent(email, provider_id)
             else:
                 results[index] = _retry(email, "Resend accepted the email but returned no id")
-        elif reply.kind in ("rejected", "conflict"):
+        elif reply.kind == "conflict":
+            results[index] = _already_sent(email, reply.reason)
+        elif reply.kind == "rejected":
             results[index] = _failed(email, reply.reason)
         else:
             results[index] = _retry(email, reply.reason)
@@ -276,8 +278,8 @@ class ResendSender:
                 if name == "invalid_idempotent_request":
                     return _Reply(
                         "conflict",
-                        reason="not sent: Resend already has this idempotency key with a "
-                        "different message (sent within the last 24 h?) - " + reason,
+                        reason="not sent again: Resend already accepted this idempotency key "
+                        "(with other content) in the last 24 h - " + reason,
                     )
                 if code in _MESSAGE_ERRORS and name not in _AUTH_ERRORS:
                     return _Reply("rejected", reason=reason)
@@ -469,6 +471,13 @@ def _sent(email: OutgoingEmail, provider_id: str) -> SendResult:
 
 def _failed(email: OutgoingEmail, reason: str) -> SendResult:
     return SendResult(email.message_id, email.idempotency_key, "failed", error=reason)
+
+
+def _already_sent(email: OutgoingEmail, reason: str) -> SendResult:
+    # Only this message ever uses its key, so Resend holding the key means the message
+    # went out earlier (its status write was lost). Counting it sent, with the reason,
+    # is true; failing it would end the contact's sequence for an email they received.
+    return SendResult(email.message_id, email.idempotency_key, "sent", error=reason)
 
 
 def _retry(email: OutgoingEmail, reason: str) -> SendResult:
