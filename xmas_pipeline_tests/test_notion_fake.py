@@ -41,6 +41,8 @@ def test_database_gives_its_data_source_and_schema(fake: FakeNotion) -> None:
     assert schema["object"] == "data_source"
     assert schema["properties"]["Email 3 Sent"]["type"] == "date"
     assert schema["properties"]["Name"]["type"] == "title"
+    ids = [prop["id"] for prop in schema["properties"].values()]
+    assert len(set(ids)) == len(ids) and schema["properties"]["Name"]["id"] == "title"
 
 
 def test_auth_and_version_are_required(fake: FakeNotion) -> None:

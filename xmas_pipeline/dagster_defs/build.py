@@ -7,7 +7,9 @@ import dagster as dg
 from xmas_pipeline.adapters.store import StateStore
 from xmas_pipeline.core.campaign import load_campaign
 from xmas_pipeline.dagster_defs.delivery import SEND_JOB, build_delivery
+from xmas_pipeline.dagster_defs.funnel import build_funnel
 from xmas_pipeline.dagster_defs.ingestion import build_ingestion, inbox_sensor
+from xmas_pipeline.dagster_defs.resend_job import build_resend_job
 from xmas_pipeline.dagster_defs.resources import (
     AlertResource,
     CampaignResource,
@@ -62,6 +64,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     ingestion = build_ingestion(campaign, settings.sensor_interval_seconds)
     sequences = build_sequences(campaign)
     delivery = build_delivery(campaign)
+    funnel = build_funnel()
     partitions = ingestion["partitions"][0]
 
     ingest_signups = dg.define_asset_job(
@@ -132,9 +135,15 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         ),
     }
     return dg.Definitions(
-        assets=[*ingestion["assets"], *sequences["assets"], *delivery["assets"]],
-        jobs=[ingest_signups, send_job],
-        schedules=[send_schedule],
+        assets=[
+            *ingestion["assets"],
+            *sequences["assets"],
+            *delivery["assets"],
+            *funnel["assets"],
+        ],
+        # The one-off re-send carries the send tag too: it never overlaps a send run.
+        jobs=[ingest_signups, send_job, *funnel["jobs"], build_resend_job({SEND_TAG: "1"})],
+        schedules=[send_schedule, *funnel["schedules"]],
         sensors=[signups_sensor],
         resources=resources,
     )

@@ -10,9 +10,10 @@ from xmas_pipeline.core.campaign import Campaign
 from xmas_pipeline.core.context import nurture_context
 from xmas_pipeline.core.due import SEND, compute_due, due_in_range
 from xmas_pipeline.core.render import Renderer, TemplateSource
+from xmas_pipeline.core.segments import ALL_SEGMENTS
 from xmas_pipeline.core.state import SIGNUP_FIELDS
 from xmas_pipeline.dagster_defs.ingestion import OWNERS
-from xmas_pipeline.dagster_defs.metadata import counts, md_table
+from xmas_pipeline.dagster_defs.metadata import counts, md_table, reasons_table
 from xmas_pipeline.dagster_defs.partitions import daily_partitions
 from xmas_pipeline.dagster_defs.resources import (
     CampaignResource,
@@ -197,5 +198,14 @@ def delivery_metadata(
         "sent by step": dg.MetadataValue.json(report.counts_by_step()),
         "sender": backend,
         "forced": config.force,
+        **{f"sent {segment}": n for segment, n in sent_by_segment(report).items()},
+        "reasons": reasons_table(problems),
         "problems": md_table(problems.to_dict("records"), list(problems.columns)),
     }
+
+
+def sent_by_segment(report: DeliveryReport) -> dict[str, int]:
+    sent = {segment.value: 0 for segment in ALL_SEGMENTS}
+    for item in report.sent:
+        sent[item["segment"]] = sent.get(item["segment"], 0) + 1
+    return sent

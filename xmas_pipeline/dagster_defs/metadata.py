@@ -1,5 +1,6 @@
 """Small helpers that turn frames and lists into metadata people read in the UI."""
 
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -27,3 +28,49 @@ def _cell(value: Any) -> str:
 
 def counts(series: pd.Series) -> dict[str, int]:
     return {str(k): int(v) for k, v in series.value_counts().sort_index().items()}
+
+
+def frame_table(frame: pd.DataFrame, limit: int = 50) -> dg.MetadataValue:
+    """A whole frame as a markdown table, columns in the frame's order."""
+    return md_table(frame.to_dict("records"), [str(c) for c in frame.columns], limit=limit)
+
+
+def reached_metadata(reached: pd.DataFrame) -> dict[str, Any]:
+    """`core.funnel.steps_reached` as plottable totals plus the per-segment table."""
+    steps = [c for c in reached.columns if c not in ("segment", "completed", "total")]
+    return {
+        **{f"reached {step}": int(reached[step].sum()) for step in steps},
+        "completed or exited": int(reached["completed"].sum()),
+        "by step reached": frame_table(reached),
+    }
+
+
+def reasons_table(problems: pd.DataFrame) -> dg.MetadataValue:
+    """How many messages each reason held back, most frequent first."""
+    if problems.empty:
+        return md_table([], [])
+    grouped = (
+        problems.groupby(["outcome", "reason"]).size().rename("messages").reset_index()
+    ).sort_values(["messages", "outcome", "reason"], ascending=[False, True, True])
+    return frame_table(grouped)
+
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+\-.!|~])")
+
+
+def md_escape(text: str) -> str:
+    """Text shown literally in markdown (a template's words must not turn into markup)."""
+    return _MD_SPECIAL.sub(r"\\\1", text)
+
+
+def email_preview(subject: str, template: str, text: str, limit: int = 4000) -> dg.MetadataValue:
+    """A rendered email as a reader sees it: the subject, then the body in wrapped
+    paragraphs (line breaks kept), so a reviewer reads it like the email itself."""
+    body = text[:limit] + ("\n\n…" if len(text) > limit else "")
+    paragraphs = [p.strip() for p in body.split("\n\n") if p.strip()]
+    rendered = "\n\n".join(
+        "  \n".join(md_escape(line) for line in p.splitlines()) for p in paragraphs
+    )
+    return dg.MetadataValue.md(
+        f"**Subject: {md_escape(subject)}**\n\n_template `{template}`_\n\n---\n\n{rendered}\n"
+    )

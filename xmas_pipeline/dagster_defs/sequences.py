@@ -7,11 +7,17 @@ import pandas as pd
 
 from xmas_pipeline.alerting import send_critical_alerts
 from xmas_pipeline.core.campaign import Campaign
+from xmas_pipeline.core.funnel import steps_reached
 from xmas_pipeline.core.render import Renderer, segment_sample
 from xmas_pipeline.core.segments import ALL_SEGMENTS
 from xmas_pipeline.core.signup import Signup, SignupEvent
 from xmas_pipeline.dagster_defs.ingestion import OWNERS
-from xmas_pipeline.dagster_defs.metadata import counts, md_table
+from xmas_pipeline.dagster_defs.metadata import (
+    counts,
+    email_preview,
+    md_table,
+    reached_metadata,
+)
 from xmas_pipeline.dagster_defs.partitions import daily_partitions
 from xmas_pipeline.dagster_defs.resources import (
     AlertResource,
@@ -94,6 +100,8 @@ def build_sequences(campaign: Campaign) -> dict[str, list]:
                 "critical alerts failed": len(sent.failed),
             }
         segments = counts(signups["segment"]) if not signups.empty else {}
+        # Campaign-wide: where every sequence stands now (last email sent), per segment.
+        reached = steps_reached(backend.load_sequences(camp), len(camp.steps))
         context.log.info(
             f"{len(report.created)} new sequences, {len(report.updated)} refreshed, "
             f"{len(report.unchanged)} unchanged"
@@ -107,6 +115,8 @@ def build_sequences(campaign: Campaign) -> dict[str, list]:
                 "store": store.backend,
                 **{f"signups {k}": v for k, v in segments.items()},
                 **alert_meta,
+                "sequences": int(reached["total"].sum()),
+                **reached_metadata(reached),
             }
         )
 
@@ -145,9 +155,8 @@ def build_sequences(campaign: Campaign) -> dict[str, list]:
                 except Exception as exc:  # noqa: BLE001 - shown in the check's metadata
                     previews[f"{base} {segment}"] = dg.MetadataValue.md(f"**cannot render**: {exc}")
                     continue
-                previews[f"{base} {segment}"] = dg.MetadataValue.md(
-                    f"**Subject:** {rendered.subject}\n\n_template `{rendered.template}`_\n\n"
-                    f"```\n{rendered.text[:3000]}\n```"
+                previews[f"{base} {segment}"] = email_preview(
+                    rendered.subject, rendered.template, rendered.text
                 )
         yield dg.Output(
             sources,

@@ -176,6 +176,7 @@ class FakeNotion:
         self._tokens = float(burst)
         self._refilled = clock()
         self._created = 0
+        self._property_ids: set[str] = set()
         self.databases: dict[str, dict[str, Any]] = {}
         self.data_sources: dict[str, dict[str, Any]] = {}
         self.pages: dict[str, dict[str, Any]] = {}
@@ -543,7 +544,7 @@ class FakeNotion:
             raise _invalid(
                 f"body failed validation: body.properties.{name}.type `{kind}` is not supported."
             )
-        prop: dict[str, Any] = {"id": uuid.uuid4().hex[:4], "name": name, "type": kind}
+        prop: dict[str, Any] = {"id": self._property_id(kind), "name": name, "type": kind}
         if kind in ("select", "multi_select", "status"):
             options = []
             for option in (config or {}).get("options") or []:
@@ -554,6 +555,17 @@ class FakeNotion:
         else:
             prop[kind] = {}
         return prop
+
+    def _property_id(self, kind: str) -> str:
+        """Short and random like Notion's, unique (page values are keyed by it); the title
+        property's id is always "title"."""
+        if kind == "title":
+            return "title"
+        while True:
+            candidate = uuid.uuid4().hex[:6]
+            if candidate not in self._property_ids:
+                self._property_ids.add(candidate)
+                return candidate
 
     @staticmethod
     def _new_option(prop: str, name: str, color: str | None = None) -> dict[str, Any]:
@@ -576,6 +588,7 @@ class FakeNotion:
             raise _invalid("body failed validation: body.properties should be an object.")
         new_props = copy.deepcopy(ds["properties"])
         staged = {**ds, "properties": new_props}
+        retyped: list[str] = []
         for key, change in changes.items():
             existing = self._find_property(staged, key)
             if change is None:
@@ -605,6 +618,7 @@ class FakeNotion:
                 replacement = self._new_property(name, kind, change.get(kind) or {})
                 replacement["id"] = existing["id"]
                 new_props[name] = existing = replacement
+                retyped.append(replacement["id"])
             elif kind in ("select", "multi_select", "status"):
                 known = {o["name"] for o in existing[kind]["options"]}
                 for option in (change.get(kind) or {}).get("options") or []:
@@ -619,6 +633,11 @@ class FakeNotion:
                 existing["name"] = new_name
                 new_props[new_name] = new_props.pop(name)
         ds["properties"] = new_props
+        # Notion converts the values of a retyped property; this fake simply empties them.
+        for page in self.pages.values():
+            if page["data_source"] == _compact(ds["id"]):
+                for prop_id in retyped:
+                    page["values"].pop(prop_id, None)
         return self._data_source_object(ds)
 
     # -- pages -----------------------------------------------------------------------------
