@@ -129,7 +129,18 @@ def _notion_setup(args: argparse.Namespace) -> int:
     if not settings.notion_enabled:
         print("error: NOTION_TOKEN is not set", file=sys.stderr)
         return 2
-    report = setup_notion(build_store(settings))
+    from xmas_pipeline.core.campaign import load_campaign
+
+    campaign = load_campaign(settings.campaign_file, testing_mode=settings.testing_mode)
+    store = build_store(settings)
+    try:
+        report = setup_notion(
+            store,  # type: ignore[arg-type]  # NOTION_TOKEN set: a NotionStore
+            campaign,
+            templates_db_id=settings.notion_templates_db_id,
+        )
+    finally:
+        store.close()  # type: ignore[attr-defined]
     print(report)
     return 0
 
