@@ -27,6 +27,7 @@ def test_every_asset_has_group_kinds_owners_and_description(env: PipelineEnv) ->
     graph = env.defs.resolve_asset_graph()
     keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
     assert {"signups", "email_sequences", "templates", "due_emails", "deliveries"} <= keys
+    assert {"bookings", "booking_state", "email_events"} <= keys
     for spec in env.defs.resolve_all_asset_specs():
         assert spec.group_name in {"ingestion", "sequences", "delivery"}, spec.key
         assert spec.kinds, spec.key
@@ -41,7 +42,8 @@ def test_lineage_follows_the_flow(env: PipelineEnv) -> None:
         return {k.to_user_string() for k in graph.get(dg.AssetKey(name)).parent_keys}
 
     assert parents("email_sequences") == {"signups"}
-    assert parents("due_emails") == {"email_sequences"}
+    assert parents("due_emails") == {"email_sequences", "booking_state", "email_events"}
+    assert parents("booking_state") == {"bookings"}
     assert parents("deliveries") == {"due_emails", "templates"}
 
 

@@ -94,7 +94,7 @@ REFUSALS = [
     ("jane@x.com", ["email-9"], "unknown step(s) email-9"),
     ("jane@x.com", ["welcome"], "unknown step(s) welcome"),
     ("jane@x.com", [], "no steps given"),
-    ("jane@x.com", ["reminder-1"], "reminders need the contact's booking"),
+    ("jane@x.com", ["reminder-1"], "jane@x.com has no active booking"),
     ("gone@x.com", ["email-1"], "gone@x.com has unsubscribed"),
     ("bounced@x.com", ["email-1"], "bounced@x.com's address is marked bounced"),
     ("spam@x.com", ["email-1"], "spam@x.com's address is marked complained"),

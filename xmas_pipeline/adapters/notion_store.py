@@ -42,13 +42,17 @@ from xmas_pipeline.adapters.notion_schema import (
     sequence_specs,
     template_specs,
 )
+from xmas_pipeline.adapters.sql_store import SqlStore
 from xmas_pipeline.adapters.store import (
+    BookingUpsertReport,
     OutcomeRecord,
     SentRecord,
     StoreSchemaError,
     UpsertReport,
 )
+from xmas_pipeline.core.bookings import BookingEvent
 from xmas_pipeline.core.campaign import Campaign, load_campaign, message_id
+from xmas_pipeline.core.email_events import DeliveryEvent
 from xmas_pipeline.core.segments import classify
 from xmas_pipeline.core.signup import Signup, SignupEvent, contact_key
 from xmas_pipeline.core.state import normalise_sequences, sent_column, sequence_columns
@@ -147,8 +151,12 @@ class NotionStore:
         timeout_s: float = 30,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        ledger: SqlStore | None = None,
     ) -> None:
         self.schema = schema or NotionSchema()
+        # Bookings, reminder outcomes and email events live in this SQL store; Notion gets
+        # what people read (see `notion_bookings`).
+        self.ledger = ledger
         self.api = NotionApi(
             token,
             base_url,
@@ -560,6 +568,11 @@ class NotionStore:
             column = p.sent(record.step_number)
         else:
             raise ValueError(f"{campaign.name} has no email {record.step_number}")
+        if record.kind == "reminder" and self.ledger is not None:
+            # The ledger is the reminder's record (a booker may have no sequence page).
+            self.ledger.record_sent(campaign, record)
+            if self._row_for(campaign, record.contact_key) is None:
+                return
         values: dict[str, Any] = {column: record.sent_at}
         if record.completes_sequence:
             values[p.sequence_completed] = True
@@ -595,6 +608,8 @@ class NotionStore:
         """A failure goes to `Last Error` (written only when it changed); skips (a paused
         contact, every run) are not written, so they cost no requests."""
         self.prepare(campaign)
+        if record.kind == "reminder" and self.ledger is not None:
+            self.ledger.record_outcome(campaign, record)  # skips settle reminders: kept
         if record.status != "failed":
             return
         p = self.schema.sequences
@@ -676,6 +691,42 @@ class NotionStore:
             with self._lock:
                 row.values.update({n: _cached_value(v) for n, v in changes.items()})
         return True
+
+    # -- bookings, reminders and email events (in `notion_bookings`, with the ledger) -----
+
+    def upsert_booking_events(
+        self, campaign: Campaign, events: list[BookingEvent]
+    ) -> BookingUpsertReport:
+        from xmas_pipeline.adapters import notion_bookings
+
+        return notion_bookings.upsert_booking_events(self, campaign, events)
+
+    def load_bookings(self, campaign: Campaign, uids: Iterable[str] | None = None) -> pd.DataFrame:
+        from xmas_pipeline.adapters import notion_bookings
+
+        return notion_bookings.load_bookings(self, campaign, uids)
+
+    def load_reminder_log(self, campaign: Campaign) -> pd.DataFrame:
+        from xmas_pipeline.adapters import notion_bookings
+
+        return notion_bookings.load_reminder_log(self, campaign)
+
+    def load_contact_flags(self, campaign: Campaign) -> pd.DataFrame:
+        from xmas_pipeline.adapters import notion_bookings
+
+        return notion_bookings.load_contact_flags(self, campaign)
+
+    def set_contact_flags(
+        self, campaign: Campaign, contact_key: str, email: str = "", **flags: Any
+    ) -> None:
+        from xmas_pipeline.adapters import notion_bookings
+
+        notion_bookings.set_contact_flags(self, campaign, contact_key, email, **flags)
+
+    def record_delivery_event(self, campaign: Campaign, event: DeliveryEvent) -> bool:
+        from xmas_pipeline.adapters import notion_bookings
+
+        return notion_bookings.record_delivery_event(self, campaign, event)
 
     # -- the send log ----------------------------------------------------------------------
 

@@ -18,8 +18,15 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
-from xmas_pipeline.adapters.store import OutcomeRecord, SentRecord, UpsertReport
+from xmas_pipeline.adapters.store import (
+    BookingUpsertReport,
+    OutcomeRecord,
+    SentRecord,
+    UpsertReport,
+)
+from xmas_pipeline.core.bookings import BookingEvent
 from xmas_pipeline.core.campaign import Campaign
+from xmas_pipeline.core.email_events import DeliveryEvent
 from xmas_pipeline.core.signup import SignupEvent
 from xmas_pipeline.core.state import SIGNUP_FIELDS, normalise_sequences, sent_column
 
@@ -139,6 +146,8 @@ class SqlStore:
 
     def prepare(self, campaign: Campaign | None = None) -> None:
         if not self._prepared:
+            from xmas_pipeline.adapters import sql_bookings  # noqa: F401 - registers its tables
+
             metadata.create_all(self.engine)
             self._prepared = True
 
@@ -335,6 +344,52 @@ class SqlStore:
         for name in ("due_at", "sent_at"):
             frame[name] = pd.to_datetime(frame[name], utc=True, format="ISO8601")
         return frame
+
+    # -- bookings, reminders, email events (in `sql_bookings`) --------------------------------
+
+    def upsert_booking_events(
+        self, campaign: Campaign, events: list[BookingEvent]
+    ) -> BookingUpsertReport:
+        from xmas_pipeline.adapters import sql_bookings
+
+        return sql_bookings.upsert_booking_events(self, campaign, events)
+
+    def load_bookings(self, campaign: Campaign, uids: Iterable[str] | None = None) -> pd.DataFrame:
+        from xmas_pipeline.adapters import sql_bookings
+
+        return sql_bookings.load_bookings(self, campaign, uids)
+
+    def load_contact_bookings(self, campaign: Campaign) -> pd.DataFrame:
+        from xmas_pipeline.adapters import sql_bookings
+
+        return sql_bookings.load_contact_bookings(self, campaign)
+
+    def load_reminder_log(self, campaign: Campaign) -> pd.DataFrame:
+        from xmas_pipeline.adapters import sql_bookings
+
+        return sql_bookings.load_reminder_log(self, campaign)
+
+    def load_contact_flags(self, campaign: Campaign) -> pd.DataFrame:
+        from xmas_pipeline.adapters import sql_bookings
+
+        return sql_bookings.load_contact_flags(self, campaign)
+
+    def set_contact_flags(
+        self, campaign: Campaign, contact_key: str, email: str = "", **flags: Any
+    ) -> None:
+        from xmas_pipeline.adapters import sql_bookings
+
+        sql_bookings.set_contact_flags(self, campaign, contact_key, email, **flags)
+
+    def record_delivery_event(self, campaign: Campaign, event: DeliveryEvent) -> bool:
+        from xmas_pipeline.adapters import sql_bookings
+
+        return sql_bookings.record_delivery_event(self, campaign, event)
+
+    def delivery_status(self, campaign: Campaign) -> pd.DataFrame:
+        from xmas_pipeline.adapters import sql_bookings
+
+        return sql_bookings.delivery_status(self, campaign)
 
     def outcomes(
         self, campaign: Campaign, statuses: Iterable[str] = ("failed", "skipped")

@@ -6,13 +6,17 @@ Two implementations: `sql_store.SqlStore` (SQLite by default, PostgreSQL by URL)
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import pandas as pd
 
+from xmas_pipeline.core.bookings import BookingEvent
 from xmas_pipeline.core.campaign import Campaign
+from xmas_pipeline.core.email_events import DeliveryEvent
+from xmas_pipeline.core.reminders import ContactBookingUpdate
 from xmas_pipeline.core.signup import SignupEvent
 
 
@@ -34,6 +38,15 @@ class UpsertReport:
     created: list[str] = field(default_factory=list)  # contact keys given a new sequence
     updated: list[str] = field(default_factory=list)  # already had one: profile refreshed
     unchanged: list[str] = field(default_factory=list)  # exact re-delivery
+    contact_missing: list[str] = field(default_factory=list)  # no CRM contact (Notion only)
+
+
+@dataclass(frozen=True)
+class BookingUpsertReport:
+    new_events: int = 0  # Cal.com changes not seen before
+    repeats: int = 0  # re-delivered webhooks, re-polled API versions: no-ops
+    bookings: list[str] = field(default_factory=list)  # booking uids whose state changed
+    updates: list[ContactBookingUpdate] = field(default_factory=list)  # contacts rewritten
     contact_missing: list[str] = field(default_factory=list)  # no CRM contact (Notion only)
 
 
@@ -97,3 +110,32 @@ class StateStore(Protocol):
         """Messages sent whose due day is in [start_day, end_day]: columns message_id,
         contact_key, kind, step_id, step_number, segment, booking_uid, due_at, sent_at,
         provider_id, idempotency_key."""
+
+    # -- bookings, reminders and email events ----------------------------------------------
+
+    def upsert_booking_events(
+        self, campaign: Campaign, events: list[BookingEvent]
+    ) -> BookingUpsertReport:
+        """Keep each Cal.com change once, fold it into its booking (`core.reminders`), and
+        bring each touched contact up to date: Booked + call date + Pre-Call Prep, or Not
+        Booked after a cancellation; the sequence's `booked` flag follows."""
+
+    def load_bookings(self, campaign: Campaign, uids: Iterable[str] | None = None) -> pd.DataFrame:
+        """Bookings (all, or these uids) in `core.reminders.BOOKING_COLUMNS` shape."""
+
+    def load_reminder_log(self, campaign: Campaign) -> pd.DataFrame:
+        """Every reminder sent, skipped or failed: booking_uid, step_number, status
+        ("sent" | "skipped" | "failed"), reason, due_at."""
+
+    def load_contact_flags(self, campaign: Campaign) -> pd.DataFrame:
+        """Exit flags of contacts, including those without a sequence: contact_key,
+        unsubscribed, paused, delivery_state."""
+
+    def set_contact_flags(
+        self, campaign: Campaign, contact_key: str, email: str = "", **flags: Any
+    ) -> None:
+        """Set `unsubscribed`, `paused` or `delivery_state` on a contact, with or without a
+        sequence. A delivery state only ever gets stronger (complained > bounced)."""
+
+    def record_delivery_event(self, campaign: Campaign, event: DeliveryEvent) -> bool:
+        """Keep one email event and raise its message's delivery status. False: a repeat."""

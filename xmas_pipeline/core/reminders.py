@@ -42,6 +42,7 @@ from pydantic import BaseModel, ConfigDict
 from xmas_pipeline.core.bookings import BookingEvent
 from xmas_pipeline.core.campaign import Campaign, message_id
 from xmas_pipeline.core.due import DUE_COLUMNS, EXIT, SEND, SKIP
+from xmas_pipeline.core.email_events import stronger_state
 
 BookingStatus = Literal["active", "cancelled", "rescheduled"]
 
@@ -89,6 +90,9 @@ FINAL_REASONS: frozenset[str] = frozenset(
         "complained",
     }
 )
+
+# The delivery step's reason for a template that cannot render (fixable: retried).
+RENDER_FAILURE_PREFIX = "cannot render"
 
 # Found by the last-moment re-read: not sent now, the next run recomputes from the new state.
 BOOKING_CANCELLED = "booking-cancelled"
@@ -572,11 +576,57 @@ def stale_reason(due_row: Mapping[str, Any], current: BookingState | None) -> st
 
 
 def settled_reminders(log: pd.DataFrame) -> pd.DataFrame:
-    """Keep the rows of a reminder log that settle an offset: sent, or skipped for a final
-    reason (a paused skip or a stale-booking hold is reconsidered on the next run)."""
+    """Keep the rows of a reminder log that settle an offset: sent, skipped for a final
+    reason, or refused by the provider for good (a paused skip, a stale-booking hold and a
+    template that cannot render are reconsidered on the next run)."""
     if log.empty:
         return log
     status = log["status"].fillna("sent") if "status" in log else pd.Series("sent", log.index)
     reason = log["reason"].fillna("") if "reason" in log else pd.Series("", log.index)
-    keep = (status == "sent") | reason.isin(FINAL_REASONS)
+    refused = (status == "failed") & ~reason.str.startswith(RENDER_FAILURE_PREFIX)
+    keep = (status == "sent") | reason.isin(FINAL_REASONS) | refused
     return log.loc[keep].reset_index(drop=True)
+
+
+def merge_contact_flags(
+    sequences: pd.DataFrame, extra: pd.DataFrame | None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Exit flags from both places they live: the sequences, and contact-level flags (the
+    only ones a booker without a sequence has).
+
+    Returns the sequences with the sticky flags (unsubscribed, bounced, complained) of
+    `extra` added, and the per-contact flags `compute_due_reminders` reads (a sequence's
+    `paused` is the one a marketer edits, so it wins for contacts that have one).
+    """
+    columns = ["contact_key", "segment", "unsubscribed", "paused", "delivery_state"]
+    seq = sequences.copy()
+    if extra is not None and not extra.empty and not seq.empty:
+        known = extra.drop_duplicates("contact_key", keep="last").set_index("contact_key")
+        keys = seq["contact_key"]
+        unsub = keys.map(known["unsubscribed"]).fillna(False).astype(bool)
+        seq["unsubscribed"] = seq["unsubscribed"].astype(bool) | unsub.to_numpy()
+        other = keys.map(known["delivery_state"]).fillna("").astype(str).to_numpy()
+        seq["delivery_state"] = [
+            stronger_state(str(a), str(b))
+            for a, b in zip(seq["delivery_state"].fillna(""), other, strict=True)
+        ]
+    parts = [seq.reindex(columns=columns)] if not seq.empty else []
+    if extra is not None and not extra.empty:
+        strangers = extra[~extra["contact_key"].isin(set(seq.get("contact_key", [])))]
+        parts.append(strangers.assign(segment="").reindex(columns=columns))
+    contacts = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+    return seq, contacts
+
+
+def reminder_contact_fields(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The contact fields a reminder's template context starts from: the signup's when
+    the booker signed up (merged onto the row), else the name Cal.com gave."""
+    fields = {
+        key: value
+        for key, value in row.items()
+        if not (isinstance(value, float) and np.isnan(value)) and value is not None
+    }
+    if not str(fields.get("first_name") or "").strip():
+        name = str(row.get("name") or "").strip()
+        fields["first_name"] = name.split()[0] if name else ""
+    return fields

@@ -6,6 +6,7 @@ import dagster as dg
 
 from xmas_pipeline.adapters.store import StateStore
 from xmas_pipeline.core.campaign import load_campaign
+from xmas_pipeline.dagster_defs.bookings import build_bookings
 from xmas_pipeline.dagster_defs.delivery import SEND_JOB, build_delivery
 from xmas_pipeline.dagster_defs.funnel import build_funnel
 from xmas_pipeline.dagster_defs.ingestion import build_ingestion, inbox_sensor
@@ -134,7 +135,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             unsubscribe_secret=_secret("XMAS_UNSUBSCRIBE_SECRET", settings.unsubscribe_secret),
         ),
     }
-    return dg.Definitions(
+    base = dg.Definitions(
         assets=[
             *ingestion["assets"],
             *sequences["assets"],
@@ -147,3 +148,5 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         sensors=[signups_sensor],
         resources=resources,
     )
+    # Bookings, reminders' ingestion and email events: their assets, jobs and sensors.
+    return dg.Definitions.merge(base, build_bookings(campaign, settings))

@@ -7,11 +7,18 @@ import dagster as dg
 import pandas as pd
 
 from xmas_pipeline.core.campaign import Campaign
-from xmas_pipeline.core.context import nurture_context
 from xmas_pipeline.core.due import SEND, compute_due, due_in_range
+from xmas_pipeline.core.reminders import merge_contact_flags
 from xmas_pipeline.core.render import Renderer, TemplateSource
 from xmas_pipeline.core.segments import ALL_SEGMENTS
 from xmas_pipeline.core.state import SIGNUP_FIELDS
+from xmas_pipeline.dagster_defs.bookings import (
+    add_reminders,
+    booking_hold,
+    contact_flags_of,
+    message_context,
+    reminder_plan,
+)
 from xmas_pipeline.dagster_defs.ingestion import OWNERS
 from xmas_pipeline.dagster_defs.metadata import counts, md_table, reasons_table
 from xmas_pipeline.dagster_defs.partitions import daily_partitions
@@ -56,7 +63,7 @@ def build_delivery(campaign: Campaign) -> dict[str, list]:
         group_name="delivery",
         kinds={"python", "pandas"},
         owners=OWNERS,
-        deps=["email_sequences"],
+        deps=["email_sequences", "booking_state", "email_events"],
         description=(
             "Every message due now and not yet sent: for each contact, the earliest unsent "
             "step whose time has come (at most one nurture email per person per run), with "
@@ -80,8 +87,11 @@ def build_delivery(campaign: Campaign) -> dict[str, list]:
         backend.prepare(camp)
         now = datetime.now(UTC)
         sequences = backend.load_sequences(camp)
+        # Exit flags also live outside the sequences (a booker who never signed up).
+        sequences, contacts = merge_contact_flags(sequences, contact_flags_of(backend, camp))
         due = compute_due(sequences, camp, now)
         plan = plan_with_fields(due, sequences)
+        plan = add_reminders(plan, reminder_plan(backend, camp, now, sequences, contacts))
         to_send = plan[plan["action"] == SEND]
         limit = stuck_after(camp)
         stuck = to_send[to_send["due_at"] < pd.Timestamp(now - limit)]
@@ -149,7 +159,7 @@ def build_delivery(campaign: Campaign) -> dict[str, list]:
             renderer=Renderer(templates),
             campaign=camp,
             plan=plan,
-            context_for=lambda row: nurture_context(
+            context_for=lambda row: message_context(
                 row, camp, sender.unsubscribe_link(row["email"]) or ""
             ),
             envelope=Envelope(
@@ -157,6 +167,8 @@ def build_delivery(campaign: Campaign) -> dict[str, list]:
                 unsubscribe_url=sender.unsubscribe_link if sender.public_url else None,
             ),
             idempotency_suffix=suffix,
+            # Reminders: the booking is read again just before sending (cancelled? moved?).
+            hold=booking_hold(backend, camp),
         )
         metadata = delivery_metadata(report, sender.backend, config)
         if report.stopped:

@@ -78,6 +78,8 @@ class StateStoreResource(dg.ConfigurableResource):
             sequences_db_id=self.notion_sequences_db_id or "",
             base_url=self.notion_base_url,
             analytics_db_id=self.notion_analytics_db_id,
+            # Bookings, reminder outcomes and email events: kept in the SQL store.
+            ledger=SqlStore(self.database_url),
         )
 
     def templates(self) -> dict[str, TemplateSource]:

@@ -1,0 +1,443 @@
+"""The SQL store's bookings, contacts and email events (`SqlStore` delegates here).
+
+Tables (on the SQL store's metadata, created with the others):
+- `booking_events`: every Cal.com change ever ingested, unique on its dedupe key (a
+  re-delivered webhook or a re-polled API version is a no-op);
+- `bookings`: one row per booking uid, the fold of its events (`core.reminders`);
+- `contacts`: per contact, what the CRM shows (Booking Status, Diagnostic Call Date,
+  Christmas Campaign Status, the booking uid) and exit flags for contacts who have no
+  sequence (a booker who never signed up can still unsubscribe or bounce);
+- `message_events`: Resend events and unsubscribes, unique per event;
+- `message_status`: per sent message (Resend's email id), its delivery status — the
+  highest-ranked event so far, so a late "delivered" never hides an "opened".
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from xmas_pipeline.adapters.sql_store import _insert, _utc, messages, metadata, outcomes, sequences
+from xmas_pipeline.adapters.store import BookingUpsertReport
+from xmas_pipeline.core.bookings import BookingEvent
+from xmas_pipeline.core.campaign import Campaign
+from xmas_pipeline.core.email_events import DeliveryEvent, stronger_state
+from xmas_pipeline.core.reminders import (
+    BOOKING_COLUMNS,
+    BookingState,
+    bookings_from_frame,
+    contact_booking_updates,
+    empty_bookings,
+    fold_booking_events,
+    normalise_bookings,
+)
+
+if TYPE_CHECKING:
+    from xmas_pipeline.adapters.sql_store import SqlStore
+
+booking_events = sa.Table(
+    "booking_events",
+    metadata,
+    sa.Column("campaign", sa.String(100), primary_key=True),
+    sa.Column("event_key", sa.String(400), primary_key=True),
+    sa.Column("booking_uid", sa.String(200), nullable=False, index=True),
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("event_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("source", sa.String(20), nullable=False),
+    sa.Column("ref", sa.String(500), nullable=False, default=""),
+    sa.Column("body", sa.Text, nullable=False),  # the BookingEvent as JSON
+    sa.Column("ingested_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+bookings = sa.Table(
+    "bookings",
+    metadata,
+    sa.Column("campaign", sa.String(100), primary_key=True),
+    sa.Column("booking_uid", sa.String(200), primary_key=True),
+    sa.Column("contact_key", sa.String(320), nullable=False, index=True),
+    sa.Column("email", sa.String(320), nullable=False, default=""),
+    sa.Column("name", sa.String(200), nullable=False, default=""),
+    sa.Column("time_zone", sa.String(100), nullable=False, default="UTC"),
+    sa.Column("start", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("end", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("meeting_url", sa.String(2048), nullable=False, default=""),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("previous_uid", sa.String(200), nullable=False, default=""),
+    sa.Column("rescheduled_to", sa.String(200), nullable=False, default=""),
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+contacts = sa.Table(
+    "contacts",
+    metadata,
+    sa.Column("campaign", sa.String(100), primary_key=True),
+    sa.Column("contact_key", sa.String(320), primary_key=True),
+    sa.Column("email", sa.String(320), nullable=False, default=""),
+    sa.Column("booking_status", sa.String(20), nullable=False, default=""),
+    sa.Column("call_date", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("campaign_status", sa.String(40), nullable=False, default=""),
+    sa.Column("booking_uid", sa.String(200), nullable=False, default=""),
+    sa.Column("unsubscribed", sa.Boolean, nullable=False, default=False),
+    sa.Column("paused", sa.Boolean, nullable=False, default=False),
+    sa.Column("delivery_state", sa.String(20), nullable=False, default=""),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+message_events = sa.Table(
+    "message_events",
+    metadata,
+    sa.Column("campaign", sa.String(100), primary_key=True),
+    sa.Column("event_key", sa.String(700), primary_key=True),
+    sa.Column("provider_id", sa.String(200), nullable=False, default="", index=True),
+    sa.Column("message_id", sa.String(600), nullable=False, default=""),
+    sa.Column("contact_key", sa.String(320), nullable=False),
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("detail", sa.Text, nullable=False, default=""),
+    sa.Column("ref", sa.String(500), nullable=False, default=""),
+)
+
+message_status = sa.Table(
+    "message_status",
+    metadata,
+    sa.Column("campaign", sa.String(100), primary_key=True),
+    sa.Column("provider_id", sa.String(200), primary_key=True),
+    sa.Column("message_id", sa.String(600), nullable=False, default=""),
+    sa.Column("contact_key", sa.String(320), nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("rank", sa.Integer, nullable=False),
+    sa.Column("status_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+CONTACT_FLAG_COLUMNS = ["contact_key", "unsubscribed", "paused", "delivery_state"]
+REMINDER_LOG_COLUMNS = ["booking_uid", "step_number", "status", "reason", "due_at"]
+
+
+def _lock(conn: Connection, campaign: Campaign) -> None:
+    """Serialise booking writers of one campaign (SQLite already serialises writers)."""
+    if conn.dialect.name == "postgresql":
+        key = int.from_bytes(
+            hashlib.sha256(campaign.slug.encode()).digest()[:8], "big", signed=True
+        )
+        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(key)))
+
+
+def _read_bookings(
+    conn: Connection, campaign: Campaign, uids: Iterable[str] | None
+) -> pd.DataFrame:
+    query = sa.select(*(bookings.c[name] for name in BOOKING_COLUMNS)).where(
+        bookings.c.campaign == campaign.slug
+    )
+    if uids is not None:
+        wanted = sorted(set(uids))
+        if not wanted:
+            return empty_bookings()
+        query = query.where(bookings.c.booking_uid.in_(wanted))
+    frame = pd.read_sql(query, conn)
+    return normalise_bookings(frame) if not frame.empty else empty_bookings()
+
+
+def _booking_row(campaign: Campaign, state: BookingState) -> dict[str, Any]:
+    row = state.model_dump()
+    row["campaign"] = campaign.slug
+    for name in ("start", "end", "received_at", "updated_at"):
+        if row[name] is not None:
+            row[name] = _utc(row[name])
+    return row
+
+
+def upsert_booking_events(
+    store: SqlStore, campaign: Campaign, events: list[BookingEvent]
+) -> BookingUpsertReport:
+    store.prepare(campaign)
+    now = datetime.now(UTC)
+    unique = list({e.dedupe_key: e for e in events}.values())
+    with store.engine.begin() as conn:
+        _lock(conn, campaign)
+        new: list[BookingEvent] = []
+        for event in unique:
+            stmt = (
+                _insert(conn, booking_events)
+                .values(
+                    campaign=campaign.slug,
+                    event_key=event.dedupe_key,
+                    booking_uid=event.uid,
+                    kind=event.kind,
+                    event_at=_utc(event.event_at),
+                    source=event.source,
+                    ref=event.ref[:500],
+                    body=event.model_dump_json(),
+                    ingested_at=now,
+                )
+                .on_conflict_do_nothing()
+                # RETURNING, not rowcount: rowcount is not reliable for ON CONFLICT everywhere.
+                .returning(booking_events.c.event_key)
+            )
+            if conn.execute(stmt).first() is not None:
+                new.append(event)
+        if not new:
+            return BookingUpsertReport(new_events=0, repeats=len(events))
+
+        touched = {u for e in new for u in (e.uid, e.previous_uid, e.rescheduled_to) if u}
+        before = bookings_from_frame(_read_bookings(conn, campaign, touched))
+        after = fold_booking_events(new, before)
+        changed = {uid: s for uid, s in after.items() if before.get(uid) != s}
+        for uid, state in changed.items():
+            row = _booking_row(campaign, state)
+            if uid in before:
+                conn.execute(
+                    bookings.update()
+                    .where(bookings.c.campaign == campaign.slug, bookings.c.booking_uid == uid)
+                    .values(
+                        **{k: v for k, v in row.items() if k not in ("campaign", "booking_uid")}
+                    )
+                )
+            else:
+                conn.execute(bookings.insert().values(**row))
+
+        keys = {s.contact_key for s in changed.values() if s.contact_key}
+        everyone = (
+            bookings_from_frame(
+                pd.read_sql(
+                    sa.select(*(bookings.c[name] for name in BOOKING_COLUMNS)).where(
+                        bookings.c.campaign == campaign.slug,
+                        bookings.c.contact_key.in_(sorted(keys)),
+                    ),
+                    conn,
+                )
+            )
+            if keys
+            else {}
+        )
+        updates = contact_booking_updates(everyone, keys)
+        for update in updates:
+            values = {
+                "email": update.email,
+                "booking_status": update.booking_status,
+                "call_date": _utc(update.call_date) if update.call_date else None,
+                "booking_uid": update.booking_uid,
+                "updated_at": now,
+            }
+            if update.campaign_status:
+                values["campaign_status"] = update.campaign_status
+            _upsert_contact(conn, campaign, update.contact_key, values)
+            # The nurture's exit rule reads `booked` on the sequence (when there is one).
+            conn.execute(
+                sequences.update()
+                .where(
+                    sequences.c.campaign == campaign.slug,
+                    sequences.c.contact_key == update.contact_key,
+                )
+                .values(booked=update.booked, updated_at=now)
+            )
+    return BookingUpsertReport(
+        new_events=len(new),
+        repeats=len(events) - len(new),
+        bookings=sorted(changed),
+        updates=updates,
+    )
+
+
+def _upsert_contact(conn: Connection, campaign: Campaign, key: str, values: dict[str, Any]) -> None:
+    stmt = _insert(conn, contacts).values(campaign=campaign.slug, contact_key=key, **values)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[contacts.c.campaign, contacts.c.contact_key], set_=values
+    )
+    conn.execute(stmt)
+
+
+def load_bookings(
+    store: SqlStore, campaign: Campaign, uids: Iterable[str] | None = None
+) -> pd.DataFrame:
+    store.prepare(campaign)
+    with store.engine.connect() as conn:
+        return _read_bookings(conn, campaign, uids)
+
+
+def load_contact_bookings(store: SqlStore, campaign: Campaign) -> pd.DataFrame:
+    """What the CRM shows per contact: booking status, call date, campaign status, uid."""
+    store.prepare(campaign)
+    with store.engine.connect() as conn:
+        frame = pd.read_sql(
+            sa.select(
+                contacts.c.contact_key,
+                contacts.c.email,
+                contacts.c.booking_status,
+                contacts.c.call_date,
+                contacts.c.campaign_status,
+                contacts.c.booking_uid,
+            ).where(contacts.c.campaign == campaign.slug, contacts.c.booking_status != ""),
+            conn,
+        )
+    frame["call_date"] = pd.to_datetime(frame["call_date"], utc=True, format="ISO8601")
+    return frame
+
+
+def load_reminder_log(store: SqlStore, campaign: Campaign) -> pd.DataFrame:
+    """Every reminder sent, skipped or failed: `REMINDER_LOG_COLUMNS`."""
+    store.prepare(campaign)
+    with store.engine.connect() as conn:
+        sent = pd.read_sql(
+            sa.select(messages.c.booking_uid, messages.c.step_number, messages.c.due_at).where(
+                messages.c.campaign == campaign.slug, messages.c.kind == "reminder"
+            ),
+            conn,
+        )
+        held = pd.read_sql(
+            sa.select(
+                outcomes.c.booking_uid,
+                outcomes.c.step_number,
+                outcomes.c.status,
+                outcomes.c.reason,
+                outcomes.c.due_at,
+            ).where(outcomes.c.campaign == campaign.slug, outcomes.c.kind == "reminder"),
+            conn,
+        )
+    sent = sent.assign(status="sent", reason="")
+    frame = pd.concat([sent, held], ignore_index=True) if not held.empty else sent
+    frame = frame.reindex(columns=REMINDER_LOG_COLUMNS)
+    frame["due_at"] = pd.to_datetime(frame["due_at"], utc=True, format="ISO8601")
+    return frame
+
+
+def load_contact_flags(store: SqlStore, campaign: Campaign) -> pd.DataFrame:
+    """Exit flags kept outside the sequences (`CONTACT_FLAG_COLUMNS`)."""
+    store.prepare(campaign)
+    with store.engine.connect() as conn:
+        frame = pd.read_sql(
+            sa.select(*(contacts.c[name] for name in CONTACT_FLAG_COLUMNS)).where(
+                contacts.c.campaign == campaign.slug
+            ),
+            conn,
+        )
+    for name in ("unsubscribed", "paused"):
+        frame[name] = frame[name].fillna(False).astype(bool)
+    frame["delivery_state"] = frame["delivery_state"].fillna("").astype(str)
+    return frame
+
+
+def set_contact_flags(
+    store: SqlStore, campaign: Campaign, contact_key: str, email: str = "", **flags: Any
+) -> None:
+    allowed = {"unsubscribed", "paused", "delivery_state"}
+    unknown = set(flags) - allowed
+    if unknown:
+        raise ValueError(f"unknown flags: {sorted(unknown)}")
+    store.prepare(campaign)
+    now = datetime.now(UTC)
+    with store.engine.begin() as conn:
+        current = (
+            conn.execute(
+                sa.select(contacts.c.delivery_state).where(
+                    contacts.c.campaign == campaign.slug, contacts.c.contact_key == contact_key
+                )
+            )
+            .scalars()
+            .first()
+        )
+        values = dict(flags)
+        if "delivery_state" in values:
+            values["delivery_state"] = stronger_state(current or "", values["delivery_state"])
+        if email:
+            values["email"] = email
+        _upsert_contact(conn, campaign, contact_key, {**values, "updated_at": now})
+
+        seq_values = {k: v for k, v in flags.items()}
+        if "delivery_state" in seq_values:
+            existing = (
+                conn.execute(
+                    sa.select(sequences.c.delivery_state).where(
+                        sequences.c.campaign == campaign.slug,
+                        sequences.c.contact_key == contact_key,
+                    )
+                )
+                .scalars()
+                .first()
+            )
+            seq_values["delivery_state"] = stronger_state(
+                existing or "", seq_values["delivery_state"]
+            )
+        conn.execute(
+            sequences.update()
+            .where(sequences.c.campaign == campaign.slug, sequences.c.contact_key == contact_key)
+            .values(**seq_values, updated_at=now)
+        )
+
+
+def record_delivery_event(store: SqlStore, campaign: Campaign, event: DeliveryEvent) -> bool:
+    """Store one email event and move its message's status up. False: seen before."""
+    store.prepare(campaign)
+    with store.engine.begin() as conn:
+        message_id = ""
+        if event.provider_id:
+            message_id = (
+                conn.execute(
+                    sa.select(messages.c.message_id).where(
+                        messages.c.campaign == campaign.slug,
+                        messages.c.provider_id == event.provider_id,
+                    )
+                )
+                .scalars()
+                .first()
+            ) or ""
+        inserted = conn.execute(
+            _insert(conn, message_events)
+            .values(
+                campaign=campaign.slug,
+                event_key=event.dedupe_key[:700],
+                provider_id=event.provider_id,
+                message_id=message_id,
+                contact_key=event.contact_key,
+                kind=event.kind,
+                at=_utc(event.at),
+                detail=event.detail,
+                ref=event.ref[:500],
+            )
+            .on_conflict_do_nothing()
+            .returning(message_events.c.event_key)
+        ).first()
+        if inserted is None:
+            return False
+        if event.provider_id:
+            values = {
+                "message_id": message_id,
+                "contact_key": event.contact_key,
+                "status": event.kind,
+                "rank": event.rank,
+                "status_at": _utc(event.at),
+            }
+            stmt = _insert(conn, message_status).values(
+                campaign=campaign.slug, provider_id=event.provider_id, **values
+            )
+            stmt = stmt.on_conflict_do_update(
+                index_elements=[message_status.c.campaign, message_status.c.provider_id],
+                set_=values,
+                where=message_status.c.rank < stmt.excluded.rank,
+            )
+            conn.execute(stmt)
+    return True
+
+
+def delivery_status(store: SqlStore, campaign: Campaign) -> pd.DataFrame:
+    """Each sent message's delivery status (Resend's email id, our message id)."""
+    store.prepare(campaign)
+    with store.engine.connect() as conn:
+        frame = pd.read_sql(
+            sa.select(
+                message_status.c.provider_id,
+                message_status.c.message_id,
+                message_status.c.contact_key,
+                message_status.c.status,
+                message_status.c.status_at,
+            ).where(message_status.c.campaign == campaign.slug),
+            conn,
+        )
+    frame["status_at"] = pd.to_datetime(frame["status_at"], utc=True, format="ISO8601")
+    return frame
