@@ -449,16 +449,28 @@ def _contact_flags(active: pd.DataFrame, contacts: pd.DataFrame | None) -> pd.Da
     return out
 
 
-def _exit_rule(flags: Mapping[str, Any], campaign: Campaign) -> tuple[str, str]:
+def _exit_rules(flags: pd.DataFrame, campaign: Campaign) -> tuple[np.ndarray, np.ndarray]:
+    """Per booking: what the exit rules say for a reminder due now (first match wins)."""
     stop_all = set(campaign.exit.stop_all_on)
-    if "unsubscribed" in stop_all and flags["unsubscribed"]:
-        return EXIT, "unsubscribed"
-    state = flags["delivery_state"]
-    if state in ("bounced", "complained") and state in stop_all:
-        return EXIT, state
-    if flags["paused"]:
-        return SKIP, "paused"
-    return SEND, ""
+    state = flags["delivery_state"].to_numpy(dtype=object)
+    conditions: list[np.ndarray] = []
+    actions: list[str] = []
+    reasons: list[str] = []
+    if "unsubscribed" in stop_all:
+        conditions.append(flags["unsubscribed"].to_numpy(dtype=bool))
+        actions.append(EXIT)
+        reasons.append("unsubscribed")
+    for delivery in ("bounced", "complained"):
+        if delivery in stop_all:
+            conditions.append(state == delivery)
+            actions.append(EXIT)
+            reasons.append(delivery)
+    conditions.append(flags["paused"].to_numpy(dtype=bool))
+    actions.append(SKIP)
+    reasons.append("paused")
+    action = np.select(conditions, actions, default=SEND).astype(object)
+    reason = np.select(conditions, reasons, default="").astype(object)
+    return action, reason
 
 
 def compute_due_reminders(
@@ -512,47 +524,44 @@ def compute_due_reminders(
     masked = np.where(live, due_ns, np.iinfo("int64").min)
     latest[np.flatnonzero(has_live), masked.argmax(axis=1)[has_live]] = True
 
-    flags = _contact_flags(active, contacts).to_dict("records")
-    records: list[dict[str, Any]] = []
-    for i, j in zip(*np.nonzero(due), strict=True):
-        row = active.iloc[i]
-        if too_close[i]:
-            action, reason = EXIT, TOO_CLOSE
-        elif passed[i, j]:
-            action, reason = EXIT, PASSED_BEFORE_BOOKING
-        elif started[i]:
-            action, reason = EXIT, MEETING_STARTED
-        elif not latest[i, j]:
-            action, reason = EXIT, SUPERSEDED
-        else:
-            action, reason = _exit_rule(flags[i], campaign)
-        step = campaign.reminders[j]
-        due_at = pd.Timestamp(int(due_ns[i, j]), tz="UTC")
-        records.append(
-            {
-                "message_id": message_id(
-                    campaign.slug, row["contact_key"], step.step_id, row["booking_uid"]
-                ),
-                "contact_key": row["contact_key"],
-                "email": row["email"],
-                "kind": "reminder",
-                "step_id": step.step_id,
-                "step_number": step.number,
-                "segment": flags[i]["segment"],
-                "due_at": due_at,
-                "due_day": due_at.strftime("%Y-%m-%d"),
-                "action": action,
-                "reason": reason,
-                "booking_uid": row["booking_uid"],
-                "meeting_start": row["start"],
-                "time_zone": row["time_zone"],
-                "meeting_url": row["meeting_url"],
-                "name": row["name"],
-            }
-        )
-    out = pd.DataFrame.from_records(records, columns=REMINDER_DUE_COLUMNS)
-    out["step_number"] = out["step_number"].astype("int64")
-    out["due_at"] = pd.to_datetime(out["due_at"], utc=True)
+    flags = _contact_flags(active, contacts)
+    rule_action, rule_reason = _exit_rules(flags, campaign)
+    ii, jj = np.nonzero(due)
+    # First matching reason wins, in this order (the exit rules only for the one to send).
+    conditions = [too_close[ii], passed[ii, jj], started[ii], ~latest[ii, jj]]
+    reasons = [TOO_CLOSE, PASSED_BEFORE_BOOKING, MEETING_STARTED, SUPERSEDED]
+    action = np.where(np.logical_or.reduce(conditions), EXIT, rule_action[ii]).astype(object)
+    reason = np.select(conditions, reasons, default=rule_reason[ii]).astype(object)
+
+    keys = active["contact_key"].to_numpy(dtype=object)[ii]
+    uids = active["booking_uid"].to_numpy(dtype=object)[ii]
+    step_ids = np.array([r.step_id for r in campaign.reminders], dtype=object)[jj]
+    numbers = np.array([r.number for r in campaign.reminders], dtype="int64")[jj]
+    due_at = pd.to_datetime(due_ns[ii, jj], utc=True)
+    out = pd.DataFrame(
+        {
+            "message_id": [
+                message_id(campaign.slug, k, s, u)
+                for k, s, u in zip(keys, step_ids, uids, strict=True)
+            ],
+            "contact_key": keys,
+            "email": active["email"].to_numpy(dtype=object)[ii],
+            "kind": "reminder",
+            "step_id": step_ids,
+            "step_number": numbers,
+            "segment": flags["segment"].to_numpy(dtype=object)[ii],
+            "due_at": due_at,
+            "due_day": due_at.strftime("%Y-%m-%d").to_numpy(dtype=object),
+            "action": action,
+            "reason": reason,
+            "booking_uid": uids,
+            "meeting_start": active["start"].to_numpy()[ii],
+            "time_zone": active["time_zone"].to_numpy(dtype=object)[ii],
+            "meeting_url": active["meeting_url"].to_numpy(dtype=object)[ii],
+            "name": active["name"].to_numpy(dtype=object)[ii],
+        },
+        columns=REMINDER_DUE_COLUMNS,
+    )
     out["meeting_start"] = pd.to_datetime(out["meeting_start"], utc=True)
     return out.sort_values(["due_at", "message_id"], kind="stable").reset_index(drop=True)
 
