@@ -133,6 +133,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             resend_api_url=settings.resend_api_url,
             public_url=settings.public_url,
             unsubscribe_secret=_secret("XMAS_UNSUBSCRIBE_SECRET", settings.unsubscribe_secret),
+            journal_dir=str(settings.home / "send-journal"),
         ),
     }
     base = dg.Definitions(

@@ -169,6 +169,7 @@ def build_delivery(campaign: Campaign) -> dict[str, list]:
             idempotency_suffix=suffix,
             # Reminders: the booking is read again just before sending (cancelled? moved?).
             hold=booking_hold(backend, camp),
+            journal=sender.journal(),
         )
         metadata = delivery_metadata(report, sender.backend, config)
         if report.stopped:

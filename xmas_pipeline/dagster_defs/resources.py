@@ -13,6 +13,7 @@ from xmas_pipeline.adapters.store import StateStore
 from xmas_pipeline.alerting import AlertLedger
 from xmas_pipeline.core.campaign import Campaign, load_campaign
 from xmas_pipeline.core.render import TemplateSource, load_template_dir
+from xmas_pipeline.journal import SendJournal
 
 
 class CampaignResource(dg.ConfigurableResource):
@@ -101,6 +102,10 @@ class EmailSenderResource(dg.ConfigurableResource):
     resend_api_url: str | None = None
     public_url: str | None = None
     unsubscribe_secret: str | None = None
+    journal_dir: str | None = None  # the send journal (see xmas_pipeline/journal.py)
+
+    def journal(self) -> SendJournal | None:
+        return SendJournal(self.journal_dir) if self.journal_dir else None
 
     @property
     def backend(self) -> str:
