@@ -67,11 +67,14 @@ def test_flags(sql_store: SqlStore, campaign: Campaign) -> None:
 def test_concurrent_upserts_create_one_sequence(sql_store: SqlStore, campaign: Campaign) -> None:
     sql_store.prepare(campaign)
     errors: list[BaseException] = []
+    created: list[str] = []
 
     def upsert(offset: int) -> None:
         try:
-            sql_store.upsert_signups(
-                campaign, [event("race@x.com", at=T0 + timedelta(seconds=offset))]
+            created.extend(
+                sql_store.upsert_signups(
+                    campaign, [event("race@x.com", at=T0 + timedelta(seconds=offset))]
+                ).created
             )
         except BaseException as exc:  # noqa: BLE001
             errors.append(exc)
@@ -83,3 +86,21 @@ def test_concurrent_upserts_create_one_sequence(sql_store: SqlStore, campaign: C
         thread.join()
     assert not errors
     assert len(sql_store.load_sequences(campaign)) == 1
+    assert created == ["race@x.com"]  # reported created once, whoever won
+
+
+def _prepare(url: str) -> None:
+    SqlStore(url).prepare()
+
+
+def test_runs_starting_together_on_a_fresh_sqlite_file(tmp_path) -> None:
+    import multiprocessing
+
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    context = multiprocessing.get_context("spawn")
+    processes = [context.Process(target=_prepare, args=(url,)) for _ in range(4)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(60)
+    assert [p.exitcode for p in processes] == [0, 0, 0, 0]

@@ -9,6 +9,7 @@ Tables (created on first use):
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -145,11 +146,21 @@ class SqlStore:
         self._prepared = False
 
     def prepare(self, campaign: Campaign | None = None) -> None:
-        if not self._prepared:
-            from xmas_pipeline.adapters import sql_bookings  # noqa: F401 - registers its tables
+        if self._prepared:
+            return
+        from xmas_pipeline.adapters import sql_bookings  # noqa: F401 - registers its tables
 
-            metadata.create_all(self.engine)
-            self._prepared = True
+        for attempt in range(5):
+            try:
+                metadata.create_all(self.engine)
+                break
+            except sa.exc.OperationalError:
+                # Several runs starting at once on a fresh SQLite file race to create the
+                # schema ("database is locked"); the loser waits and then finds it made.
+                if attempt == 4 or not self.url.startswith("sqlite"):
+                    raise
+                time.sleep(0.2 * (attempt + 1))
+        self._prepared = True
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -188,8 +199,14 @@ class SqlStore:
                         "source": event.source,
                         "updated_at": now,
                     }
-                    stmt = _insert(conn, sequences).values(**row).on_conflict_do_nothing()
-                    if conn.execute(stmt).rowcount:
+                    stmt = (
+                        _insert(conn, sequences)
+                        .values(**row)
+                        .on_conflict_do_nothing()
+                        .returning(sequences.c.contact_key)
+                    )
+                    # RETURNING, not rowcount: psycopg reports -1 for a skipped row.
+                    if conn.execute(stmt).first() is not None:
                         report.created.append(key)
                     else:  # a concurrent writer created it first: a re-delivery
                         report.unchanged.append(key)
