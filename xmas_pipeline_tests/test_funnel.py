@@ -12,7 +12,7 @@ import pytest
 from xmas_pipeline.adapters.sql_store import SqlStore
 from xmas_pipeline.adapters.store import SentRecord
 from xmas_pipeline.core.campaign import Campaign
-from xmas_pipeline.core.funnel import STEP_COLUMNS, compute_funnel
+from xmas_pipeline.core.funnel import STEP_COLUMNS, compute_funnel, events_from_status
 from xmas_pipeline.core.signup import Signup, SignupEvent
 from xmas_pipeline.core.state import normalise_sequences
 
@@ -222,3 +222,25 @@ def test_on_the_sql_stores_own_frames(store: SqlStore, campaign: Campaign) -> No
     assert row(funnel.steps, "CRITICAL", "email-1")["clicked"] == 1
     assert row(funnel.steps, "CRITICAL", "email-2")["booked"] == 1
     assert funnel.conversion.set_index("segment").loc["CRITICAL", "conversion"] == 1.0
+
+
+def test_delivery_statuses_count_as_the_events_they_imply() -> None:
+    people = sequences([person(k, "URGENT") for k in ("a@x.com", "b@x.com", "c@x.com", "d@x.com")])
+    log = pd.DataFrame(
+        [
+            sent(k, 1, "URGENT", 0, f"re_{k[0]}")
+            for k in ("a@x.com", "b@x.com", "c@x.com", "d@x.com")
+        ]
+    )
+    status = pd.DataFrame(
+        [
+            {"provider_id": "re_a", "status": "clicked"},
+            {"provider_id": "re_b", "status": "delivered"},
+            {"provider_id": "re_c", "status": "bounced"},
+            {"provider_id": "re_d", "status": "complained"},
+        ]
+    ).assign(message_id="", contact_key="", status_at=T0)
+    urg = row(compute_funnel(log, events_from_status(status), people).steps, "URGENT", "email-1")
+    assert (urg["delivered"], urg["opened"], urg["clicked"]) == (3, 1, 1)
+    assert (urg["bounced"], urg["complained"]) == (1, 1)
+    assert events_from_status(status.iloc[0:0]).empty

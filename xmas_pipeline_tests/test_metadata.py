@@ -6,7 +6,7 @@ markdown.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -192,9 +192,63 @@ def test_templates_show_each_template_rendered_for_each_segment(env: PipelineEnv
 def test_a_preview_shows_template_text_literally() -> None:
     from xmas_pipeline.dagster_defs.metadata import email_preview
 
-    text = "Hi *Jamie*,\n\n1. Map [what](x) happens\nline two\n\n# not a heading"
+    text = (
+        "Hi *Jamie*,\n\n1. Map [what](x) happens\nline two\n\n# not a heading\n- not a list\n\n"
+        "Book (https://cal.com/busos/a_call) today"
+    )
     preview = email_preview("Save $4,200 <now>", "email-9", text).value
     assert preview.startswith("**Subject: Save $4,200 \\<now\\>**")
     assert "Hi \\*Jamie\\*," in preview
-    assert "1\\. Map \\[what\\]\\(x\\) happens  \nline two" in preview
-    assert "\\# not a heading" in preview
+    assert "1\\. Map \\[what\\](x) happens  \nline two" in preview
+    assert "\\# not a heading  \n\\- not a list" in preview
+    # Links are left whole, so the UI links them.
+    assert "Book (https://cal.com/busos/a_call) today" in preview
+
+
+def resend_webhook(kind: str, provider_id: str, to: str) -> dict[str, Any]:
+    """A Resend webhook body as the intake stores it in inbox/email-events/<day>/."""
+    return {
+        "type": f"email.{kind}",
+        "created_at": datetime.now(UTC).isoformat(),
+        "data": {"email_id": provider_id, "to": [to], "subject": "Hi", "tags": {}},
+    }
+
+
+def test_funnel_counts_resend_events_and_unsubscribes(env: PipelineEnv) -> None:
+    for person in PEOPLE:
+        env.drop_signup(person, age=timedelta(minutes=10))
+    with dg.instance_for_test() as instance:
+        env.ingest(today(), instance)
+        for _ in range(2):
+            env.send(today(), instance, catch_up=True)
+        log = env.store().sent_log(env.campaign, "2025-11-01", "2099-01-01")
+        ids = {(r.contact_key, r.step_id): r.provider_id for r in log.itertuples()}
+        webhooks = [
+            *(
+                resend_webhook(k, ids["c1@x.com", "email-1"], "c1@x.com")
+                for k in ("delivered", "opened", "clicked")
+            ),
+            resend_webhook("delivered", ids["c2@x.com", "email-1"], "c2@x.com"),
+            resend_webhook("opened", ids["c2@x.com", "email-2"], "c2@x.com"),
+            resend_webhook("bounced", ids["u1@x.com", "email-2"], "u1@x.com"),
+            {
+                "type": "contact.unsubscribed",
+                "created_at": datetime.now(UTC).isoformat(),
+                "data": {"email": "o1@x.com", "source": "one-click"},
+            },
+        ]
+        for body in webhooks:
+            env.inbox.write_json("email-events", body)
+        job = env.defs.resolve_job_def("ingest_email_events")
+        assert job.execute_in_process(partition_key=today(), instance=instance).success
+        result = refresh_funnel(env, instance)
+    meta = materializations(result, "funnel")[0]
+    assert meta["delivery events"] == "from Resend webhooks"
+    assert (meta["sent"], meta["delivered"], meta["opened"], meta["clicked"]) == (8, 3, 2, 1)
+    assert (meta["bounced"], meta["unsubscribed"]) == (1, 1)
+    assert meta["open rate"] == 0.25
+    table = meta["funnel by segment and step"]
+    assert "| CRITICAL | email-1 | 2 | 2 | 1 | 1 | 0 | 0 | 0 | 0 |" in table
+    assert "| CRITICAL | email-2 | 2 | 1 | 1 | 0 | 0 | 0 | 0 | 0 |" in table
+    assert "| URGENT | email-2 | 1 | 0 | 0 | 0 | 1 | 0 | 0 | 0 |" in table
+    assert "| OPTIMIZE | email-2 | 1 | 0 | 0 | 0 | 0 | 0 | 1 | 0 |" in table

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import pytest
 
+from xmas_pipeline.core.bookings import parse_webhook
+from xmas_pipeline_tests.calcom_payloads import webhook_created
 from xmas_pipeline_tests.pipeline_env import PipelineEnv, make_env, signup, today
 
 
@@ -129,3 +131,22 @@ def test_the_job_never_overlaps_a_send_run(env: PipelineEnv) -> None:
     job = env.defs.resolve_job_def("resend_contact")
     assert job.tags["xmas/send"] == "1"
     assert "email" in (job.description or "")
+
+
+def test_resends_a_reminder_for_the_contacts_booking(env: PipelineEnv) -> None:
+    now = datetime.now(UTC)
+    start = now + timedelta(minutes=4)  # testing mode: reminder 1 fell due 2 minutes ago
+    with dg.instance_for_test() as instance:
+        started(env, instance, "jane@x.com", runs=1)
+        body = webhook_created("bk-42", start, at=now - timedelta(minutes=1), email="jane@x.com")
+        event = parse_webhook(body, received_at=now)
+        assert event is not None
+        env.store().upsert_booking_events(env.campaign, [event])
+        result = resend(env, instance, "jane@x.com", ["reminder-1"])
+        assert result.success, result.get_step_failure_events()
+        early = resend(env, instance, "jane@x.com", ["reminder-3"])  # due 1 minute before
+        assert "reminder-3 is not due for jane@x.com until" in failure(early)
+    run = result.run_id[:8]
+    assert f"christmas-2025__jane@x.com__reminder-1__bk-42__resend-{run}.eml" in env.outbox_files()
+    html = env.outbox / f"christmas-2025__jane@x.com__reminder-1__bk-42__resend-{run}.html"
+    assert "https://app.cal.com/video/bk-42" in html.read_text()

@@ -73,6 +73,38 @@ def normalise_events(events: pd.DataFrame | None) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
+# What a message's best-known status says happened to it: a click means it was delivered
+# and opened (tracking pixels miss opens; a click cannot happen unopened), a complaint
+# means it arrived.
+_IMPLIED: dict[str, tuple[str, ...]] = {
+    "delivered": ("delivered",),
+    "opened": ("delivered", "opened"),
+    "clicked": ("delivered", "opened", "clicked"),
+    "complained": ("delivered", "complained"),
+    "bounced": ("bounced",),
+}
+
+
+def events_from_status(status: pd.DataFrame) -> pd.DataFrame:
+    """Per-message delivery statuses (columns `provider_id`, `message_id`, `contact_key`,
+    `status`, `status_at`: the highest-ranked event each message had) as the events they
+    imply, in `EVENT_COLUMNS` shape."""
+    if status.empty:
+        return empty_events()
+    rows = [
+        {
+            "provider_id": row["provider_id"],
+            "message_id": row["message_id"],
+            "contact_key": row["contact_key"],
+            "kind": kind,
+            "at": row["status_at"],
+        }
+        for row in status.to_dict("records")
+        for kind in _IMPLIED.get(str(row["status"]), ())
+    ]
+    return normalise_events(pd.DataFrame(rows, columns=EVENT_COLUMNS))
+
+
 def compute_funnel(
     sent_log: pd.DataFrame, events: pd.DataFrame | None, sequences: pd.DataFrame
 ) -> Funnel:

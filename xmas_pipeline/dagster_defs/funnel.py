@@ -6,7 +6,7 @@ import dagster as dg
 import pandas as pd
 
 from xmas_pipeline.core.campaign import Campaign
-from xmas_pipeline.core.funnel import COUNT_COLUMNS, Funnel, compute_funnel
+from xmas_pipeline.core.funnel import COUNT_COLUMNS, Funnel, compute_funnel, events_from_status
 from xmas_pipeline.dagster_defs.ingestion import OWNERS
 from xmas_pipeline.dagster_defs.metadata import md_table
 from xmas_pipeline.dagster_defs.resources import CampaignResource, StateStoreResource
@@ -17,9 +17,10 @@ _LAST_DAY = "2999-12-31"
 
 
 def delivery_events(backend: Any, campaign: Campaign) -> pd.DataFrame | None:
-    """Resend's events and unsubscribes as the store keeps them (None: it keeps none)."""
-    loader = getattr(backend, "delivery_events", None)
-    return None if loader is None else loader(campaign)
+    """What Resend told us about each sent message, as funnel events (None: this store
+    keeps no delivery status)."""
+    loader = getattr(backend, "delivery_status", None)
+    return None if loader is None else events_from_status(loader(campaign))
 
 
 def funnel_metadata(funnel: Funnel, events_known: bool) -> dict[str, Any]:

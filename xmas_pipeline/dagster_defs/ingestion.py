@@ -4,9 +4,10 @@ import json
 from typing import Any
 
 import dagster as dg
+import pandas as pd
 
 from xmas_pipeline.core.campaign import Campaign
-from xmas_pipeline.dagster_defs.metadata import counts, md_table
+from xmas_pipeline.dagster_defs.metadata import md_table, segment_counts
 from xmas_pipeline.dagster_defs.partitions import daily_partitions
 from xmas_pipeline.dagster_defs.resources import InboxResource
 from xmas_pipeline.ingest import read_signup_day
@@ -42,7 +43,7 @@ def build_ingestion(campaign: Campaign, sensor_interval: int) -> dict[str, list]
         rejected = [{"file": r.file, "reason": r.reason} for r in batch.rejected]
         for item in rejected:
             context.log.warning(f"rejected {item['file']}: {item['reason']}")
-        by_segment = counts(frame["segment"]) if not frame.empty else {}
+        by_segment = segment_counts(frame.get("segment", pd.Series(dtype="object")))
         yield dg.Output(
             frame,
             metadata={

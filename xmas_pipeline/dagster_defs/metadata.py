@@ -7,6 +7,8 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
+from xmas_pipeline.core.segments import ALL_SEGMENTS
+
 
 def md_table(
     rows: Iterable[Mapping[str, Any]], columns: list[str], limit: int = 50
@@ -55,12 +57,23 @@ def reasons_table(problems: pd.DataFrame) -> dg.MetadataValue:
     return frame_table(grouped)
 
 
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+\-.!|~])")
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>#|~])")
+_MD_LINE_START = re.compile(r"^(\s*)(?:([-+=])|(\d+)([.)]))")
+_URL = re.compile(r"(https?://[^\s()<>]+)")
 
 
 def md_escape(text: str) -> str:
-    """Text shown literally in markdown (a template's words must not turn into markup)."""
-    return _MD_SPECIAL.sub(r"\\\1", text)
+    """Text shown literally in markdown (a template's words must not turn into markup).
+    Links stay as they are, so the UI still shows them as links."""
+    parts = _URL.split(text)
+    escaped = "".join(p if i % 2 else _MD_SPECIAL.sub(r"\\\1", p) for i, p in enumerate(parts))
+    # A line starting like a list item or a heading underline stays plain text.
+    return _MD_LINE_START.sub(_escape_line_start, escaped)
+
+
+def _escape_line_start(match: re.Match[str]) -> str:
+    indent, bullet, number, dot = match.groups()
+    return f"{indent}\\{bullet}" if bullet else f"{indent}{number}\\{dot}"
 
 
 def email_preview(subject: str, template: str, text: str, limit: int = 4000) -> dg.MetadataValue:
@@ -74,3 +87,9 @@ def email_preview(subject: str, template: str, text: str, limit: int = 4000) -> 
     return dg.MetadataValue.md(
         f"**Subject: {md_escape(subject)}**\n\n_template `{template}`_\n\n---\n\n{rendered}\n"
     )
+
+
+def segment_counts(segments: pd.Series) -> dict[str, int]:
+    """Count per segment, every segment present (0 too), so each one plots as a line."""
+    found = counts(segments) if len(segments) else {}
+    return {s.value: found.get(s.value, 0) for s in ALL_SEGMENTS}

@@ -168,12 +168,6 @@ def context_builder(campaign: Campaign, sender: EmailSenderResource) -> Any:
     return build
 
 
-def load_bookings(backend: Any, campaign: Campaign) -> pd.DataFrame | None:
-    """The store's bookings frame, or None when this store does not keep bookings."""
-    loader = getattr(backend, "load_bookings", None)
-    return None if loader is None else loader(campaign)
-
-
 def report_metadata(report: DeliveryReport, email: str, steps: list[str]) -> dict[str, Any]:
     problems = report.problems()
     return {
@@ -207,7 +201,7 @@ def build_resend_job(tags: Mapping[str, str]) -> dg.JobDefinition:
             steps = check_steps(camp, config.steps)
             contact = contact_row(backend.load_sequences(camp), key)
             needs_booking = any(s.startswith("reminder-") for s in steps)
-            bookings = load_bookings(backend, camp) if needs_booking else None
+            bookings = backend.load_bookings(camp) if needs_booking else None
             now = datetime.now(UTC)
             plan = resend_plan(camp, contact, steps, now, bookings)
         except ResendRefused as exc:

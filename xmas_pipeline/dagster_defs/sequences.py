@@ -13,10 +13,10 @@ from xmas_pipeline.core.segments import ALL_SEGMENTS
 from xmas_pipeline.core.signup import Signup, SignupEvent
 from xmas_pipeline.dagster_defs.ingestion import OWNERS
 from xmas_pipeline.dagster_defs.metadata import (
-    counts,
     email_preview,
     md_table,
     reached_metadata,
+    segment_counts,
 )
 from xmas_pipeline.dagster_defs.partitions import daily_partitions
 from xmas_pipeline.dagster_defs.resources import (
@@ -99,7 +99,7 @@ def build_sequences(campaign: Campaign) -> dict[str, list]:
                 "critical alerts sent": len(sent.sent),
                 "critical alerts failed": len(sent.failed),
             }
-        segments = counts(signups["segment"]) if not signups.empty else {}
+        segments = segment_counts(signups.get("segment", pd.Series(dtype="object")))
         # Campaign-wide: where every sequence stands now (last email sent), per segment.
         reached = steps_reached(backend.load_sequences(camp), len(camp.steps))
         context.log.info(
