@@ -174,5 +174,35 @@ def test_backfill_semantics_forced_and_unforced(tmp_path: Path) -> None:
         # Forced over yesterday: early's email-2 only.
         forced2 = env.send(yesterday, instance, force=True)
         assert materializations(forced2, "deliveries")[0]["sent by step"] == {"email-2": 1}
+
+        # A paused contact is not re-sent to, forced or not.
+        env.store().set_flags(env.campaign, "early@x.com", paused=True)
+        paused = env.send(two_days_ago, instance, force=True)
+        assert materializations(paused, "deliveries")[0]["sent"] == 0
     log = env.store().sent_log(env.campaign, "2025-11-01", "2099-01-01")
     assert log["forced"].sum() == 2 and len(log) == 5
+
+
+def test_deliveries_on_its_own_works_from_the_current_state(env: PipelineEnv) -> None:
+    """Materializing `deliveries` alone (the asset's own dialog, not the job) must not act
+    on the due list stored by an earlier run."""
+    env.drop_signup(PEOPLE[0])
+    with dg.instance_for_test() as instance:
+        env.ingest(today(), instance)
+        env.send(today(), instance, catch_up=True)
+        env.drop_signup(PEOPLE[1])
+        env.ingest(today(), instance)
+        job = env.defs.resolve_job_def("send_due_emails")
+        alone = job.execute_in_process(
+            partition_key=today(),
+            instance=instance,
+            asset_selection=[dg.AssetKey("deliveries")],
+            run_config={"ops": {"deliveries": {"config": {"catch_up": True}}}},
+            raise_on_error=False,
+        )
+        assert alone.success
+        assert materializations(alone, "deliveries")[0]["sent"] == 1
+    assert env.outbox_files() == [
+        "christmas-2025__crit@x.com__email-1.eml",
+        "christmas-2025__urg@x.com__email-1.eml",
+    ]

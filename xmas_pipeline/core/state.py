@@ -53,7 +53,7 @@ def normalise_sequences(frame: pd.DataFrame, step_count: int) -> pd.DataFrame:
     for name in ("signup_at", *(sent_column(n) for n in range(1, step_count + 1))):
         out[name] = pd.to_datetime(out[name], utc=True, format="ISO8601")
     for name in ("completed", "booked", "unsubscribed", "paused"):
-        out[name] = out[name].fillna(False).astype(bool)
+        out[name] = _as_bool(out[name])
     for name in (
         "assessment_score",
         "red_systems",
@@ -70,3 +70,9 @@ def normalise_sequences(frame: pd.DataFrame, step_count: int) -> pd.DataFrame:
     out["delivery_state"] = out["delivery_state"].fillna("").astype(str)
     out["exit_reason"] = out["exit_reason"].fillna("").astype(str)
     return out.reset_index(drop=True)
+
+
+def _as_bool(column: pd.Series) -> pd.Series:
+    """Missing -> False, without pandas' deprecated silent downcasting in `fillna`."""
+    filled = column.where(column.notna(), 0) if column.dtype == object else column.fillna(0)
+    return column.notna() & filled.astype(bool)

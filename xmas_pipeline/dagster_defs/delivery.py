@@ -86,12 +86,7 @@ def build_delivery(campaign: Campaign) -> dict[str, list]:
         backend = store.get()
         backend.prepare(camp)
         now = datetime.now(UTC)
-        sequences = backend.load_sequences(camp)
-        # Exit flags also live outside the sequences (a booker who never signed up).
-        sequences, contacts = merge_contact_flags(sequences, contact_flags_of(backend, camp))
-        due = compute_due(sequences, camp, now)
-        plan = plan_with_fields(due, sequences)
-        plan = add_reminders(plan, reminder_plan(backend, camp, now, sequences, contacts))
+        plan, sequences = build_plan(backend, camp, now)
         to_send = plan[plan["action"] == SEND]
         limit = stuck_after(camp)
         stuck = to_send[to_send["due_at"] < pd.Timestamp(now - limit)]
@@ -146,8 +141,15 @@ def build_delivery(campaign: Campaign) -> dict[str, list]:
         camp = campaign_config.campaign
         window = context.partition_key_range
         start_day = camp.start_date if config.catch_up else window.start
-        plan = due_in_range(due_emails, start_day, window.end)
         backend = store.get()
+        selection = context.run.asset_selection
+        if selection is not None and dg.AssetKey("due_emails") not in selection:
+            # Materialized on its own (not through send_due_emails): the stored due list
+            # may be old, so work from the store's state as it is now.
+            context.log.info("due_emails is not part of this run: computing what is due now")
+            backend.prepare(camp)
+            due_emails, _ = build_plan(backend, camp, datetime.now(UTC))
+        plan = due_in_range(due_emails, start_day, window.end)
         suffix = ""
         if config.force:
             plan = pd.concat([plan, resend_plan(backend, camp, window.start, window.end)])
@@ -179,6 +181,19 @@ def build_delivery(campaign: Campaign) -> dict[str, list]:
     return {"assets": [due_emails, deliveries], "partitions": [partitions]}
 
 
+def build_plan(
+    backend: Any, campaign: Campaign, now: datetime
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Everything due now (nurture and reminders, exit rules applied), and the sequences."""
+    sequences = backend.load_sequences(campaign)
+    # Exit flags also live outside the sequences (a booker who never signed up).
+    sequences, contacts = merge_contact_flags(sequences, contact_flags_of(backend, campaign))
+    due = compute_due(sequences, campaign, now)
+    plan = plan_with_fields(due, sequences)
+    plan = add_reminders(plan, reminder_plan(backend, campaign, now, sequences, contacts))
+    return plan, sequences
+
+
 def resend_plan(backend: Any, campaign: Campaign, start_day: str, end_day: str) -> pd.DataFrame:
     """Already-sent nurture messages of the selected days, as plan rows to send again."""
     log = backend.sent_log(campaign, start_day, end_day)
@@ -187,15 +202,17 @@ def resend_plan(backend: Any, campaign: Campaign, start_day: str, end_day: str) 
         return log
     sequences = backend.load_sequences(campaign)
     rows = log[["message_id", "contact_key", "kind", "step_id", "step_number", "due_at"]].merge(
-        sequences[["contact_key", *SIGNUP_FIELDS, "segment", "unsubscribed", "delivery_state"]],
+        sequences[
+            ["contact_key", *SIGNUP_FIELDS, "segment", "unsubscribed", "paused", "delivery_state"]
+        ],
         on="contact_key",
     )
-    # Never re-send to someone who asked to stop or whose address bounced.
-    rows = rows[~rows["unsubscribed"] & (rows["delivery_state"] == "")]
+    # Never re-send to someone who asked to stop, whose address bounced, or who is paused.
+    rows = rows[~rows["unsubscribed"] & ~rows["paused"] & (rows["delivery_state"] == "")]
     rows = rows.assign(
         due_day=rows["due_at"].dt.strftime("%Y-%m-%d"), action=SEND, reason="forced re-send"
     )
-    return rows.drop(columns=["unsubscribed", "delivery_state"])
+    return rows.drop(columns=["unsubscribed", "paused", "delivery_state"])
 
 
 def delivery_metadata(
