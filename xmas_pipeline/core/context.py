@@ -9,18 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from xmas_pipeline.core.campaign import Campaign
 from xmas_pipeline.core.segments import classify
-from xmas_pipeline.core.state import SIGNUP_FIELDS
-
-_INT_FIELDS = {
-    "assessment_score",
-    "red_systems",
-    "orange_systems",
-    "yellow_systems",
-    "green_systems",
-    "gps_score",
-    "money_score",
-    "revenue_leak_total",
-}
+from xmas_pipeline.core.state import NUMBER_FIELDS, SIGNUP_FIELDS
 
 
 def nurture_context(
@@ -34,7 +23,7 @@ def nurture_context(
     ctx: dict[str, Any] = {}
     for name in SIGNUP_FIELDS:
         value = fields.get(name)
-        if name in _INT_FIELDS:
+        if name in NUMBER_FIELDS:
             ctx[name] = int(value or 0)
         else:
             ctx[name] = "" if value is None else str(value)

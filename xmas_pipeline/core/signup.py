@@ -17,6 +17,7 @@ from pydantic import (
 )
 
 from xmas_pipeline.core.segments import Segment, classify
+from xmas_pipeline.core.state import NUMBER_FIELDS
 
 # Control characters (CR, LF, NUL, ...) are refused in every text field: names reach
 # subjects and headers, and nothing legitimate in a name needs them.
@@ -59,16 +60,8 @@ class Signup(BaseModel):
     def _none_is_empty(cls, value: Any) -> Any:
         return "" if value is None else value
 
-    @field_validator(
-        "red_systems",
-        "orange_systems",
-        "yellow_systems",
-        "green_systems",
-        "gps_score",
-        "money_score",
-        "revenue_leak_total",
-        mode="before",
-    )
+    # Optional numbers: null means the default. assessment_score is required, so not here.
+    @field_validator(*sorted(NUMBER_FIELDS - {"assessment_score"}), mode="before")
     @classmethod
     def _none_is_zero(cls, value: Any) -> Any:
         return 0 if value is None else value

@@ -25,6 +25,21 @@ SIGNUP_FIELDS: tuple[str, ...] = (
     "revenue_leak_total",
 )
 
+# The signup fields that hold whole numbers (the rest are text).
+NUMBER_FIELDS: frozenset[str] = frozenset(
+    {
+        "assessment_score",
+        "red_systems",
+        "orange_systems",
+        "yellow_systems",
+        "green_systems",
+        "gps_score",
+        "money_score",
+        "revenue_leak_total",
+    }
+)
+TEXT_FIELDS: tuple[str, ...] = tuple(f for f in SIGNUP_FIELDS if f not in NUMBER_FIELDS)
+
 # Per-contact flags that exit rules read. `delivery_state` is "", "bounced" or "complained".
 FLAG_COLUMNS: tuple[str, ...] = ("booked", "unsubscribed", "paused", "delivery_state")
 
@@ -54,19 +69,11 @@ def normalise_sequences(frame: pd.DataFrame, step_count: int) -> pd.DataFrame:
         out[name] = pd.to_datetime(out[name], utc=True, format="ISO8601")
     for name in ("completed", "booked", "unsubscribed", "paused"):
         out[name] = _as_bool(out[name])
-    for name in (
-        "assessment_score",
-        "red_systems",
-        "orange_systems",
-        "yellow_systems",
-        "green_systems",
-        "gps_score",
-        "money_score",
-        "revenue_leak_total",
-    ):
+    for name in NUMBER_FIELDS:
         out[name] = pd.to_numeric(out[name], errors="coerce").fillna(0).astype("int64")
-    for name in ("first_name", "business_name", "weakest_system_1", "weakest_system_2"):
-        out[name] = out[name].fillna("").astype(str)
+    for name in TEXT_FIELDS:
+        if name != "email":
+            out[name] = out[name].fillna("").astype(str)
     out["delivery_state"] = out["delivery_state"].fillna("").astype(str)
     out["exit_reason"] = out["exit_reason"].fillna("").astype(str)
     return out.reset_index(drop=True)
