@@ -30,10 +30,12 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from xmas_pipeline_tests.fakes.loopback import LoopbackServer
 
 DEFAULT_API_KEY = "cal_test_0123456789abcdef"
 API_VERSION = "2024-08-13"
@@ -62,8 +64,7 @@ class FakeCalcomApi:
         self.ignore_filters = False
         self._failures: list[tuple[int, str]] = []  # (status, Retry-After) for next requests
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._server: LoopbackServer | None = None
 
     # -- test controls ----------------------------------------------------------------------
 
@@ -85,8 +86,7 @@ class FakeCalcomApi:
     def url(self) -> str:
         if self._server is None:
             raise RuntimeError("the fake is not started")
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return self._server.base_url
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -100,22 +100,13 @@ class FakeCalcomApi:
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
                 return
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
+        self._server = LoopbackServer(Handler).start()
         return self
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+            self._server.stop()
         self._server = None
-        self._thread = None
 
     def __enter__(self) -> FakeCalcomApi:
         return self.start()

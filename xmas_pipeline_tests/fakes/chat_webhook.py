@@ -9,11 +9,12 @@ is empty or over 2,000 characters, 404 JSON for an unknown webhook), Slack 200 `
 from __future__ import annotations
 
 import json
-import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from types import TracebackType
 from typing import Any, Literal
+
+from xmas_pipeline_tests.fakes.loopback import LoopbackServer
 
 Flavour = Literal["discord", "slack"]
 
@@ -31,8 +32,7 @@ class ChatWebhookServer:
     token: str = "T0KEN-secret-part"
     fail_with: int | None = None
     posts: list[ChatPost] = field(default_factory=list)
-    _server: ThreadingHTTPServer | None = None
-    _thread: threading.Thread | None = None
+    _server: LoopbackServer | None = None
 
     @property
     def path(self) -> str:
@@ -43,8 +43,7 @@ class ChatWebhookServer:
     @property
     def url(self) -> str:
         assert self._server is not None
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}{self.path}"
+        return f"{self._server.base_url}{self.path}"
 
     def _answer(self, path: str, body: Any) -> tuple[int, dict[str, str], bytes]:
         if self.fail_with is not None:
@@ -88,11 +87,7 @@ class ChatWebhookServer:
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
                 return
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
+        self._server = LoopbackServer(Handler).start()
         return self
 
     def __exit__(
@@ -101,7 +96,5 @@ class ChatWebhookServer:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        assert self._server is not None and self._thread is not None
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()
+        assert self._server is not None
+        self._server.stop()

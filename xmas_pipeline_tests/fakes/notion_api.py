@@ -42,8 +42,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import Message
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from xmas_pipeline_tests.fakes.loopback import LoopbackServer
 
 NOTION_VERSION = "2025-09-03"
 BOT_USER = {"object": "user", "id": "00000000-0000-4000-8000-00000000b0b0"}
@@ -183,8 +185,7 @@ class FakeNotion:
         self.counts: Counter[str] = Counter()  # requests by "METHOD /v1/route/{id}"
         self.statuses: Counter[int] = Counter()  # replies by HTTP status
         self.faults_injected: Counter[str] = Counter()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._server: LoopbackServer | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -195,30 +196,19 @@ class FakeNotion:
             pass
 
         Handler.fake = fake
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        server.daemon_threads = True
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
+        self._server = LoopbackServer(Handler).start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+            self._server.stop()
         self._server = None
-        self._thread = None
 
     @property
     def base_url(self) -> str:
         if self._server is None:
             raise RuntimeError("the fake Notion server is not running")
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return self._server.base_url
 
     # -- counters and faults -----------------------------------------------------------------
 

@@ -46,6 +46,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 
+from xmas_pipeline_tests.fakes.loopback import LoopbackServer
+
 DEFAULT_API_KEY = "re_fake_0123456789abcdef"
 MAX_BATCH = 100
 MAX_RECIPIENTS = 50
@@ -158,38 +160,31 @@ class FakeResendAPI:
         self._held: list[_Held] = []
         self._quota_used = 0
         self._connections: set[socket.socket] = set()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._server: LoopbackServer | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
 
     def start(self) -> FakeResendAPI:
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        server.daemon_threads = True
-        server.fake = self  # type: ignore[attr-defined]
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever, args=(0.05,), name="fake-resend"
-        )
-        self._thread.daemon = True
-        self._thread.start()
+        server = LoopbackServer(_Handler, "fake-resend", before_close=self._hang_up_idle)
+        server.server.fake = self  # type: ignore[attr-defined]
+        self._server = server.start()
         return self
 
     def stop(self) -> None:
         self._stopping.set()
         self.release()
         if self._server is not None:
-            self._server.shutdown()
-            with self._lock:
-                connections = list(self._connections)
-            for conn in connections:  # idle keep-alive connections would linger otherwise
-                with suppress(OSError):
-                    conn.shutdown(socket.SHUT_RDWR)
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+            self._server.stop()
         self._server = None
-        self._thread = None
+
+    def _hang_up_idle(self) -> None:
+        """Run between the server's shutdown and close: idle keep-alive connections would
+        linger otherwise."""
+        with self._lock:
+            connections = list(self._connections)
+        for conn in connections:
+            with suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
 
     def __enter__(self) -> FakeResendAPI:
         return self.start()
@@ -206,8 +201,7 @@ class FakeResendAPI:
     def base_url(self) -> str:
         if self._server is None:
             raise RuntimeError("the fake is not running")
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return self._server.base_url
 
     # -- what tests look at --------------------------------------------------------------
 
