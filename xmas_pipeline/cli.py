@@ -40,6 +40,12 @@ def dagster_home(settings: Settings) -> Path:
             "    tag_concurrency_limits:\n"
             "      - key: xmas/send\n"
             "        limit: 1\n"
+            # A run whose worker died (a hard stop mid-run) is marked failed instead of
+            # staying STARTED, which would hold back every later send run.
+            "run_monitoring:\n"
+            "  enabled: true\n"
+            "  start_timeout_seconds: 180\n"
+            "  max_resume_run_attempts: 0\n"
             "telemetry:\n"
             "  enabled: false\n",
             encoding="utf-8",

@@ -37,6 +37,13 @@ class DevServer:
     intake_url: str
     log: Path
     marker: str  # set in every process the run started (XMAS_TEST_RUN)
+    process: subprocess.Popen
+
+    def interrupt(self, timeout: float = 60) -> bool:
+        """Ctrl-C, as a person would: SIGINT to `xmas-pipeline dev` alone. True when it and
+        everything it started have exited by themselves within `timeout`."""
+        self.process.send_signal(signal.SIGINT)
+        return wait_for(lambda: not processes_with_marker(self.marker), timeout, interval=0.5)
 
     def graphql(self, query: str) -> dict[str, Any]:
         response = httpx.post(f"{self.ui_url}/graphql", json={"query": query}, timeout=30)
@@ -101,6 +108,7 @@ def running_dev(home: Path, **env: str) -> Iterator[DevServer]:
         intake_url=f"http://127.0.0.1:{intake_port}",
         log=log,
         marker=marker,
+        process=process,
     )
     try:
         up = wait_for(

@@ -108,3 +108,22 @@ def test_pipeline_on_notion_and_resend(
     rows = notion.rows(ws.sequences)
     assert len(rows) == 2
     assert all(row["Email 1 Sent"] for row in rows)
+
+
+def test_dev_instance_allows_one_send_run_at_a_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from xmas_pipeline.cli import dagster_home
+    from xmas_pipeline.settings import Settings
+
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    home = dagster_home(Settings.from_env({"XMAS_HOME": str(tmp_path / "x")}))
+    assert home == (tmp_path / "x" / "dagster").resolve()
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    instance = dg.DagsterInstance.get()
+    try:
+        limits = instance.run_coordinator.get_run_queue_config().tag_concurrency_limits
+        assert {"key": "xmas/send", "limit": 1} in limits
+        assert instance.run_monitoring_enabled
+    finally:
+        instance.dispose()

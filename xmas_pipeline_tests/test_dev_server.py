@@ -50,5 +50,6 @@ def test_dev_runs_the_whole_pipeline(tmp_path: Path) -> None:
 
         arrived = wait_for(lambda: len(welcomes()) == 3, timeout=150, interval=2)
         assert arrived, f"welcome emails: {welcomes()}\n{dev.log_tail()}"
-    # Everything the dev command started is gone.
+        # One Ctrl-C stops the intake and Dagster (webserver and daemon) together.
+        assert dev.interrupt(), f"still running after Ctrl-C\n{dev.log_tail()}"
     assert not processes_with_marker(dev.marker)
