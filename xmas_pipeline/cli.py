@@ -53,10 +53,39 @@ def dagster_home(settings: Settings) -> Path:
     return home
 
 
+def fail_orphaned_runs(home: Path) -> list[str]:
+    """Mark runs left in progress by a previous stop as failed, before Dagster starts.
+
+    Nothing else uses this instance while `xmas-pipeline dev` is down, so a run still
+    STARTED or STARTING lost its worker (a hard stop mid-run). Dagster's default run
+    launcher cannot notice that itself, and such a run would hold back every later send
+    run (the schedule waits for it; the run queue allows one). Nothing is lost by it:
+    what it had not recorded is still due, and the send journal replays what it had
+    handed to the provider.
+    """
+    import dagster as dg
+
+    statuses = [
+        dg.DagsterRunStatus.STARTED,
+        dg.DagsterRunStatus.STARTING,
+        dg.DagsterRunStatus.CANCELING,
+    ]
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        runs = instance.get_runs(filters=dg.RunsFilter(statuses=statuses))
+        for run in runs:
+            instance.report_run_failed(
+                run, "The process running it stopped (xmas-pipeline dev was restarted)."
+            )
+        return [run.run_id for run in runs]
+
+
 def _dev(args: argparse.Namespace) -> int:
     """The intake server and `dagster dev` side by side; Ctrl-C (or SIGTERM) stops both."""
     settings = Settings.from_env()
-    env = dict(os.environ, DAGSTER_HOME=str(dagster_home(settings)), XMAS_HOME=str(settings.home))
+    home = dagster_home(settings)
+    for run_id in fail_orphaned_runs(home):
+        print(f"run {run_id} was cut off by the last stop: marked failed", flush=True)
+    env = dict(os.environ, DAGSTER_HOME=str(home), XMAS_HOME=str(settings.home))
     bin_dir = Path(sys.executable).parent
     port = str(args.port or settings.intake_port)
     commands = [

@@ -127,3 +127,23 @@ def test_dev_instance_allows_one_send_run_at_a_time(
         assert instance.run_monitoring_enabled
     finally:
         instance.dispose()
+
+
+def test_runs_cut_off_by_a_hard_stop_are_failed_at_the_next_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from xmas_pipeline.cli import dagster_home, fail_orphaned_runs
+    from xmas_pipeline.settings import Settings
+
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    home = dagster_home(Settings.from_env({"XMAS_HOME": str(tmp_path / "x")}))
+    env = make_env(tmp_path / "x")
+    job = env.defs.resolve_job_def("send_due_emails")
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        cut = instance.create_run_for_job(job_def=job, status=dg.DagsterRunStatus.STARTED)
+        done = instance.create_run_for_job(job_def=job, status=dg.DagsterRunStatus.SUCCESS)
+    assert fail_orphaned_runs(home) == [cut.run_id]
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert instance.get_run_by_id(cut.run_id).status == dg.DagsterRunStatus.FAILURE
+        assert instance.get_run_by_id(done.run_id).status == dg.DagsterRunStatus.SUCCESS
+    assert fail_orphaned_runs(home) == []
