@@ -15,7 +15,7 @@ delivery assets call for reminders.
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -29,7 +29,7 @@ from xmas_pipeline.adapters.calcom import (
     PollCursor,
     poll_bookings,
 )
-from xmas_pipeline.adapters.inbox import Inbox
+from xmas_pipeline.adapters.inbox import Inbox, InboxFile
 from xmas_pipeline.adapters.store import StateStore
 from xmas_pipeline.core.bookings import BookingEvent, parse_api_booking, parse_webhook
 from xmas_pipeline.core.campaign import Campaign
@@ -46,7 +46,7 @@ from xmas_pipeline.core.reminders import (
 )
 from xmas_pipeline.core.state import SIGNUP_FIELDS
 from xmas_pipeline.dagster_defs.ingestion import OWNERS, inbox_sensor
-from xmas_pipeline.dagster_defs.metadata import counts, md_table
+from xmas_pipeline.dagster_defs.metadata import counts, md_table, rejected_files_check
 from xmas_pipeline.dagster_defs.partitions import daily_partitions
 from xmas_pipeline.dagster_defs.resources import (
     CampaignResource,
@@ -97,11 +97,12 @@ def parse_booking_file(raw: bytes, ref: str, received_at: datetime) -> BookingEv
     return parse_webhook(data, received_at=received_at, ref=ref)
 
 
-def read_booking_day(inbox: Inbox, day: str) -> DayBatch:
+def _read_day(inbox: Inbox, kind: str, day: str, parse: Callable[[InboxFile], Any]) -> DayBatch:
+    """Every file of one inbox day: parsed events, ignored ones (None), rejected with why."""
     batch = DayBatch()
-    for item in inbox.files("bookings", day):
+    for item in inbox.files(kind, day):
         try:
-            event = parse_booking_file(inbox.read(item), item.ref, item.received_at)
+            event = parse(item)
         except (ValueError, OSError) as exc:
             batch.rejected.append({"file": item.ref, "reason": str(exc).splitlines()[0][:300]})
             continue
@@ -110,21 +111,26 @@ def read_booking_day(inbox: Inbox, day: str) -> DayBatch:
         else:
             batch.events.append(event)
     return batch
+
+
+def read_booking_day(inbox: Inbox, day: str) -> DayBatch:
+    return _read_day(
+        inbox,
+        "bookings",
+        day,
+        lambda item: parse_booking_file(inbox.read(item), item.ref, item.received_at),
+    )
 
 
 def read_email_event_day(inbox: Inbox, day: str) -> DayBatch:
-    batch = DayBatch()
-    for item in inbox.files("email-events", day):
-        try:
-            event = parse_email_event(inbox.read(item), received_at=item.received_at, ref=item.ref)
-        except (ValueError, OSError) as exc:
-            batch.rejected.append({"file": item.ref, "reason": str(exc).splitlines()[0][:300]})
-            continue
-        if event is None:
-            batch.ignored += 1
-        else:
-            batch.events.append(event)
-    return batch
+    return _read_day(
+        inbox,
+        "email-events",
+        day,
+        lambda item: parse_email_event(
+            inbox.read(item), received_at=item.received_at, ref=item.ref
+        ),
+    )
 
 
 def booking_events_frame(events: list[BookingEvent]) -> pd.DataFrame:
@@ -183,16 +189,7 @@ def build_bookings(campaign: Campaign, settings: Settings) -> dg.Definitions:
                 "rejected files": md_table(batch.rejected, ["file", "reason"]),
             },
         )
-        yield dg.AssetCheckResult(
-            check_name="no_rejected_files",
-            passed=not batch.rejected,
-            severity=dg.AssetCheckSeverity.ERROR,
-            metadata={
-                "day": day,
-                "rejected": len(batch.rejected),
-                "files": md_table(batch.rejected, ["file", "reason"]),
-            },
-        )
+        yield rejected_files_check(day, batch.rejected)
 
     @dg.asset(
         group_name="sequences",
@@ -278,15 +275,7 @@ def build_bookings(campaign: Campaign, settings: Settings) -> dg.Definitions:
         for item in batch.rejected:
             context.log.warning(f"rejected {item['file']}: {item['reason']}")
         applied = apply_email_events(backend, camp, batch.events)
-        check = dg.AssetCheckResult(
-            check_name="no_rejected_files",
-            passed=not batch.rejected,
-            severity=dg.AssetCheckSeverity.ERROR,
-            metadata={
-                "rejected": len(batch.rejected),
-                "files": md_table(batch.rejected, ["file", "reason"]),
-            },
-        )
+        check = rejected_files_check(day, batch.rejected)
         return dg.MaterializeResult(
             check_results=[check],
             metadata={

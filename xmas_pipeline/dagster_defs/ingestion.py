@@ -7,7 +7,7 @@ import dagster as dg
 import pandas as pd
 
 from xmas_pipeline.core.campaign import Campaign
-from xmas_pipeline.dagster_defs.metadata import md_table, segment_counts
+from xmas_pipeline.dagster_defs.metadata import md_table, rejected_files_check, segment_counts
 from xmas_pipeline.dagster_defs.partitions import daily_partitions
 from xmas_pipeline.dagster_defs.resources import InboxResource
 from xmas_pipeline.ingest import read_signup_day
@@ -55,16 +55,7 @@ def build_ingestion(campaign: Campaign, sensor_interval: int) -> dict[str, list]
                 "rejected files": md_table(rejected, ["file", "reason"]),
             },
         )
-        yield dg.AssetCheckResult(
-            check_name="no_rejected_files",
-            passed=not rejected,
-            severity=dg.AssetCheckSeverity.ERROR,
-            metadata={
-                "day": day,
-                "rejected": len(rejected),
-                "files": md_table(rejected, ["file", "reason"]),
-            },
-        )
+        yield rejected_files_check(day, rejected)
 
     return {"assets": [signups], "partitions": [partitions]}
 

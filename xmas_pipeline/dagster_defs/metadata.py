@@ -93,3 +93,17 @@ def segment_counts(segments: pd.Series) -> dict[str, int]:
     """Count per segment, every segment present (0 too), so each one plots as a line."""
     found = counts(segments) if len(segments) else {}
     return {s.value: found.get(s.value, 0) for s in ALL_SEGMENTS}
+
+
+def rejected_files_check(day: str, rejected: list[dict[str, str]]) -> dg.AssetCheckResult:
+    """The `no_rejected_files` check of an inbox asset: red, with every file and reason."""
+    return dg.AssetCheckResult(
+        check_name="no_rejected_files",
+        passed=not rejected,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={
+            "day": day,
+            "rejected": len(rejected),
+            "files": md_table(rejected, ["file", "reason"]),
+        },
+    )
