@@ -37,6 +37,7 @@ from xmas_pipeline.core.reminders import (
     fold_booking_events,
     normalise_bookings,
 )
+from xmas_pipeline.core.state import as_bool
 
 if TYPE_CHECKING:
     from xmas_pipeline.adapters.sql_store import SqlStore
@@ -263,21 +264,15 @@ def load_bookings(
 
 def load_contact_bookings(store: SqlStore, campaign: Campaign) -> pd.DataFrame:
     """What the CRM shows per contact: booking status, call date, campaign status, uid."""
-    store.prepare(campaign)
-    with store.engine.connect() as conn:
-        frame = pd.read_sql(
-            sa.select(
-                contacts.c.contact_key,
-                contacts.c.email,
-                contacts.c.booking_status,
-                contacts.c.call_date,
-                contacts.c.campaign_status,
-                contacts.c.booking_uid,
-            ).where(contacts.c.campaign == campaign.slug, contacts.c.booking_status != ""),
-            conn,
-        )
-    frame["call_date"] = pd.to_datetime(frame["call_date"], utc=True, format="ISO8601")
-    return frame
+    query = sa.select(
+        contacts.c.contact_key,
+        contacts.c.email,
+        contacts.c.booking_status,
+        contacts.c.call_date,
+        contacts.c.campaign_status,
+        contacts.c.booking_uid,
+    ).where(contacts.c.campaign == campaign.slug, contacts.c.booking_status != "")
+    return store.read_frame(query, times=("call_date",))
 
 
 def load_reminder_log(store: SqlStore, campaign: Campaign) -> pd.DataFrame:
@@ -318,7 +313,7 @@ def load_contact_flags(store: SqlStore, campaign: Campaign) -> pd.DataFrame:
             conn,
         )
     for name in ("unsubscribed", "paused"):
-        frame[name] = frame[name].fillna(False).astype(bool)
+        frame[name] = as_bool(frame[name])
     frame["delivery_state"] = frame["delivery_state"].fillna("").astype(str)
     return frame
 
@@ -427,17 +422,11 @@ def record_delivery_event(store: SqlStore, campaign: Campaign, event: DeliveryEv
 
 def delivery_status(store: SqlStore, campaign: Campaign) -> pd.DataFrame:
     """Each sent message's delivery status (Resend's email id, our message id)."""
-    store.prepare(campaign)
-    with store.engine.connect() as conn:
-        frame = pd.read_sql(
-            sa.select(
-                message_status.c.provider_id,
-                message_status.c.message_id,
-                message_status.c.contact_key,
-                message_status.c.status,
-                message_status.c.status_at,
-            ).where(message_status.c.campaign == campaign.slug),
-            conn,
-        )
-    frame["status_at"] = pd.to_datetime(frame["status_at"], utc=True, format="ISO8601")
-    return frame
+    query = sa.select(
+        message_status.c.provider_id,
+        message_status.c.message_id,
+        message_status.c.contact_key,
+        message_status.c.status,
+        message_status.c.status_at,
+    ).where(message_status.c.campaign == campaign.slug)
+    return store.read_frame(query, times=("status_at",))

@@ -345,22 +345,26 @@ class SqlStore:
             )
         return bool(result.rowcount)
 
-    def sent_log(self, campaign: Campaign, start_day: str, end_day: str) -> pd.DataFrame:
-        self.prepare(campaign)
+    def read_frame(self, query: Any, times: Iterable[str] = ()) -> pd.DataFrame:
+        """A query's rows as a frame, with the named columns as UTC datetimes."""
+        self.prepare()
         with self.engine.connect() as conn:
-            frame = pd.read_sql(
-                sa.select(messages)
-                .where(
-                    messages.c.campaign == campaign.slug,
-                    messages.c.due_day >= start_day,
-                    messages.c.due_day <= end_day,
-                )
-                .order_by(messages.c.due_at, messages.c.message_id),
-                conn,
-            )
-        for name in ("due_at", "sent_at"):
+            frame = pd.read_sql(query, conn)
+        for name in times:
             frame[name] = pd.to_datetime(frame[name], utc=True, format="ISO8601")
         return frame
+
+    def sent_log(self, campaign: Campaign, start_day: str, end_day: str) -> pd.DataFrame:
+        query = (
+            sa.select(messages)
+            .where(
+                messages.c.campaign == campaign.slug,
+                messages.c.due_day >= start_day,
+                messages.c.due_day <= end_day,
+            )
+            .order_by(messages.c.due_at, messages.c.message_id)
+        )
+        return self.read_frame(query, times=("due_at", "sent_at"))
 
     # -- bookings, reminders, email events (in `sql_bookings`) --------------------------------
 
@@ -412,14 +416,9 @@ class SqlStore:
         self, campaign: Campaign, statuses: Iterable[str] = ("failed", "skipped")
     ) -> pd.DataFrame:
         """Failures and skips with their reasons, newest first (for the UI and checks)."""
-        self.prepare(campaign)
-        with self.engine.connect() as conn:
-            frame = pd.read_sql(
-                sa.select(outcomes)
-                .where(outcomes.c.campaign == campaign.slug, outcomes.c.status.in_(list(statuses)))
-                .order_by(outcomes.c.at.desc()),
-                conn,
-            )
-        for name in ("due_at", "at"):
-            frame[name] = pd.to_datetime(frame[name], utc=True, format="ISO8601")
-        return frame
+        query = (
+            sa.select(outcomes)
+            .where(outcomes.c.campaign == campaign.slug, outcomes.c.status.in_(list(statuses)))
+            .order_by(outcomes.c.at.desc())
+        )
+        return self.read_frame(query, times=("due_at", "at"))

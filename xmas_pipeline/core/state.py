@@ -68,7 +68,7 @@ def normalise_sequences(frame: pd.DataFrame, step_count: int) -> pd.DataFrame:
     for name in ("signup_at", *(sent_column(n) for n in range(1, step_count + 1))):
         out[name] = pd.to_datetime(out[name], utc=True, format="ISO8601")
     for name in ("completed", "booked", "unsubscribed", "paused"):
-        out[name] = _as_bool(out[name])
+        out[name] = as_bool(out[name])
     for name in NUMBER_FIELDS:
         out[name] = pd.to_numeric(out[name], errors="coerce").fillna(0).astype("int64")
     for name in TEXT_FIELDS:
@@ -79,7 +79,7 @@ def normalise_sequences(frame: pd.DataFrame, step_count: int) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
-def _as_bool(column: pd.Series) -> pd.Series:
+def as_bool(column: pd.Series) -> pd.Series:
     """Missing -> False, without pandas' deprecated silent downcasting in `fillna`."""
     filled = column.where(column.notna(), 0) if column.dtype == object else column.fillna(0)
     return column.notna() & filled.astype(bool)
