@@ -17,8 +17,8 @@ import pandas as pd
 from xmas_pipeline.core.campaign import load_campaign
 from xmas_pipeline.core.due import compute_due
 from xmas_pipeline.core.segments import classify_frame
-from xmas_pipeline.core.state import normalise_sequences, sent_column
-from xmas_pipeline.dagster_defs.delivery import plan_with_fields
+from xmas_pipeline.core.send_plan import with_profile as plan_with_fields
+from xmas_pipeline.core.sequence_frame import normalise_sequences, sent_column
 
 
 def synthetic(n: int, now: datetime, seed: int = 7) -> pd.DataFrame:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import httpx
 
-from xmas_pipeline.intake.process import IntakeProcess
+from xmas_pipeline_tests.support.intake_process import IntakeProcess
 
 TOKEN = "bench-token"
 Result = tuple[list[float], int]  # latencies (s) of the 202s, count of anything else

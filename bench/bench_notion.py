@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -24,9 +25,10 @@ from pathlib import Path
 # The fake lives with the tests; make the repository importable when run as a script.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from xmas_pipeline.adapters.notion_store import NotionStore  # noqa: E402
-from xmas_pipeline.adapters.store import SentRecord  # noqa: E402
+from xmas_pipeline.adapters.notion.store import NotionStore  # noqa: E402
+from xmas_pipeline.adapters.sql.store import SqlStore  # noqa: E402
 from xmas_pipeline.core.campaign import load_campaign  # noqa: E402
+from xmas_pipeline.core.ports import SentRecord  # noqa: E402
 from xmas_pipeline_tests.fakes.notion_api import FakeNotion, FaultPlan  # noqa: E402
 from xmas_pipeline_tests.fakes.notion_workspace import BASE_TIME, busos_workspace  # noqa: E402
 
@@ -63,6 +65,7 @@ def main() -> None:
             base_url=fake.base_url,
             rate_per_s=NOTION_RATE,
             timeout_s=1.0,
+            ledger=SqlStore(f"sqlite:///{tempfile.mkdtemp()}/ledger.db"),
         )
         started = time.perf_counter()
         frame = store.load_sequences(campaign)

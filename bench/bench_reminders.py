@@ -16,13 +16,10 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pandas as pd
 
+from xmas_pipeline.core.booking_state import bookings_frame, fold_booking_events
 from xmas_pipeline.core.bookings import BookingEvent
 from xmas_pipeline.core.campaign import load_campaign
-from xmas_pipeline.core.reminders import (
-    bookings_frame,
-    compute_due_reminders,
-    fold_booking_events,
-)
+from xmas_pipeline.core.reminders import compute_due_reminders
 
 
 def synthetic_events(n: int, now: datetime, seed: int = 11) -> list[BookingEvent]:

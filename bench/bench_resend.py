@@ -26,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from xmas_pipeline.adapters.resend_sender import ResendSender  # noqa: E402
-from xmas_pipeline.adapters.sender import OutgoingEmail  # noqa: E402
+from xmas_pipeline.core.ports import OutgoingEmail  # noqa: E402
 from xmas_pipeline_tests.fakes.resend_api import DEFAULT_API_KEY, running_fake  # noqa: E402
 
 

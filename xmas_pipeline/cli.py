@@ -12,16 +12,21 @@ import sys
 import time
 from pathlib import Path
 
-from xmas_pipeline.settings import Settings
+import dagster as dg
+
+from xmas_pipeline.adapters.notion.setup import setup_notion
+from xmas_pipeline.adapters.notion.store import NotionStore
+from xmas_pipeline.dagster_defs.resources import build_store
+from xmas_pipeline.intake.server import serve
+from xmas_pipeline.services.previews import render_preview
+from xmas_pipeline.settings import Settings, SettingsError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from xmas_pipeline.intake.server import serve
-
     settings = Settings.from_env()
-    serve(args.host, args.port or settings.intake_port)
+    serve(args.host, args.port or settings.intake_port, settings)
     return 0
 
 
@@ -63,8 +68,6 @@ def fail_orphaned_runs(home: Path) -> list[str]:
     what it had not recorded is still due, and the send journal replays what it had
     handed to the provider.
     """
-    import dagster as dg
-
     statuses = [
         dg.DagsterRunStatus.STARTED,
         dg.DagsterRunStatus.STARTING,
@@ -146,8 +149,6 @@ def _signal_group(child: subprocess.Popen, sig: int) -> None:
 
 
 def _preview(args: argparse.Namespace) -> int:
-    from xmas_pipeline.preview import render_preview
-
     try:
         print(render_preview(args.template, args.segment, fmt=args.format))
     except ValueError as exc:
@@ -157,25 +158,18 @@ def _preview(args: argparse.Namespace) -> int:
 
 
 def _notion_setup(args: argparse.Namespace) -> int:
-    from xmas_pipeline.adapters.notion_store import setup_notion
-    from xmas_pipeline.dagster_defs.build import build_store
-
     settings = Settings.from_env()
     if not settings.notion_enabled:
         print("error: NOTION_TOKEN is not set", file=sys.stderr)
         return 2
-    from xmas_pipeline.core.campaign import load_campaign
-
-    campaign = load_campaign(settings.campaign_file, testing_mode=settings.testing_mode)
     store = build_store(settings)
+    assert isinstance(store, NotionStore)  # NOTION_TOKEN is set
     try:
         report = setup_notion(
-            store,  # type: ignore[arg-type]  # NOTION_TOKEN set: a NotionStore
-            campaign,
-            templates_db_id=settings.notion_templates_db_id,
+            store, settings.campaign(), templates_db_id=settings.notion_templates_db_id
         )
     finally:
-        store.close()  # type: ignore[attr-defined]
+        store.close()
     print(report)
     return 0
 
@@ -210,7 +204,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except SettingsError as exc:  # every bad variable, by name, at once
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The code location: `xmas_pipeline.definitions:defs` (DESIGN.md, firm decision 1)."""
+"""The code location: `xmas_pipeline.definitions:defs` (docs/architecture.md)."""
 
 from xmas_pipeline.dagster_defs.build import build_definitions
 from xmas_pipeline.settings import Settings

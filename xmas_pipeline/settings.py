@@ -1,108 +1,240 @@
-"""Configuration from the environment (DESIGN.md, "Environment"). Unset means embedded."""
+"""Configuration, read once from the environment: the pipeline and the intake alike.
+
+Every variable is optional; unset (or empty) means the embedded default, so `make dev`
+needs none. Secrets are `SecretStr`: no repr, log or error message shows them. A bad
+value is reported with every other bad value at once, by the variable's name.
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from contextvars import ContextVar
 from email.utils import parseaddr
 from pathlib import Path
+from typing import Any
 
-_TRUE = {"1", "true", "yes", "on"}
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from xmas_pipeline.core.campaign import Campaign, load_campaign
+
+DEFAULT_INTAKE_PORT = 8000
+MAX_BODY_BYTES = 64 * 1024
+
+# A mapping to read instead of the process environment (`Settings.from_env(mapping)`).
+_ENVIRONMENT: ContextVar[Mapping[str, str] | None] = ContextVar("xmas_env", default=None)
 
 
-def _get(env: Mapping[str, str], name: str) -> str | None:
-    value = env.get(name, "").strip()
-    return value or None
+class SettingsError(ValueError):
+    """One or more variables are wrong; the message names each one, never its value."""
+
+    def __init__(self, problems: dict[str, str]) -> None:
+        self.problems = problems
+        lines = [f"  {name}: {reason}" for name, reason in problems.items()]
+        super().__init__("invalid configuration:\n" + "\n".join(lines))
+
+
+class _MappingEnvSource(EnvSettingsSource):
+    """The environment source, reading a given mapping when there is one."""
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        given = _ENVIRONMENT.get()
+        if given is None:
+            return super()._load_env_vars()
+        return {
+            (k if self.case_sensitive else k.lower()): v
+            for k, v in given.items()
+            if not (self.env_ignore_empty and v.strip() == "")
+        }
 
 
 def check_from_email(value: str) -> str:
     """The sender header: one address, no line breaks (it goes straight into a header)."""
     if re.search(r"[\r\n\x00]", value):
-        raise ValueError("XMAS_FROM_EMAIL must be a single line")
+        raise ValueError("must be a single line")
     _, address = parseaddr(value)
     if "@" not in address:
-        raise ValueError(f"XMAS_FROM_EMAIL is not an address: {value!r}")
+        raise ValueError("is not an email address (e.g. BusOS <hello@example.com>)")
     return value
 
 
-@dataclass(frozen=True)
-class Settings:
-    home: Path
-    database_url: str
-    campaign_file: str | None
-    testing_mode: bool
-    from_email: str
-    public_url: str | None
-    unsubscribe_secret: str | None
-    sensor_interval_seconds: int
-    send_cron: str
-    intake_port: int
-    alert_webhook_url: str | None
-    notion_token: str | None
-    notion_base_url: str
-    notion_contacts_db_id: str | None
-    notion_sequences_db_id: str | None
-    notion_templates_db_id: str | None
-    notion_analytics_db_id: str | None
-    resend_api_key: str | None
-    resend_api_url: str | None
-    calcom_api_key: str | None
-    calcom_api_url: str
-    calcom_webhook_secret: str | None
-    resend_webhook_secret: str | None
-    signup_token: str | None
+def check_svix_secret(secret: str) -> None:
+    """Fail at start-up, not on the first webhook, when the Resend secret is malformed."""
+    raw = secret.removeprefix("whsec_")
+    try:
+        decoded = base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError):
+        decoded = b""
+    if not decoded:
+        raise ValueError("is not a Svix signing secret (base64, as Resend shows it)")
+
+
+def _env(name: str, default: Any = None, **kwargs: Any) -> Any:
+    return Field(default, validation_alias=name, **kwargs)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        populate_by_name=True, env_ignore_empty=True, extra="ignore", str_strip_whitespace=True
+    )
+
+    home: Path = _env("XMAS_HOME", Path(".xmas"))
+    database_url: str = _env("XMAS_DATABASE_URL", "")
+    inbox_url: str = _env("XMAS_INBOX_URL", "")
+    campaign_file: str | None = _env("XMAS_CAMPAIGN_FILE")
+    testing_mode: bool = _env("XMAS_TESTING_MODE", False)
+    from_email: str = _env("XMAS_FROM_EMAIL", "BusOS <hello@example.com>")
+    public_url: str | None = _env("XMAS_PUBLIC_URL")
+    unsubscribe_secret: SecretStr | None = _env("XMAS_UNSUBSCRIBE_SECRET")
+    sensor_interval_seconds: int = _env("XMAS_SENSOR_INTERVAL_SECONDS", 30, ge=1)
+    send_cron: str = _env("XMAS_SEND_CRON", "*/5 * * * *")
+    intake_port: int = _env("XMAS_INTAKE_PORT", DEFAULT_INTAKE_PORT, ge=1, le=65535)
+    intake_max_body_bytes: int = _env("XMAS_INTAKE_MAX_BODY_BYTES", MAX_BODY_BYTES, ge=1)
+    signup_token: SecretStr | None = _env("XMAS_SIGNUP_TOKEN")
+    alert_webhook_url: SecretStr | None = _env("XMAS_ALERT_WEBHOOK_URL")
+    notion_token: SecretStr | None = _env("NOTION_TOKEN")
+    notion_base_url: str = _env("NOTION_BASE_URL", "https://api.notion.com")
+    notion_contacts_db_id: str | None = _env("NOTION_CONTACTS_DB_ID")
+    notion_sequences_db_id: str | None = _env("NOTION_EMAIL_SEQUENCE_DB_ID")
+    notion_templates_db_id: str | None = _env("NOTION_TEMPLATES_DB_ID")
+    notion_analytics_db_id: str | None = _env("NOTION_EMAIL_ANALYTICS_DB_ID")
+    resend_api_key: SecretStr | None = _env("RESEND_API_KEY")
+    resend_api_url: str | None = _env("RESEND_API_URL")
+    resend_webhook_secret: SecretStr | None = _env("RESEND_WEBHOOK_SECRET")
+    calcom_api_key: SecretStr | None = _env("CALCOM_API_KEY")
+    calcom_api_url: str = _env("CALCOM_API_URL", "https://api.cal.com")
+    calcom_webhook_secret: SecretStr | None = _env("CALCOM_WEBHOOK_SECRET")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Values given in code win; then the environment. No .env or secrets files: a
+        # deployment passes its secrets as environment variables.
+        return (init_settings, _MappingEnvSource(settings_cls))
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """The settings from the process environment, or from `env` alone."""
+        token = _ENVIRONMENT.set(None if env is None else dict(env))
+        try:
+            return cls()
+        except ValidationError as exc:
+            raise SettingsError(_problems(exc)) from None
+        finally:
+            _ENVIRONMENT.reset(token)
+
+    @classmethod
+    def of(cls, **values: Any) -> Settings:
+        """Settings from these values (by field name) alone, the environment unread: for
+        tests and tools that must not pick up a developer's shell variables."""
+        token = _ENVIRONMENT.set({})
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            raise SettingsError(_problems(exc)) from None
+        finally:
+            _ENVIRONMENT.reset(token)
+
+    @field_validator("from_email")
+    @classmethod
+    def _from_email(cls, value: str) -> str:
+        return check_from_email(value)
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value and not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError("must be an http(s) URL, e.g. https://campaign.example.com")
+        return value.rstrip("/") if value else None
+
+    @field_validator("send_cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        if len(value.split()) != 5:
+            raise ValueError("must be a cron expression of 5 fields, e.g. */5 * * * *")
+        return value
+
+    @field_validator("resend_webhook_secret")
+    @classmethod
+    def _svix(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            check_svix_secret(value.get_secret_value())
+        return value
+
+    @model_validator(mode="after")
+    def _defaults(self) -> Settings:
+        self.home = self.home.expanduser().resolve()
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.home / 'state.db'}"
+        return self
+
+    # -- derived ------------------------------------------------------------------------
 
     @property
-    def inbox_root(self) -> Path:
-        return self.home / "inbox"
+    def inbox_root(self) -> str:
+        """The inbox: a folder, or an object-store URL (`s3://bucket/prefix`)."""
+        return self.inbox_url or str(self.home / "inbox")
 
     @property
     def outbox_dir(self) -> Path:
         return self.home / "outbox"
 
     @property
+    def intake_public_url(self) -> str:
+        """Where the intake is reached from outside (unsubscribe links point here)."""
+        return self.public_url or f"http://localhost:{self.intake_port}"
+
+    @property
     def notion_enabled(self) -> bool:
-        return bool(self.notion_token)
+        return self.notion_token is not None
 
     @property
     def resend_enabled(self) -> bool:
-        return bool(self.resend_api_key)
+        return self.resend_api_key is not None
 
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if env is None else env
-        home = Path(_get(env, "XMAS_HOME") or ".xmas").expanduser().resolve()
-        database_url = _get(env, "XMAS_DATABASE_URL") or f"sqlite:///{home / 'state.db'}"
-        interval = int(_get(env, "XMAS_SENSOR_INTERVAL_SECONDS") or 30)
-        if interval < 1:
-            raise ValueError("XMAS_SENSOR_INTERVAL_SECONDS must be at least 1")
-        return cls(
-            home=home,
-            database_url=database_url,
-            campaign_file=_get(env, "XMAS_CAMPAIGN_FILE"),
-            testing_mode=(_get(env, "XMAS_TESTING_MODE") or "").lower() in _TRUE,
-            from_email=check_from_email(
-                _get(env, "XMAS_FROM_EMAIL") or "BusOS <hello@example.com>"
-            ),
-            public_url=(_get(env, "XMAS_PUBLIC_URL") or "").rstrip("/") or None,
-            unsubscribe_secret=_get(env, "XMAS_UNSUBSCRIBE_SECRET"),
-            sensor_interval_seconds=interval,
-            send_cron=_get(env, "XMAS_SEND_CRON") or "*/5 * * * *",
-            intake_port=int(_get(env, "XMAS_INTAKE_PORT") or 8000),
-            alert_webhook_url=_get(env, "XMAS_ALERT_WEBHOOK_URL"),
-            notion_token=_get(env, "NOTION_TOKEN"),
-            notion_base_url=_get(env, "NOTION_BASE_URL") or "https://api.notion.com",
-            notion_contacts_db_id=_get(env, "NOTION_CONTACTS_DB_ID"),
-            notion_sequences_db_id=_get(env, "NOTION_EMAIL_SEQUENCE_DB_ID"),
-            notion_templates_db_id=_get(env, "NOTION_TEMPLATES_DB_ID"),
-            notion_analytics_db_id=_get(env, "NOTION_EMAIL_ANALYTICS_DB_ID"),
-            resend_api_key=_get(env, "RESEND_API_KEY"),
-            resend_api_url=_get(env, "RESEND_API_URL"),
-            calcom_api_key=_get(env, "CALCOM_API_KEY"),
-            calcom_api_url=_get(env, "CALCOM_API_URL") or "https://api.cal.com",
-            calcom_webhook_secret=_get(env, "CALCOM_WEBHOOK_SECRET"),
-            resend_webhook_secret=_get(env, "RESEND_WEBHOOK_SECRET"),
-            signup_token=_get(env, "XMAS_SIGNUP_TOKEN"),
-        )
+    def campaign(self) -> Campaign:
+        return load_campaign(self.campaign_file, testing_mode=self.testing_mode)
+
+    @staticmethod
+    def env_name(field: str) -> str:
+        """The variable a field is read from (`notion_token` -> `NOTION_TOKEN`)."""
+        alias = Settings.model_fields[field].validation_alias
+        return str(alias) if alias else field.upper()
+
+    def reveal(self, field: str) -> str | None:
+        """A secret's value, for the one place that must hand it to a client."""
+        value = getattr(self, field)
+        return value.get_secret_value() if isinstance(value, SecretStr) else value
+
+    def from_process_env(self, field: str) -> bool:
+        """Whether this field's value is the process environment's (so Dagster can be
+        given the variable's name instead of the value)."""
+        value = self.reveal(field)
+        return bool(value) and os.environ.get(self.env_name(field), "").strip() == value
+
+
+def _problems(error: ValidationError) -> dict[str, str]:
+    names = {name: Settings.env_name(name) for name in Settings.model_fields}
+    aliases = set(names.values())
+    problems: dict[str, str] = {}
+    for item in error.errors(include_input=False, include_url=False):
+        where = str(item["loc"][0]) if item["loc"] else "configuration"
+        name = where if where in aliases else names.get(where, where)
+        message = str(item["msg"]).removeprefix("Value error, ")
+        problems.setdefault(name, message)
+    return problems

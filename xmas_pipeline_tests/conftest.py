@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from xmas_pipeline.adapters.sql_store import SqlStore
+from xmas_pipeline.adapters.sql.store import SqlStore
 from xmas_pipeline.core.campaign import Campaign, load_campaign
-from xmas_pipeline_tests.stores import postgres_database
+from xmas_pipeline_tests.support.stores import postgres_database
 
 
 @pytest.fixture
@@ -40,7 +40,7 @@ def sql_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlSto
     store = SqlStore(url)
     store.prepare()
     # Each test starts empty: the session database is shared across tests.
-    from xmas_pipeline.adapters.sql_store import metadata
+    from xmas_pipeline.adapters.sql.tables import metadata
 
     with store.engine.begin() as conn:
         for table in reversed(metadata.sorted_tables):

@@ -24,7 +24,8 @@ from typing import Any
 
 import httpx
 
-from xmas_pipeline.core.bookings import BookingEvent, parse_api_booking, parse_time
+from xmas_pipeline.core.bookings import BookingEvent, parse_api_booking
+from xmas_pipeline.core.payloads import parse_time
 
 DEFAULT_API_URL = "https://api.cal.com"
 API_VERSION = "2024-08-13"

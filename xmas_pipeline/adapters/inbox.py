@@ -1,6 +1,6 @@
 """The inbox: one JSON file per received event, sharded by the UTC day of receipt.
 
-Layout (DESIGN.md, firm decision 7)::
+Layout (docs/architecture.md, "The inbox")::
 
     <root>/signups/<YYYY-MM-DD>/<ns timestamp>-<uuid>.json
     <root>/bookings/<YYYY-MM-DD>/...

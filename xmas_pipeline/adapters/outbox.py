@@ -16,7 +16,7 @@ from email.utils import formatdate, make_msgid
 
 from upath import UPath
 
-from xmas_pipeline.adapters.sender import OutgoingEmail, SendResult
+from xmas_pipeline.core.ports import OutgoingEmail, SendResult
 
 
 def outbox_name(idempotency_key: str) -> str:

@@ -1,6 +1,6 @@
 """The Resend email sender: the resend SDK over an HTTP client with timeouts.
 
-How it keeps firm decision 6 (exactly once):
+How it keeps each message exactly once (docs/architecture.md, "Exactly once"):
 - A single send carries the message's idempotency key (its message id) as
   `Idempotency-Key`; Resend answers a repeat within 24 h with the original response.
 - A batch (at most 100 emails) carries one key for the whole call: a hash of its emails'
@@ -37,7 +37,7 @@ import resend
 from resend.exceptions import ResendError
 
 from xmas_pipeline.adapters.ratelimit import RateLimiter
-from xmas_pipeline.adapters.sender import OutgoingEmail, SenderQuotaExceeded, SendResult
+from xmas_pipeline.core.ports import OutgoingEmail, SenderQuotaExceeded, SendResult
 
 log = logging.getLogger(__name__)
 

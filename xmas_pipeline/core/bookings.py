@@ -27,11 +27,16 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import pandas as pd
 from pydantic import BaseModel, ConfigDict, EmailStr, TypeAdapter, ValidationError
 
+from xmas_pipeline.core.payloads import load_object, parse_time
 from xmas_pipeline.core.signup import contact_key
 
 BookingKind = Literal["created", "rescheduled", "cancelled"]
+
+# The Cal.com poller's inbox files: {"source": API_SOURCE, "booking": <a GET /v2/bookings item>}.
+API_SOURCE = "calcom-api-v2"
 
 # Webhook trigger -> kind. A rejected request never became a meeting: like a cancellation.
 WEBHOOK_KINDS: dict[str, BookingKind] = {
@@ -81,25 +86,6 @@ class BookingEvent(BaseModel):
 
 
 # -- field helpers --------------------------------------------------------------------------
-
-
-def parse_time(value: Any, field: str) -> datetime:
-    """An ISO-8601 instant as an aware UTC datetime (Cal.com writes UTC; naive means UTC)."""
-    if isinstance(value, datetime):
-        moment = value
-    elif isinstance(value, str) and value.strip():
-        text = value.strip()
-        if text.endswith(("Z", "z")):
-            text = text[:-1] + "+00:00"
-        try:
-            moment = datetime.fromisoformat(text)
-        except ValueError as exc:
-            raise ValueError(f"{field}: not an ISO-8601 time: {value!r}") from exc
-    else:
-        raise ValueError(f"{field}: missing")
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
 
 
 def _optional_time(value: Any, field: str) -> datetime | None:
@@ -171,18 +157,6 @@ def _attendee_fields(payload: Mapping[str, Any], required: bool) -> dict[str, An
     }
 
 
-def _load(body: bytes | str | Mapping[str, Any]) -> Mapping[str, Any]:
-    if isinstance(body, Mapping):
-        return body
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ValueError(f"not JSON: {exc}") from exc
-    if not isinstance(data, Mapping):
-        raise ValueError("not a JSON object")
-    return data
-
-
 # -- webhooks -------------------------------------------------------------------------------
 
 
@@ -202,7 +176,7 @@ def parse_webhook(
     """A Cal.com webhook body as a `BookingEvent`; None for triggers we do not act on (PING,
     MEETING_ENDED, BOOKING_REQUESTED, ...). Raises ValueError, with the reason, for a booking
     trigger whose payload lacks what a reminder needs."""
-    data = _load(body)
+    data = load_object(body)
     trigger = data.get("triggerEvent")
     if not isinstance(trigger, str) or not trigger:
         raise ValueError("triggerEvent: missing")
@@ -289,3 +263,34 @@ def parse_api_booking(item: Mapping[str, Any], *, ref: str = "api") -> BookingEv
         ref=ref,
         **_attendee_fields(item, required=True),
     )
+
+
+# -- inbox files ----------------------------------------------------------------------------
+
+
+def parse_booking_file(raw: bytes, *, received_at: datetime, ref: str) -> BookingEvent | None:
+    """A bookings inbox file: a webhook body, or an API item in the poller's envelope."""
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ValueError(f"not valid JSON: {exc}") from exc
+    if isinstance(data, dict) and data.get("source") == API_SOURCE:
+        item = data.get("booking")
+        if not isinstance(item, dict):
+            raise ValueError("booking: missing or not an object")
+        return parse_api_booking(item, ref=ref)
+    if not isinstance(data, dict):
+        raise ValueError("expected a JSON object")
+    return parse_webhook(data, received_at=received_at, ref=ref)
+
+
+def booking_events_frame(events: list[BookingEvent]) -> pd.DataFrame:
+    """The `bookings` asset's value: one row per event."""
+    return pd.DataFrame([event.model_dump(mode="json") for event in events])
+
+
+def booking_events_from_frame(frame: pd.DataFrame) -> list[BookingEvent]:
+    if frame.empty:
+        return []
+    records = frame.astype(object).where(frame.notna(), None).to_dict("records")
+    return [BookingEvent.model_validate(record) for record in records]

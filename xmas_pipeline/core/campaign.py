@@ -134,7 +134,7 @@ def load_campaign(path: str | Path | None = None, testing_mode: bool = False) ->
 
 
 def message_id(campaign_slug: str, contact_key: str, step_id: str, booking_uid: str = "") -> str:
-    """The stable id of one message (DESIGN.md, firm decision 6)."""
+    """The stable id of one message (docs/architecture.md, "Exactly once")."""
     parts = [campaign_slug, contact_key, step_id]
     if booking_uid:
         parts.append(booking_uid)

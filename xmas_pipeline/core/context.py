@@ -7,9 +7,11 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import pandas as pd
+
 from xmas_pipeline.core.campaign import Campaign
 from xmas_pipeline.core.segments import classify
-from xmas_pipeline.core.state import NUMBER_FIELDS, SIGNUP_FIELDS
+from xmas_pipeline.core.sequence_frame import NUMBER_FIELDS, SIGNUP_FIELDS
 
 
 def nurture_context(
@@ -79,3 +81,37 @@ def reminder_context(
     ctx.update(meeting_times(start, time_zone))
     ctx.update(meeting_url=meeting_url or campaign.booking_url, booking_uid=booking_uid)
     return ctx
+
+
+def reminder_contact_fields(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The contact fields a reminder's context starts from: the signup's when the booker
+    signed up (merged onto the plan row), else the first name Cal.com gave."""
+    fields = {key: value for key, value in row.items() if not _missing(value)}
+    if not str(fields.get("first_name") or "").strip():
+        name = str(row.get("name") or "").strip()
+        fields["first_name"] = name.split()[0] if name else ""
+    return fields
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and value != value)  # NaN
+
+
+def message_context(
+    row: Mapping[str, Any], campaign: Campaign, unsubscribe_url: str = ""
+) -> dict[str, Any]:
+    """The template variables for one send-plan row, nurture or reminder."""
+    if row.get("kind") != "reminder":
+        return nurture_context(row, campaign, unsubscribe_url)
+    start = pd.Timestamp(row["meeting_start"])
+    if pd.isna(start):
+        raise ValueError("the reminder has no meeting time")
+    return reminder_context(
+        reminder_contact_fields(row),
+        campaign,
+        start=start.to_pydatetime(),
+        time_zone=str(row.get("time_zone") or "UTC"),
+        meeting_url=str(row.get("meeting_url") or ""),
+        booking_uid=str(row["booking_uid"]),
+        unsubscribe_url=unsubscribe_url,
+    )

@@ -4,8 +4,8 @@ Rules:
 - a step is due when `signup_at + delay <= now` and it has not been sent;
 - a run catches up everything due, but sends at most one nurture email per person: the
   earliest unsent due step (the next run sends the one after);
-- exit rules turn a due row into `exit` (stop the sequence for good, with the reason) or
-  `skip` (not now: a paused contact; retried once unpaused).
+- the exit rule (`core.exit_rules`) turns a due row into `exit` (stop the sequence for
+  good, with the reason) or `skip` (not now: a paused contact; retried once unpaused).
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 
 from xmas_pipeline.core.campaign import Campaign
-from xmas_pipeline.core.state import sent_column
+from xmas_pipeline.core.exit_rules import exit_actions
+from xmas_pipeline.core.sequence_frame import sent_column
 
 DUE_COLUMNS: list[str] = [
     "message_id",
@@ -31,8 +32,6 @@ DUE_COLUMNS: list[str] = [
     "action",
     "reason",
 ]
-
-SEND, SKIP, EXIT = "send", "skip", "exit"
 
 
 def empty_due() -> pd.DataFrame:
@@ -74,7 +73,7 @@ def compute_due(sequences: pd.DataFrame, campaign: Campaign, now: datetime) -> p
     step_numbers = first + 1
     due_at = pd.to_datetime(due_ns[has_due, first], utc=True)
 
-    action, reason = _exit_actions(rows, campaign)
+    action, reason = exit_actions(rows, campaign, "nurture")
     keys = rows["contact_key"].astype(str).to_numpy()
     step_ids = np.char.add("email-", step_numbers.astype(str))
     ids = np.char.add(np.char.add(f"{campaign.slug}/", keys.astype(str)), "/")
@@ -95,39 +94,6 @@ def compute_due(sequences: pd.DataFrame, campaign: Campaign, now: datetime) -> p
             "reason": reason,
         }
     ).reset_index(drop=True)
-
-
-def _exit_actions(rows: pd.DataFrame, campaign: Campaign) -> tuple[np.ndarray, np.ndarray]:
-    """Vectorised exit rules: first matching rule wins, in order of finality."""
-    state = rows["delivery_state"].fillna("").astype(str).to_numpy()
-    unsubscribed = rows["unsubscribed"].to_numpy(dtype=bool)
-    booked = rows["booked"].to_numpy(dtype=bool)
-    paused = rows["paused"].to_numpy(dtype=bool)
-    stop_all = set(campaign.exit.stop_all_on)
-
-    conditions: list[np.ndarray] = []
-    actions: list[str] = []
-    reasons: list[str] = []
-    if "unsubscribed" in stop_all:
-        conditions.append(unsubscribed)
-        actions.append(EXIT)
-        reasons.append("unsubscribed")
-    for delivery in ("bounced", "complained"):
-        if delivery in stop_all:
-            conditions.append(state == delivery)
-            actions.append(EXIT)
-            reasons.append(delivery)
-    if campaign.exit.stop_nurture_on_booking:
-        conditions.append(booked)
-        actions.append(EXIT)
-        reasons.append("booked")
-    conditions.append(paused)
-    actions.append(SKIP)
-    reasons.append("paused")
-
-    action = np.select(conditions, actions, default=SEND).astype(object)
-    reason = np.select(conditions, reasons, default="").astype(object)
-    return action, reason
 
 
 def due_in_range(due: pd.DataFrame, start_day: str, end_day: str) -> pd.DataFrame:

@@ -14,7 +14,6 @@ key), what happened, and when. `status_rank` orders a message's delivery status 
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from datetime import datetime
@@ -22,7 +21,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, TypeAdapter, ValidationError
 
-from xmas_pipeline.core.bookings import parse_time
+from xmas_pipeline.core.payloads import load_object, parse_time
 from xmas_pipeline.core.signup import contact_key
 
 DeliveryKind = Literal[
@@ -126,15 +125,7 @@ def parse_email_event(
     body: bytes | str | Mapping[str, Any], *, received_at: datetime, ref: str = ""
 ) -> DeliveryEvent | None:
     """One email-events file; None for event types the campaign does not act on."""
-    if isinstance(body, Mapping):
-        data = body
-    else:
-        try:
-            data = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ValueError(f"not JSON: {exc}") from exc
-    if not isinstance(data, Mapping):
-        raise ValueError("not a JSON object")
+    data = load_object(body)
     kind_name = data.get("type")
     if not isinstance(kind_name, str) or not kind_name:
         raise ValueError("type: missing")

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from xmas_pipeline.core.segments import ALL_SEGMENTS
-from xmas_pipeline.core.state import sent_column
+from xmas_pipeline.core.sequence_frame import sent_column
 
 EVENT_COLUMNS: list[str] = ["provider_id", "message_id", "contact_key", "kind", "at"]
 

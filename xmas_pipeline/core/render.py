@@ -24,7 +24,7 @@ from typing import Any
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
-from xmas_pipeline.core.segments import ALL_SEGMENTS, Segment
+from xmas_pipeline.core.segments import ALL_SEGMENTS
 
 BUILTIN_TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates"
 _HEADER_BREAK = re.compile(r"[\r\n\x00-\x1f\x7f\u2028\u2029]+")
@@ -161,31 +161,3 @@ def html_to_text(body: str) -> str:
     text = html_lib.unescape(_TAG.sub("", text))
     lines = [" ".join(line.split()) for line in text.splitlines()]
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip() + "\n"
-
-
-def segment_sample(segment: Segment | str) -> dict[str, Any]:
-    """A believable sample contact per segment, for previews and the template check."""
-    base: dict[str, Any] = {
-        "email": "sample@example.com",
-        "first_name": "Jamie",
-        "business_name": "Northern Lights Bakery",
-        "assessment_score": 48,
-        "gps_score": 55,
-        "money_score": 40,
-        "weakest_system_1": "Bookings",
-        "weakest_system_2": "Follow-up",
-        "revenue_leak_total": 4200,
-    }
-    counts = {
-        Segment.CRITICAL: (3, 2, 2, 1),
-        Segment.URGENT: (1, 2, 3, 2),
-        Segment.OPTIMIZE: (0, 1, 3, 4),
-    }[Segment(segment)]
-    base.update(
-        zip(
-            ("red_systems", "orange_systems", "yellow_systems", "green_systems"),
-            counts,
-            strict=True,
-        )
-    )
-    return base

@@ -1,4 +1,5 @@
-"""The segment rule (DESIGN.md, firm decision 5)."""
+"""The segment rule: CRITICAL with 2+ red systems; else URGENT with 1 red or 2+ orange;
+else OPTIMIZE."""
 
 from __future__ import annotations
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime
 from typing import Annotated, Any
 
+import pandas as pd
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -17,7 +19,7 @@ from pydantic import (
 )
 
 from xmas_pipeline.core.segments import Segment, classify
-from xmas_pipeline.core.state import NUMBER_FIELDS
+from xmas_pipeline.core.sequence_frame import NUMBER_FIELDS
 
 # Control characters (CR, LF, NUL, ...) are refused in every text field: names reach
 # subjects and headers, and nothing legitimate in a name needs them.
@@ -76,7 +78,7 @@ class Signup(BaseModel):
 
 
 def contact_key(email: str) -> str:
-    """The contact key is the email address, lower-cased (DESIGN.md)."""
+    """The contact key: the address, lower-cased (one contact whatever the case typed)."""
     return email.strip().lower()
 
 
@@ -99,3 +101,52 @@ def field_errors(error: ValidationError) -> dict[str, str]:
         field = ".".join(str(part) for part in item["loc"]) or "body"
         reasons.setdefault(field, item["msg"])
     return reasons
+
+
+def parse_signup(raw: bytes, *, received_at: datetime, source: str) -> SignupEvent:
+    """One signup file's bytes as an event; ValueError with a readable reason otherwise."""
+    try:
+        payload = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"not UTF-8 text: {exc.reason}") from exc
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not valid JSON: {exc.msg} at line {exc.lineno}") from exc
+    if not isinstance(payload, dict):
+        raise ValueError("expected a JSON object")
+    try:
+        signup = Signup.model_validate(payload)
+    except ValidationError as exc:
+        reasons = "; ".join(f"{k}: {v}" for k, v in field_errors(exc).items())
+        raise ValueError(f"invalid signup: {reasons}") from exc
+    return SignupEvent(signup=signup, received_at=received_at, source=source)
+
+
+def signups_frame(events: list[SignupEvent]) -> pd.DataFrame:
+    """One row per signup (the `signups` asset's value): its fields, contact key, segment,
+    arrival and file."""
+    rows: list[dict[str, Any]] = [
+        {
+            **event.signup.model_dump(),
+            "contact_key": event.contact_key,
+            "segment": event.signup.segment.value,
+            "received_at": event.received_at,
+            "source": event.source,
+        }
+        for event in events
+    ]
+    return pd.DataFrame(rows)
+
+
+def signups_from_frame(frame: pd.DataFrame) -> list[SignupEvent]:
+    """`signups_frame` read back."""
+    if frame.empty:
+        return []
+    fields = list(Signup.model_fields)
+    return [
+        SignupEvent(
+            signup=Signup.model_validate({f: row[f] for f in fields}),
+            received_at=pd.Timestamp(row["received_at"]).to_pydatetime(),
+            source=str(row["source"]),
+        )
+        for row in frame.to_dict("records")
+    ]

@@ -1,4 +1,5 @@
-"""Delivery: what is due now (`due_emails`), and sending it (`deliveries`)."""
+"""The delivery group's sending half: what is due now (`due_emails`), and sending it
+(`deliveries`, one partition per day the messages fell due)."""
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -7,29 +8,20 @@ import dagster as dg
 import pandas as pd
 
 from xmas_pipeline.core.campaign import Campaign
-from xmas_pipeline.core.due import SEND, compute_due, due_in_range
-from xmas_pipeline.core.reminders import merge_contact_flags
-from xmas_pipeline.core.render import Renderer, TemplateSource
+from xmas_pipeline.core.due import due_in_range
+from xmas_pipeline.core.exit_rules import SEND
+from xmas_pipeline.core.render import TemplateSource
 from xmas_pipeline.core.segments import ALL_SEGMENTS
-from xmas_pipeline.core.state import SIGNUP_FIELDS
-from xmas_pipeline.dagster_defs.bookings import (
-    add_reminders,
-    booking_hold,
-    contact_flags_of,
-    message_context,
-    reminder_plan,
-)
-from xmas_pipeline.dagster_defs.ingestion import OWNERS
-from xmas_pipeline.dagster_defs.metadata import counts, md_table, reasons_table
-from xmas_pipeline.dagster_defs.partitions import daily_partitions
+from xmas_pipeline.dagster_defs.metadata import counts, in_group, md_table, reasons_table
 from xmas_pipeline.dagster_defs.resources import (
     CampaignResource,
     EmailSenderResource,
     StateStoreResource,
 )
-from xmas_pipeline.delivery import DeliveryReport, Envelope, deliver
-
-SEND_JOB = "send_due_emails"
+from xmas_pipeline.services.forced_sends import forced_backfill_plan
+from xmas_pipeline.services.planning import booking_hold, due_plan
+from xmas_pipeline.services.sending import DeliveryReport
+from xmas_pipeline.settings import Settings
 
 
 class DeliveriesConfig(dg.Config):
@@ -50,19 +42,12 @@ def stuck_after(campaign: Campaign) -> timedelta:
     return max(timedelta(minutes=5), min(timedelta(hours=1), shortest))
 
 
-def plan_with_fields(due: pd.DataFrame, sequences: pd.DataFrame) -> pd.DataFrame:
-    """The due rows, with each contact's signup fields for rendering."""
-    fields = sequences[["contact_key", *[f for f in SIGNUP_FIELDS if f != "email"]]]
-    return due.merge(fields, on="contact_key", how="left")
-
-
-def build_delivery(campaign: Campaign) -> dict[str, list]:
-    partitions = daily_partitions(campaign)
-
+def definitions(
+    settings: Settings, campaign: Campaign, partitions: dg.PartitionsDefinition
+) -> dg.Definitions:
     @dg.asset(
-        group_name="delivery",
+        **in_group("delivery"),
         kinds={"python", "pandas"},
-        owners=OWNERS,
         deps=["email_sequences", "booking_state", "email_events"],
         description=(
             "Every message due now and not yet sent: for each contact, the earliest unsent "
@@ -83,10 +68,9 @@ def build_delivery(campaign: Campaign) -> dict[str, list]:
         campaign_config: CampaignResource,
     ):  # type: ignore[no-untyped-def]
         camp = campaign_config.campaign
-        backend = store.get()
-        backend.prepare(camp)
+        backend = store.prepared(camp)
         now = datetime.now(UTC)
-        plan, sequences = build_plan(backend, camp, now)
+        plan, sequences = due_plan(backend, camp, now)
         to_send = plan[plan["action"] == SEND]
         limit = stuck_after(camp)
         stuck = to_send[to_send["due_at"] < pd.Timestamp(now - limit)]
@@ -118,9 +102,8 @@ def build_delivery(campaign: Campaign) -> dict[str, list]:
         )
 
     @dg.asset(
-        group_name="delivery",
+        **in_group("delivery"),
         kinds={"python", "resend"},
-        owners=OWNERS,
         partitions_def=partitions,
         description=(
             "Emails sent, per day they fell due: render, send (Resend or the outbox), then "
@@ -141,83 +124,39 @@ def build_delivery(campaign: Campaign) -> dict[str, list]:
         camp = campaign_config.campaign
         window = context.partition_key_range
         start_day = camp.start_date if config.catch_up else window.start
-        backend = store.get()
+        backend = store.prepared(camp)
         selection = context.run.asset_selection
         if selection is not None and dg.AssetKey("due_emails") not in selection:
             # Materialized on its own (not through send_due_emails): the stored due list
             # may be old, so work from the store's state as it is now.
             context.log.info("due_emails is not part of this run: computing what is due now")
-            backend.prepare(camp)
-            due_emails, _ = build_plan(backend, camp, datetime.now(UTC))
+            due_emails, _ = due_plan(backend, camp, datetime.now(UTC))
         plan = due_in_range(due_emails, start_day, window.end)
         suffix = ""
         if config.force:
-            plan = pd.concat([plan, resend_plan(backend, camp, window.start, window.end)])
-            plan = plan.drop_duplicates("message_id", keep="last").reset_index(drop=True)
+            forced = forced_backfill_plan(backend, camp, window.start, window.end)
+            plan = pd.concat([plan, forced]).drop_duplicates("message_id", keep="last")
+            plan = plan.reset_index(drop=True)
             suffix = f"/resend-{context.run_id[:8]}"
-        report = deliver(
-            store=backend,
-            sender=sender.get(),
-            renderer=Renderer(templates),
-            campaign=camp,
-            plan=plan,
-            context_for=lambda row: message_context(
-                row, camp, sender.unsubscribe_link(row["email"]) or ""
-            ),
-            envelope=Envelope(
-                from_email=sender.from_email,
-                unsubscribe_url=sender.unsubscribe_link if sender.public_url else None,
-            ),
+        report = sender.deliver(
+            backend,
+            camp,
+            templates,
+            plan,
             idempotency_suffix=suffix,
             # Reminders: the booking is read again just before sending (cancelled? moved?).
             hold=booking_hold(backend, camp),
             journal=sender.journal(),
         )
-        metadata = delivery_metadata(report, sender.backend, config)
+        metadata = delivery_metadata(report, sender.backend, config.force)
         if report.stopped:
             raise dg.Failure(description=f"Sending stopped: {report.stopped}", metadata=metadata)
         return dg.MaterializeResult(metadata=metadata)
 
-    return {"assets": [due_emails, deliveries], "partitions": [partitions]}
+    return dg.Definitions(assets=[due_emails, deliveries])
 
 
-def build_plan(
-    backend: Any, campaign: Campaign, now: datetime
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Everything due now (nurture and reminders, exit rules applied), and the sequences."""
-    sequences = backend.load_sequences(campaign)
-    # Exit flags also live outside the sequences (a booker who never signed up).
-    sequences, contacts = merge_contact_flags(sequences, contact_flags_of(backend, campaign))
-    due = compute_due(sequences, campaign, now)
-    plan = plan_with_fields(due, sequences)
-    plan = add_reminders(plan, reminder_plan(backend, campaign, now, sequences, contacts))
-    return plan, sequences
-
-
-def resend_plan(backend: Any, campaign: Campaign, start_day: str, end_day: str) -> pd.DataFrame:
-    """Already-sent nurture messages of the selected days, as plan rows to send again."""
-    log = backend.sent_log(campaign, start_day, end_day)
-    log = log[log["kind"] == "nurture"].drop_duplicates("message_id")
-    if log.empty:
-        return log
-    sequences = backend.load_sequences(campaign)
-    rows = log[["message_id", "contact_key", "kind", "step_id", "step_number", "due_at"]].merge(
-        sequences[
-            ["contact_key", *SIGNUP_FIELDS, "segment", "unsubscribed", "paused", "delivery_state"]
-        ],
-        on="contact_key",
-    )
-    # Never re-send to someone who asked to stop, whose address bounced, or who is paused.
-    rows = rows[~rows["unsubscribed"] & ~rows["paused"] & (rows["delivery_state"] == "")]
-    rows = rows.assign(
-        due_day=rows["due_at"].dt.strftime("%Y-%m-%d"), action=SEND, reason="forced re-send"
-    )
-    return rows.drop(columns=["unsubscribed", "paused", "delivery_state"])
-
-
-def delivery_metadata(
-    report: DeliveryReport, backend: str, config: DeliveriesConfig
-) -> dict[str, Any]:
+def delivery_metadata(report: DeliveryReport, backend: str, forced: bool) -> dict[str, Any]:
     problems = report.problems()
     return {
         "due": report.due,
@@ -227,7 +166,7 @@ def delivery_metadata(
         "skipped": len(report.skipped),
         "sent by step": dg.MetadataValue.json(report.counts_by_step()),
         "sender": backend,
-        "forced": config.force,
+        "forced": forced,
         **{f"sent {segment}": n for segment, n in sent_by_segment(report).items()},
         "reasons": reasons_table(problems),
         "problems": md_table(problems.to_dict("records"), list(problems.columns)),

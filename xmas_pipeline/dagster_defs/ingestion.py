@@ -1,27 +1,54 @@
-"""Ingestion: inbox day folders -> the `signups` asset, one partition per received day."""
+"""The ingestion group: what came in, one partition per day received.
 
-import json
-from typing import Any
+- `signups[day]`: the assessment results in `inbox/signups/<day>/`, validated;
+- `bookings[day]`: the Cal.com changes in `inbox/bookings/<day>/` (webhook bodies, and the
+  API items the Cal.com poller drops there), validated;
+- `email_events[day]`: Resend events and unsubscribes in `inbox/email-events/<day>/`,
+  applied: each message's delivery status, and the exit flags they set.
+
+Bad files are reported with their reason (and a red `no_rejected_files` check) and kept
+where they are.
+"""
 
 import dagster as dg
 import pandas as pd
 
+from xmas_pipeline.core.bookings import booking_events_frame
 from xmas_pipeline.core.campaign import Campaign
-from xmas_pipeline.dagster_defs.metadata import md_table, rejected_files_check, segment_counts
-from xmas_pipeline.dagster_defs.partitions import daily_partitions
-from xmas_pipeline.dagster_defs.resources import InboxResource
-from xmas_pipeline.ingest import read_signup_day
+from xmas_pipeline.core.signup import signups_frame
+from xmas_pipeline.dagster_defs.metadata import (
+    counts,
+    in_group,
+    md_table,
+    rejected_files_check,
+    segment_counts,
+)
+from xmas_pipeline.dagster_defs.resources import (
+    CampaignResource,
+    InboxResource,
+    StateStoreResource,
+)
+from xmas_pipeline.services.email_events import apply_email_events
+from xmas_pipeline.services.inbox_days import (
+    read_booking_day,
+    read_email_event_day,
+    read_signup_day,
+    repeats,
+)
+from xmas_pipeline.settings import Settings
 
-OWNERS = ["team:marketing-ops"]
+
+def _no_rejected_files(asset: str, what: str) -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec("no_rejected_files", asset=asset, description=what)
 
 
-def build_ingestion(campaign: Campaign, sensor_interval: int) -> dict[str, list]:
-    partitions = daily_partitions(campaign)
+def definitions(
+    settings: Settings, campaign: Campaign, partitions: dg.PartitionsDefinition
+) -> dg.Definitions:
 
     @dg.asset(
-        group_name="ingestion",
+        **in_group("ingestion"),
         kinds={"python", "pandas"},
-        owners=OWNERS,
         partitions_def=partitions,
         description=(
             "Assessment signups received on this day: every JSON file in "
@@ -29,19 +56,16 @@ def build_ingestion(campaign: Campaign, sensor_interval: int) -> dict[str, list]
             "and kept where they are."
         ),
         check_specs=[
-            dg.AssetCheckSpec(
-                "no_rejected_files",
-                asset="signups",
-                description="Every signup file of the day is valid JSON with valid fields.",
+            _no_rejected_files(
+                "signups", "Every signup file of the day is valid JSON with valid fields."
             )
         ],
     )
     def signups(context: dg.AssetExecutionContext, inbox: InboxResource):  # type: ignore[no-untyped-def]
         day = context.partition_key
         batch = read_signup_day(inbox.get(), day)
-        frame = batch.frame()
-        rejected = [{"file": r.file, "reason": r.reason} for r in batch.rejected]
-        for item in rejected:
+        frame = signups_frame(batch.events)
+        for item in batch.rejected:
             context.log.warning(f"rejected {item['file']}: {item['reason']}")
         by_segment = segment_counts(frame.get("segment", pd.Series(dtype="object")))
         yield dg.Output(
@@ -49,52 +73,96 @@ def build_ingestion(campaign: Campaign, sensor_interval: int) -> dict[str, list]
             metadata={
                 "day": day,
                 "accepted": len(frame),
-                "rejected": len(rejected),
-                "repeats": batch.repeats,
+                "rejected": len(batch.rejected),
+                "repeats": repeats(batch.events),
                 **{f"segment {k}": v for k, v in by_segment.items()},
-                "rejected files": md_table(rejected, ["file", "reason"]),
+                "rejected files": md_table(batch.rejected, ["file", "reason"]),
             },
         )
-        yield rejected_files_check(day, rejected)
+        yield rejected_files_check(day, batch.rejected)
 
-    return {"assets": [signups], "partitions": [partitions]}
-
-
-def inbox_sensor(
-    name: str,
-    kind: str,
-    job: Any,
-    partitions: dg.DailyPartitionsDefinition,
-    interval: int,
-    description: str,
-) -> dg.SensorDefinition:
-    """A run per day folder whose files changed since the last tick (cursor: fingerprints)."""
-
-    @dg.sensor(
-        name=name,
-        job=job,
-        minimum_interval_seconds=interval,
-        default_status=dg.DefaultSensorStatus.RUNNING,
-        description=description,
+    @dg.asset(
+        **in_group("ingestion"),
+        kinds={"calcom", "python"},
+        partitions_def=partitions,
+        description=(
+            "Cal.com booking changes received on this day: every file in "
+            "`inbox/bookings/<day>/` (a webhook's BOOKING_CREATED / RESCHEDULED / CANCELLED "
+            "body, or a booking the Cal.com poller fetched), validated. Bad files are "
+            "reported with their reason and kept where they are."
+        ),
+        check_specs=[
+            _no_rejected_files(
+                "bookings", "Every booking file of the day is valid, with what a reminder needs."
+            )
+        ],
     )
-    def _sensor(context: dg.SensorEvaluationContext, inbox: InboxResource):  # type: ignore[no-untyped-def]
-        box = inbox.get()
-        seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
-        valid_days = set(partitions.get_partition_keys(dynamic_partitions_store=None))
-        requests = []
-        for day in box.days(kind):
-            fingerprint = box.fingerprint(kind, day)
-            if not fingerprint or seen.get(day) == fingerprint:
-                continue
-            if day not in valid_days:
-                context.log.warning(f"{kind}/{day}: outside the campaign's days; not ingested")
-                seen[day] = fingerprint
-                continue
-            requests.append(dg.RunRequest(run_key=f"{kind}:{day}:{fingerprint}", partition_key=day))
-            seen[day] = fingerprint
-        context.update_cursor(json.dumps(seen, sort_keys=True))
-        if not requests:
-            return dg.SkipReason(f"no new files in inbox/{kind}/")
-        return requests
+    def bookings(context: dg.AssetExecutionContext, inbox: InboxResource):  # type: ignore[no-untyped-def]
+        day = context.partition_key
+        batch = read_booking_day(inbox.get(), day)
+        for item in batch.rejected:
+            context.log.warning(f"rejected {item['file']}: {item['reason']}")
+        frame = booking_events_frame(batch.events)
+        kinds = counts(frame["kind"]) if not frame.empty else {}
+        sources = counts(frame["source"]) if not frame.empty else {}
+        yield dg.Output(
+            frame,
+            metadata={
+                "day": day,
+                "accepted": len(batch.events),
+                "rejected": len(batch.rejected),
+                "ignored (other triggers)": batch.ignored,
+                **{f"{kind}": n for kind, n in kinds.items()},
+                **{f"from {source}": n for source, n in sources.items()},
+                "rejected files": md_table(batch.rejected, ["file", "reason"]),
+            },
+        )
+        yield rejected_files_check(day, batch.rejected)
 
-    return _sensor
+    @dg.asset(
+        **in_group("ingestion"),
+        kinds={"resend", "python"},
+        partitions_def=partitions,
+        description=(
+            "Email events received on this day (`inbox/email-events/<day>/`): Resend's "
+            "delivered, opened, clicked, bounced and complained events update each "
+            "message's delivery status; a hard bounce, a complaint or an unsubscribe stops "
+            "every later email to that contact. Bad files are reported and kept."
+        ),
+        check_specs=[
+            _no_rejected_files(
+                "email_events", "Every email-event file of the day is a valid event."
+            )
+        ],
+    )
+    def email_events(
+        context: dg.AssetExecutionContext,
+        inbox: InboxResource,
+        store: StateStoreResource,
+        campaign_config: CampaignResource,
+    ) -> dg.MaterializeResult:
+        camp = campaign_config.campaign
+        day = context.partition_key
+        backend = store.prepared(camp)
+        batch = read_email_event_day(inbox.get(), day)
+        for item in batch.rejected:
+            context.log.warning(f"rejected {item['file']}: {item['reason']}")
+        applied = apply_email_events(backend, camp, batch.events)
+        return dg.MaterializeResult(
+            check_results=[rejected_files_check(day, batch.rejected)],
+            metadata={
+                "day": day,
+                "events": len(batch.events),
+                "new": applied.new,
+                "repeats": applied.repeats,
+                "rejected": len(batch.rejected),
+                "ignored (other types)": batch.ignored,
+                "by type": dg.MetadataValue.json(
+                    counts(pd.Series([e.kind for e in batch.events], dtype=object))
+                ),
+                "contacts stopped": md_table(applied.flagged, ["contact", "flag"]),
+                "rejected files": md_table(batch.rejected, ["file", "reason"]),
+            },
+        )
+
+    return dg.Definitions(assets=[signups, bookings, email_events])

@@ -9,6 +9,14 @@ import pandas as pd
 
 from xmas_pipeline.core.segments import ALL_SEGMENTS
 
+# Who answers for every asset (shown on each asset page).
+OWNERS = ["team:marketing-ops"]
+
+
+def in_group(name: str) -> dict[str, Any]:
+    """The asset-group arguments every asset of group `name` shares (owners included)."""
+    return {"group_name": name, "owners": OWNERS}
+
 
 def md_table(
     rows: Iterable[Mapping[str, Any]], columns: list[str], limit: int = 50

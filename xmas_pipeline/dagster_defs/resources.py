@@ -1,19 +1,41 @@
-"""Resources: each picks its backend from configuration (embedded defaults need none)."""
+"""Resources: each picks its backend from configuration (the embedded defaults need none).
 
+Secrets read from the environment reach Dagster as `EnvVar`s (`from_settings`), so the UI
+shows the variable's name, never its value.
+"""
+
+from collections.abc import Mapping
 from functools import cached_property
+from typing import Any
 
 import dagster as dg
+import pandas as pd
 from pydantic import PrivateAttr
 
+from xmas_pipeline.adapters.calcom import DEFAULT_API_URL, CalcomClient
 from xmas_pipeline.adapters.inbox import Inbox
+from xmas_pipeline.adapters.notion.store import NotionStore
+from xmas_pipeline.adapters.notion.templates import load_notion_templates
 from xmas_pipeline.adapters.outbox import OutboxSender
-from xmas_pipeline.adapters.sender import EmailSender
-from xmas_pipeline.adapters.sql_store import SqlStore
-from xmas_pipeline.adapters.store import StateStore
-from xmas_pipeline.alerting import AlertLedger
+from xmas_pipeline.adapters.resend_sender import ResendSender
+from xmas_pipeline.adapters.sql.store import SqlStore
 from xmas_pipeline.core.campaign import Campaign, load_campaign
-from xmas_pipeline.core.render import TemplateSource, load_template_dir
-from xmas_pipeline.journal import SendJournal
+from xmas_pipeline.core.context import message_context
+from xmas_pipeline.core.ports import EmailSender, StateStore
+from xmas_pipeline.core.render import Renderer, TemplateSource, load_template_dir
+from xmas_pipeline.core.unsubscribe import unsubscribe_url
+from xmas_pipeline.services.critical_alerts import AlertLedger
+from xmas_pipeline.services.send_journal import SendJournal
+from xmas_pipeline.services.sending import DeliveryReport, Envelope, deliver
+from xmas_pipeline.settings import Settings
+
+
+def from_settings(settings: Settings, field: str, *, as_env: bool = True) -> Any:
+    """A setting's value for a resource: a secret that came from the environment goes in
+    as `EnvVar` (its name shows in the UI), anything else as its value."""
+    if as_env and settings.from_process_env(field):
+        return dg.EnvVar(settings.env_name(field))
+    return settings.reveal(field)
 
 
 class CampaignResource(dg.ConfigurableResource):
@@ -28,7 +50,7 @@ class CampaignResource(dg.ConfigurableResource):
 
 
 class InboxResource(dg.ConfigurableResource):
-    """The inbox folder that the intake writes and the sensors read."""
+    """The inbox that the intake writes and the sensors read (a folder or `s3://...`)."""
 
     root: str
 
@@ -58,11 +80,15 @@ class StateStoreResource(dg.ConfigurableResource):
             self._store = self._build()
         return self._store
 
+    def prepared(self, campaign: Campaign) -> StateStore:
+        """The store, its schema created or checked for this campaign."""
+        store = self.get()
+        store.prepare(campaign)
+        return store
+
     def _build(self) -> StateStore:
         if not self.notion_token:
             return SqlStore(self.database_url)
-        from xmas_pipeline.adapters.notion_store import NotionStore
-
         missing = [
             name
             for name, value in (
@@ -86,10 +112,9 @@ class StateStoreResource(dg.ConfigurableResource):
     def templates(self) -> dict[str, TemplateSource]:
         """Shipped templates, overridden by name by the Notion templates DB when set."""
         templates = load_template_dir()
-        if self.notion_token and self.notion_templates_db_id:
-            from xmas_pipeline.adapters.notion_templates import load_notion_templates
-
-            templates.update(load_notion_templates(self.get(), self.notion_templates_db_id))
+        store = self.get()
+        if isinstance(store, NotionStore) and self.notion_templates_db_id:
+            templates.update(load_notion_templates(store, self.notion_templates_db_id))
         return templates
 
 
@@ -102,7 +127,7 @@ class EmailSenderResource(dg.ConfigurableResource):
     resend_api_url: str | None = None
     public_url: str | None = None
     unsubscribe_secret: str | None = None
-    journal_dir: str | None = None  # the send journal (see xmas_pipeline/journal.py)
+    journal_dir: str | None = None  # the send journal (`services.send_journal`)
 
     def journal(self) -> SendJournal | None:
         return SendJournal(self.journal_dir) if self.journal_dir else None
@@ -114,16 +139,41 @@ class EmailSenderResource(dg.ConfigurableResource):
     def get(self) -> EmailSender:
         if not self.resend_api_key:
             return OutboxSender(self.outbox_dir)
-        from xmas_pipeline.adapters.resend_sender import ResendSender
-
         return ResendSender(api_key=self.resend_api_key, base_url=self.resend_api_url)
 
     def unsubscribe_link(self, email: str) -> str | None:
         if not (self.public_url and self.unsubscribe_secret):
             return None
-        from xmas_pipeline.core.unsubscribe import unsubscribe_url
-
         return unsubscribe_url(self.public_url, email, self.unsubscribe_secret)
+
+    def envelope(self) -> Envelope:
+        return Envelope(
+            from_email=self.from_email,
+            unsubscribe_url=self.unsubscribe_link if self.public_url else None,
+        )
+
+    def deliver(
+        self,
+        store: StateStore,
+        campaign: Campaign,
+        templates: Mapping[str, TemplateSource],
+        plan: pd.DataFrame,
+        **options: Any,
+    ) -> DeliveryReport:
+        """The send path (`services.sending.deliver`) with this sender, its envelope and
+        unsubscribe links; `options` go to `deliver` (suffix, hold, journal, now)."""
+        return deliver(
+            store=store,
+            sender=self.get(),
+            renderer=Renderer(templates),
+            campaign=campaign,
+            plan=plan,
+            context_for=lambda row: message_context(
+                row, campaign, self.unsubscribe_link(row["email"]) or ""
+            ),
+            envelope=self.envelope(),
+            **options,
+        )
 
 
 class AlertResource(dg.ConfigurableResource):
@@ -134,3 +184,60 @@ class AlertResource(dg.ConfigurableResource):
 
     def ledger(self) -> AlertLedger:
         return AlertLedger(self.ledger_dir)
+
+
+class CalcomResource(dg.ConfigurableResource):
+    """Cal.com API v2, for the polling sensor (`CALCOM_API_KEY`, `CALCOM_API_URL`)."""
+
+    api_key: str
+    api_url: str = DEFAULT_API_URL
+
+    def client(self) -> CalcomClient:
+        return CalcomClient(self.api_key, self.api_url)
+
+
+def store_resource(settings: Settings, *, as_env: bool = True) -> StateStoreResource:
+    return StateStoreResource(
+        database_url=settings.database_url,
+        notion_token=from_settings(settings, "notion_token", as_env=as_env),
+        notion_base_url=settings.notion_base_url,
+        notion_contacts_db_id=settings.notion_contacts_db_id,
+        notion_sequences_db_id=settings.notion_sequences_db_id,
+        notion_analytics_db_id=settings.notion_analytics_db_id,
+        notion_templates_db_id=settings.notion_templates_db_id,
+    )
+
+
+def build_store(settings: Settings) -> StateStore:
+    """The configured store outside Dagster (CLI commands)."""
+    return store_resource(settings, as_env=False).get()
+
+
+def definitions(
+    settings: Settings, campaign: Campaign, partitions: dg.PartitionsDefinition
+) -> dg.Definitions:
+    resources: dict[str, Any] = {
+        "campaign_config": CampaignResource(
+            campaign_file=settings.campaign_file, testing_mode=settings.testing_mode
+        ),
+        "inbox": InboxResource(root=settings.inbox_root),
+        "alerts": AlertResource(
+            webhook_url=from_settings(settings, "alert_webhook_url"),
+            ledger_dir=str(settings.home / "alerts"),
+        ),
+        "store": store_resource(settings),
+        "sender": EmailSenderResource(
+            outbox_dir=str(settings.outbox_dir),
+            from_email=settings.from_email,
+            resend_api_key=from_settings(settings, "resend_api_key"),
+            resend_api_url=settings.resend_api_url,
+            public_url=settings.public_url,
+            unsubscribe_secret=from_settings(settings, "unsubscribe_secret"),
+            journal_dir=str(settings.home / "send-journal"),
+        ),
+    }
+    if settings.calcom_api_key is not None:
+        resources["calcom"] = CalcomResource(
+            api_key=from_settings(settings, "calcom_api_key"), api_url=settings.calcom_api_url
+        )
+    return dg.Definitions(resources=resources)

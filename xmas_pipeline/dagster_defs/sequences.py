@@ -1,74 +1,84 @@
-"""Sequences: signups -> contacts and email sequences in the store; the templates."""
+"""The sequences group: who is in the campaign and what they will get.
+
+- `email_sequences[day]`: that day's signups as contacts and sequences in the store (and a
+  CRITICAL alert per new CRITICAL signup);
+- `booking_state[day]`: that day's Cal.com changes folded into each booking, and each
+  touched contact updated;
+- `templates`: the email templates, each rendered for each segment's sample contact, with
+  the blocking check that every one renders.
+"""
 
 from datetime import UTC, datetime
 
 import dagster as dg
 import pandas as pd
 
-from xmas_pipeline.alerting import send_critical_alerts
+from xmas_pipeline.core.bookings import booking_events_from_frame
 from xmas_pipeline.core.campaign import Campaign
 from xmas_pipeline.core.funnel import steps_reached
-from xmas_pipeline.core.render import Renderer, segment_sample
+from xmas_pipeline.core.render import Renderer, TemplateError
+from xmas_pipeline.core.samples import is_reminder, sample_context
 from xmas_pipeline.core.segments import ALL_SEGMENTS
-from xmas_pipeline.core.signup import Signup, SignupEvent
-from xmas_pipeline.dagster_defs.ingestion import OWNERS
+from xmas_pipeline.core.signup import signups_from_frame
 from xmas_pipeline.dagster_defs.metadata import (
     email_preview,
+    in_group,
     md_table,
     reached_metadata,
     segment_counts,
 )
-from xmas_pipeline.dagster_defs.partitions import daily_partitions
 from xmas_pipeline.dagster_defs.resources import (
     AlertResource,
     CampaignResource,
     StateStoreResource,
 )
-
-
-def events_from_frame(frame: pd.DataFrame) -> list[SignupEvent]:
-    if frame.empty:
-        return []
-    fields = list(Signup.model_fields)
-    return [
-        SignupEvent(
-            signup=Signup.model_validate({f: row[f] for f in fields}),
-            received_at=pd.Timestamp(row["received_at"]).to_pydatetime(),
-            source=str(row["source"]),
-        )
-        for row in frame.to_dict("records")
-    ]
+from xmas_pipeline.services.critical_alerts import send_critical_alerts
+from xmas_pipeline.settings import Settings
 
 
 def template_bases(campaign: Campaign) -> list[str]:
     return [s.template for s in campaign.steps] + [r.template for r in campaign.reminders]
 
 
-def sample_contexts(campaign: Campaign) -> dict[str, dict]:
-    from xmas_pipeline.core.context import reminder_context
+def render_check(
+    renderer: Renderer, campaign: Campaign, now: datetime
+) -> tuple[list[str], dict[str, dg.MetadataValue]]:
+    """Every template for every segment's sample contact: problems, and the previews."""
+    bases = template_bases(campaign)
+    problems: list[str] = []
+    for kind_bases in (
+        [b for b in bases if not is_reminder(b)],
+        [b for b in bases if is_reminder(b)],
+    ):
+        if kind_bases:
+            contexts = {
+                segment: sample_context(kind_bases[0], segment, campaign, now)
+                for segment in ALL_SEGMENTS
+            }
+            problems += renderer.check(kind_bases, contexts)
+    previews: dict[str, dg.MetadataValue] = {}
+    for base in bases:
+        for segment in ALL_SEGMENTS:
+            try:
+                rendered = renderer.render(
+                    base, segment, sample_context(base, segment, campaign, now)
+                )
+            except TemplateError as exc:
+                previews[f"{base} {segment}"] = dg.MetadataValue.md(f"**cannot render**: {exc}")
+                continue
+            previews[f"{base} {segment}"] = email_preview(
+                rendered.subject, rendered.template, rendered.text
+            )
+    return problems, previews
 
-    contexts: dict[str, dict] = {}
-    for segment in ALL_SEGMENTS:
-        fields = {**segment_sample(segment), "segment": segment.value}
-        contexts[segment] = reminder_context(
-            fields,
-            campaign,
-            start=datetime(2025, 12, 9, 19, 0, tzinfo=UTC),
-            time_zone="America/Toronto",
-            meeting_url="https://cal.com/video/sample-meeting",
-            booking_uid="sample-booking",
-            unsubscribe_url="https://example.com/unsubscribe?token=sample",
-        )
-    return contexts
 
-
-def build_sequences(campaign: Campaign) -> dict[str, list]:
-    partitions = daily_partitions(campaign)
+def definitions(
+    settings: Settings, campaign: Campaign, partitions: dg.PartitionsDefinition
+) -> dg.Definitions:
 
     @dg.asset(
-        group_name="sequences",
+        **in_group("sequences"),
         kinds={"python", "sql"},
-        owners=OWNERS,
         partitions_def=partitions,
         description=(
             "Contacts and their email sequences in the state store (Notion's Email Sequence "
@@ -84,9 +94,8 @@ def build_sequences(campaign: Campaign) -> dict[str, list]:
         alerts: AlertResource,
     ) -> dg.MaterializeResult:
         camp = campaign_config.campaign
-        backend = store.get()
-        backend.prepare(camp)
-        events = events_from_frame(signups)
+        backend = store.prepared(camp)
+        events = signups_from_frame(signups)
         report = backend.upsert_signups(camp, events)
         alert_meta: dict[str, object] = {}
         if alerts.webhook_url:
@@ -121,9 +130,55 @@ def build_sequences(campaign: Campaign) -> dict[str, list]:
         )
 
     @dg.asset(
-        group_name="sequences",
+        **in_group("sequences"),
+        kinds={"python", "sql"},
+        partitions_def=partitions,
+        description=(
+            "Bookings in the state store: each Cal.com change folded into its booking "
+            "(a reschedule retires the old booking, a cancellation is final, a re-delivered "
+            "webhook changes nothing), and each contact updated: Booking Status = Booked, "
+            "Diagnostic Call Date, Christmas Campaign Status = Pre-Call Prep; Not Booked "
+            "after a cancellation. A booked contact leaves the nurture sequence."
+        ),
+    )
+    def booking_state(
+        context: dg.AssetExecutionContext,
+        bookings: pd.DataFrame,
+        store: StateStoreResource,
+        campaign_config: CampaignResource,
+    ) -> dg.MaterializeResult:
+        camp = campaign_config.campaign
+        backend = store.prepared(camp)
+        report = backend.upsert_booking_events(camp, booking_events_from_frame(bookings))
+        context.log.info(
+            f"{report.new_events} new booking changes, {report.repeats} repeats, "
+            f"{len(report.updates)} contacts updated"
+        )
+        rows = [
+            {
+                "contact": u.contact_key,
+                "status": u.booking_status,
+                "call (UTC)": u.call_date.strftime("%Y-%m-%d %H:%M") if u.call_date else "",
+                "booking": u.booking_uid,
+            }
+            for u in report.updates
+        ]
+        return dg.MaterializeResult(
+            metadata={
+                "new changes": report.new_events,
+                "repeats": report.repeats,
+                "bookings changed": len(report.bookings),
+                "contacts booked": sum(u.booked for u in report.updates),
+                "contacts not booked": sum(not u.booked for u in report.updates),
+                "no CRM contact": len(report.contact_missing),
+                "store": store.backend,
+                "contacts updated": md_table(rows, ["contact", "status", "call (UTC)", "booking"]),
+            }
+        )
+
+    @dg.asset(
+        **in_group("sequences"),
         kinds={"python"},
-        owners=OWNERS,
         description=(
             "The email templates (shipped files, overridden by the Notion templates DB when "
             "configured), each rendered for each segment with a sample contact so a change "
@@ -144,20 +199,7 @@ def build_sequences(campaign: Campaign) -> dict[str, list]:
     def templates(store: StateStoreResource, campaign_config: CampaignResource):  # type: ignore[no-untyped-def]
         camp = campaign_config.campaign
         sources = store.templates()
-        renderer = Renderer(sources)
-        contexts = sample_contexts(camp)
-        problems = renderer.check(template_bases(camp), contexts)
-        previews: dict[str, dg.MetadataValue] = {}
-        for base in template_bases(camp):
-            for segment in ALL_SEGMENTS:
-                try:
-                    rendered = renderer.render(base, segment, contexts[segment])
-                except Exception as exc:  # noqa: BLE001 - shown in the check's metadata
-                    previews[f"{base} {segment}"] = dg.MetadataValue.md(f"**cannot render**: {exc}")
-                    continue
-                previews[f"{base} {segment}"] = email_preview(
-                    rendered.subject, rendered.template, rendered.text
-                )
+        problems, previews = render_check(Renderer(sources), camp, datetime.now(UTC))
         yield dg.Output(
             sources,
             metadata={
@@ -178,4 +220,4 @@ def build_sequences(campaign: Campaign) -> dict[str, list]:
             },
         )
 
-    return {"assets": [email_sequences, templates]}
+    return dg.Definitions(assets=[email_sequences, booking_state, templates])

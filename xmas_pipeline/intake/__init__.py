@@ -1,7 +1,1 @@
-"""The HTTP intake (DESIGN.md, "HTTP intake"): `create_app`, `serve`, `IntakeSettings`."""
-
-from xmas_pipeline.intake.app import create_app
-from xmas_pipeline.intake.server import serve
-from xmas_pipeline.intake.settings import IntakeSettings
-
-__all__ = ["IntakeSettings", "create_app", "serve"]
+"""The HTTP intake (docs/architecture.md, "The intake"): `app.create_app`, `server.serve`."""

@@ -11,8 +11,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from xmas_pipeline.adapters.inbox import Inbox
 from xmas_pipeline.intake import calcom, resend, signup, unsubscribe
 from xmas_pipeline.intake.http import Reject, rejection
-from xmas_pipeline.intake.settings import IntakeSettings
 from xmas_pipeline.intake.storage import EventStore
+from xmas_pipeline.settings import Settings
 
 
 class _SignupCors:
@@ -40,9 +40,9 @@ async def _healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
-def create_app(settings: IntakeSettings) -> Starlette:
+def create_app(settings: Settings) -> Starlette:
     store = EventStore(Inbox(settings.inbox_root))
-    signups = signup.SignupEndpoint(settings, store)
+    signups = signup.SignupEndpoint(settings, store, settings.campaign().name)
     bookings = calcom.CalcomEndpoint(settings, store)
     email_events = resend.ResendEndpoint(settings, store)
     unsubscribes = unsubscribe.UnsubscribeEndpoint(settings, store)

@@ -25,8 +25,8 @@ from starlette.responses import JSONResponse, Response
 
 from xmas_pipeline.core.bookings import parse_webhook
 from xmas_pipeline.intake.http import Reject, check_json_content_type, parse_json, read_body
-from xmas_pipeline.intake.settings import IntakeSettings
 from xmas_pipeline.intake.storage import EventStore
+from xmas_pipeline.settings import Settings
 
 PATH = "/webhook/calcom-booking"
 SIGNATURE_HEADER = "x-cal-signature-256"
@@ -62,13 +62,13 @@ def booking_problem(data: dict[str, Any]) -> str | None:
 
 
 class CalcomEndpoint:
-    def __init__(self, settings: IntakeSettings, store: EventStore) -> None:
+    def __init__(self, settings: Settings, store: EventStore) -> None:
         self.settings = settings
         self.store = store
 
     async def post(self, request: Request) -> Response:
-        body = await read_body(request, self.settings.max_body_bytes)
-        secret = self.settings.calcom_webhook_secret
+        body = await read_body(request, self.settings.intake_max_body_bytes)
+        secret = self.settings.reveal("calcom_webhook_secret")
         # Checked for every trigger, PING included, before anything is parsed.
         if secret and not signature_ok(body, request.headers.get(SIGNATURE_HEADER), secret):
             raise Reject(401, "missing or wrong X-Cal-Signature-256")

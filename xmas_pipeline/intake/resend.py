@@ -18,8 +18,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from xmas_pipeline.intake.http import Reject, check_json_content_type, read_body
-from xmas_pipeline.intake.settings import IntakeSettings
 from xmas_pipeline.intake.storage import EventStore
+from xmas_pipeline.settings import Settings
 
 PATH = "/webhook/resend"
 _TOLERANCE_SECONDS = 300  # the SDK's window; ids older than twice that cannot come back
@@ -64,16 +64,16 @@ def _reason(message: str) -> str:
 
 
 class ResendEndpoint:
-    def __init__(self, settings: IntakeSettings, store: EventStore) -> None:
+    def __init__(self, settings: Settings, store: EventStore) -> None:
         self.settings = settings
         self.store = store
         self.seen = _SeenIds()
 
     async def post(self, request: Request) -> Response:
-        secret = self.settings.resend_webhook_secret
+        secret = self.settings.reveal("resend_webhook_secret")
         if not secret:
             raise Reject(503, "RESEND_WEBHOOK_SECRET is not configured")
-        body = await read_body(request, self.settings.max_body_bytes)
+        body = await read_body(request, self.settings.intake_max_body_bytes)
         try:
             text = body.decode("utf-8")
         except UnicodeDecodeError:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 import copy
-import os
 from typing import Any
 
 import uvicorn
 from uvicorn.config import LOGGING_CONFIG
 
 from xmas_pipeline.intake.app import create_app
-from xmas_pipeline.intake.settings import DEFAULT_PORT, IntakeSettings
+from xmas_pipeline.settings import Settings
 
 
 def _log_config() -> dict[str, Any]:
@@ -25,9 +24,9 @@ def _log_config() -> dict[str, Any]:
     return config
 
 
-def serve(host: str, port: int, settings: IntakeSettings | None = None) -> None:
+def serve(host: str, port: int, settings: Settings | None = None) -> None:
     """Serve until interrupted; SIGTERM/Ctrl-C let in-flight requests finish first."""
-    app = create_app(settings or IntakeSettings.from_env())
+    app = create_app(settings or Settings.from_env())
     uvicorn.run(
         app,
         host=host,
@@ -40,16 +39,13 @@ def serve(host: str, port: int, settings: IntakeSettings | None = None) -> None:
     )
 
 
-def default_port() -> int:
-    return int(os.environ.get("XMAS_INTAKE_PORT", "").strip() or DEFAULT_PORT)
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Run the xmas_pipeline HTTP intake.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=None)
     args = parser.parse_args(argv)
-    serve(args.host, args.port if args.port is not None else default_port())
+    settings = Settings.from_env()
+    serve(args.host, args.port if args.port is not None else settings.intake_port, settings)
 
 
 if __name__ == "__main__":

@@ -13,8 +13,8 @@ from xmas_pipeline.intake.http import (
     parse_json,
     read_body,
 )
-from xmas_pipeline.intake.settings import IntakeSettings
 from xmas_pipeline.intake.storage import EventStore
+from xmas_pipeline.settings import Settings
 
 PATH = "/webhook/christmas-signup"
 
@@ -33,14 +33,15 @@ def _rejected(errors: dict[str, str]) -> JSONResponse:
 
 
 class SignupEndpoint:
-    def __init__(self, settings: IntakeSettings, store: EventStore) -> None:
+    def __init__(self, settings: Settings, store: EventStore, campaign_name: str) -> None:
         self.settings = settings
         self.store = store
+        self.campaign_name = campaign_name
 
     async def post(self, request: Request) -> Response:
-        check_bearer(request, self.settings.signup_token)
+        check_bearer(request, self.settings.reveal("signup_token"))
         check_json_content_type(request)
-        body = await read_body(request, self.settings.max_body_bytes)
+        body = await read_body(request, self.settings.intake_max_body_bytes)
         data = parse_json(body)
         if not isinstance(data, dict):
             return _rejected({"body": "must be a JSON object"})
@@ -54,7 +55,7 @@ class SignupEndpoint:
             {
                 "status": "accepted",
                 "email": signup.email,
-                "campaign": self.settings.campaign_name,
+                "campaign": self.campaign_name,
                 "segment": signup.segment.value,
                 "event_id": item.name.removesuffix(".json"),
             },

@@ -28,8 +28,8 @@ from starlette.responses import HTMLResponse, Response
 
 from xmas_pipeline.core.unsubscribe import verify_token
 from xmas_pipeline.intake.http import Reject, read_body
-from xmas_pipeline.intake.settings import IntakeSettings
 from xmas_pipeline.intake.storage import EventStore
+from xmas_pipeline.settings import Settings
 
 PATH = "/unsubscribe"
 EVENT_TYPE = "contact.unsubscribed"
@@ -72,24 +72,29 @@ def unsubscribe_event(email: str, source: str, moment: datetime | None = None) -
 
 
 class UnsubscribeEndpoint:
-    def __init__(self, settings: IntakeSettings, store: EventStore) -> None:
+    def __init__(self, settings: Settings, store: EventStore) -> None:
         self.settings = settings
         self.store = store
 
     def _email(self, token: str | None) -> str | None:
-        secret = self.settings.unsubscribe_secret
+        secret = self.settings.reveal("unsubscribe_secret")
         if not secret:
             raise Reject(503, "unsubscribe links are not configured")
         return verify_token(token, secret) if token else None
 
-    async def get(self, request: Request) -> Response:
-        token = request.query_params.get("token")
+    def _verified(self, token: str | None) -> str | Response:
+        """The address a genuine token names, or the page that says why there is none."""
         try:
             email = self._email(token)
         except Reject as exc:
             return _page("Unsubscribe unavailable", f"<p>{escape(exc.reason)}.</p>", exc.status)
-        if email is None:
-            return _invalid_link()
+        return _invalid_link() if email is None else email
+
+    async def get(self, request: Request) -> Response:
+        token = request.query_params.get("token")
+        email = self._verified(token)
+        if isinstance(email, Response):
+            return email
         action = f"?{urlencode({'token': token})}"
         return _page(
             "Unsubscribe",
@@ -100,18 +105,15 @@ class UnsubscribeEndpoint:
         )
 
     async def post(self, request: Request) -> Response:
-        body = await read_body(request, self.settings.max_body_bytes)
+        body = await read_body(request, self.settings.intake_max_body_bytes)
         try:
             form = parse_qs(body.decode("utf-8", "replace"), max_num_fields=20)
         except ValueError:  # too many fields: not a form we sent, nor a mail client's
             form = {}
         token = request.query_params.get("token") or next(iter(form.get("token", [])), None)
-        try:
-            email = self._email(token)
-        except Reject as exc:
-            return _page("Unsubscribe unavailable", f"<p>{escape(exc.reason)}.</p>", exc.status)
-        if email is None:
-            return _invalid_link()
+        email = self._verified(token)
+        if isinstance(email, Response):
+            return email
         source = "page" if form.get("source") == ["page"] else "one-click"
         try:
             await self.store.put("email-events", unsubscribe_event(email, source))

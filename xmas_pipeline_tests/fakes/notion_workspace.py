@@ -1,13 +1,16 @@
-"""The BusOS Notion workspace (DESIGN.md schemas) on the fake server, plus store helpers."""
+"""The BusOS Notion workspace (its databases as the team has them) on the fake server,
+plus store helpers."""
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from xmas_pipeline.adapters.notion_store import NotionStore
+from xmas_pipeline.adapters.notion.store import NotionStore
+from xmas_pipeline.adapters.sql.store import SqlStore
 from xmas_pipeline.core.signup import Signup, SignupEvent
 
 from .notion_api import FakeNotion
@@ -16,7 +19,7 @@ SEGMENTS = {"select": {"options": [{"name": "CRITICAL"}, {"name": "URGENT"}, {"n
 
 
 def sequence_properties(steps: int = 7, with_setup: bool = True, reminders: int = 3) -> dict:
-    """The Email Sequence DB as DESIGN.md lists it (+ what `notion setup` adds)."""
+    """The Email Sequence DB as the team has it (+ what `notion setup` adds)."""
     props: dict[str, Any] = {
         "Name": {"title": {}},
         "Email": "email",
@@ -113,6 +116,10 @@ class Workspace:
         """A store on this workspace; tests pace nothing and never really sleep."""
         options.setdefault("rate_per_s", float("inf"))
         options.setdefault("timeout_s", 5.0)
+        if "ledger" not in options:
+            # The store's SQL ledger (bookings, events) in a throwaway SQLite file.
+            folder = tempfile.mkdtemp(prefix="notion-ledger-")
+            options["ledger"] = SqlStore(f"sqlite:///{folder}/ledger.db")
         if "sleep" not in options:
             clock = VirtualClock()
             options["sleep"], options["clock"] = clock.sleep, clock.now

@@ -1,0 +1,1 @@
+"""The SQL state store (SQLAlchemy Core on SQLite or PostgreSQL): `store.SqlStore`."""

@@ -1,0 +1,94 @@
+"""The SQL database under the store: engine, schema creation and small shared helpers."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+
+from xmas_pipeline.adapters.sql.tables import metadata
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url, connect_args={"timeout": 30})
+
+        @sa.event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+            # WAL lets the UI's readers and a send run's writer work side by side.
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True)
+
+
+def upsert(conn: Connection, table: sa.Table) -> Any:
+    """A dialect INSERT that supports ON CONFLICT (DO NOTHING / DO UPDATE)."""
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    if conn.dialect.name == "sqlite":
+        return sqlite.insert(table)
+    raise NotImplementedError(
+        f"the SQL store supports SQLite and PostgreSQL, not {conn.dialect.name}"
+    )
+
+
+def utc(moment: Any) -> datetime:
+    """Any timestamp as an aware UTC datetime (naive means UTC)."""
+    value = pd.Timestamp(moment)
+    value = value.tz_localize("UTC") if value.tzinfo is None else value.tz_convert("UTC")
+    return value.to_pydatetime()
+
+
+def lock_campaign(conn: Connection, slug: str) -> None:
+    """Serialise writers of one campaign inside this transaction (SQLite already
+    serialises writers)."""
+    if conn.dialect.name == "postgresql":
+        key = int.from_bytes(hashlib.sha256(slug.encode()).digest()[:8], "big", signed=True)
+        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(key)))
+
+
+class SqlDatabase:
+    """An engine and the schema on it, created on first use."""
+
+    def __init__(self, url: str, engine: Engine | None = None) -> None:
+        self.url = url
+        self.engine = engine or make_engine(url)
+        self._prepared = False
+
+    def prepare(self, campaign: object = None) -> None:
+        if self._prepared:
+            return
+        for attempt in range(5):
+            try:
+                metadata.create_all(self.engine)
+                break
+            except sa.exc.OperationalError:
+                # Several runs starting at once on a fresh SQLite file race to create the
+                # schema ("database is locked"); the loser waits and then finds it made.
+                if attempt == 4 or not self.url.startswith("sqlite"):
+                    raise
+                time.sleep(0.2 * (attempt + 1))
+        self._prepared = True
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    def read_frame(self, query: Any, times: Iterable[str] = ()) -> pd.DataFrame:
+        """A query's rows as a frame, with the named columns as UTC datetimes."""
+        self.prepare()
+        with self.engine.connect() as conn:
+            frame = pd.read_sql(query, conn)
+        for name in times:
+            frame[name] = pd.to_datetime(frame[name], utc=True, format="ISO8601")
+        return frame

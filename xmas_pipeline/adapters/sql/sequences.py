@@ -1,0 +1,224 @@
+"""The SQL store's sequences: signups, sent messages, failures and skips (`SequenceStore`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+
+from xmas_pipeline.adapters.sql.engine import SqlDatabase, upsert, utc
+from xmas_pipeline.adapters.sql.tables import messages, outcomes, sequences
+from xmas_pipeline.core.campaign import Campaign
+from xmas_pipeline.core.ports import OutcomeRecord, SentRecord, UpsertReport
+from xmas_pipeline.core.sequence_frame import PROFILE_FIELDS, normalise_sequences, sent_column
+from xmas_pipeline.core.signup import SignupEvent
+
+
+class SqlSequences(SqlDatabase):
+    """The `SequenceStore` half of the SQL store."""
+
+    # -- signups ---------------------------------------------------------------------------
+
+    def upsert_signups(self, campaign: Campaign, events: list[SignupEvent]) -> UpsertReport:
+        self.prepare(campaign)
+        report = UpsertReport()
+        now = datetime.now(UTC)
+        # Earliest arrival wins for the same contact within one batch.
+        ordered = sorted(events, key=lambda e: (e.received_at, e.source))
+        with self.engine.begin() as conn:
+            for event in ordered:
+                key = event.contact_key
+                signup = event.signup
+                profile = {f: getattr(signup, f) for f in PROFILE_FIELDS}
+                profile["segment"] = signup.segment.value
+                existing = (
+                    conn.execute(
+                        sa.select(sequences).where(
+                            sequences.c.campaign == campaign.slug, sequences.c.contact_key == key
+                        )
+                    )
+                    .mappings()
+                    .first()
+                )
+                if existing is None:
+                    row = {
+                        "campaign": campaign.slug,
+                        "contact_key": key,
+                        "email": key,
+                        **profile,
+                        "signup_at": utc(event.received_at),
+                        "signup_day": utc(event.received_at).strftime("%Y-%m-%d"),
+                        "source": event.source,
+                        "updated_at": now,
+                    }
+                    stmt = (
+                        upsert(conn, sequences)
+                        .values(**row)
+                        .on_conflict_do_nothing()
+                        .returning(sequences.c.contact_key)
+                    )
+                    # RETURNING, not rowcount: psycopg reports -1 for a skipped row.
+                    if conn.execute(stmt).first() is not None:
+                        report.created.append(key)
+                    else:  # a concurrent writer created it first: a re-delivery
+                        report.unchanged.append(key)
+                elif all(existing[f] == v for f, v in profile.items()):
+                    report.unchanged.append(key)
+                else:
+                    # A new assessment refreshes the profile; the sequence keeps its clock.
+                    conn.execute(
+                        sequences.update()
+                        .where(
+                            sequences.c.campaign == campaign.slug, sequences.c.contact_key == key
+                        )
+                        .values(**profile, updated_at=now)
+                    )
+                    report.updated.append(key)
+        return report
+
+    # -- state -----------------------------------------------------------------------------
+
+    def load_sequences(self, campaign: Campaign) -> pd.DataFrame:
+        self.prepare(campaign)
+        with self.engine.connect() as conn:
+            frame = pd.read_sql(
+                sa.select(sequences).where(sequences.c.campaign == campaign.slug), conn
+            )
+            sent = pd.read_sql(
+                sa.select(
+                    messages.c.contact_key,
+                    messages.c.step_number,
+                    sa.func.min(messages.c.sent_at).label("sent_at"),
+                )
+                .where(messages.c.campaign == campaign.slug, messages.c.kind == "nurture")
+                .group_by(messages.c.contact_key, messages.c.step_number),
+                conn,
+            )
+        if not sent.empty:
+            wide = sent.pivot(index="contact_key", columns="step_number", values="sent_at")
+            wide.columns = [sent_column(int(n)) for n in wide.columns]
+            frame = frame.merge(wide, how="left", left_on="contact_key", right_index=True)
+        return normalise_sequences(frame, len(campaign.steps))
+
+    def record_sent(self, campaign: Campaign, record: SentRecord) -> None:
+        self.prepare(campaign)
+        due_at = utc(record.due_at)
+        with self.engine.begin() as conn:
+            conn.execute(
+                upsert(conn, messages)
+                .values(
+                    idempotency_key=record.idempotency_key,
+                    campaign=campaign.slug,
+                    message_id=record.message_id,
+                    contact_key=record.contact_key,
+                    kind=record.kind,
+                    step_id=record.step_id,
+                    step_number=record.step_number,
+                    segment=record.segment,
+                    booking_uid=record.booking_uid,
+                    due_at=due_at,
+                    due_day=due_at.strftime("%Y-%m-%d"),
+                    sent_at=utc(record.sent_at),
+                    provider_id=record.provider_id,
+                    forced=record.forced,
+                )
+                .on_conflict_do_nothing()
+            )
+            # A message that finally went out is no longer a current failure.
+            conn.execute(
+                outcomes.delete().where(
+                    outcomes.c.message_id == record.message_id, outcomes.c.status == "failed"
+                )
+            )
+            if record.completes_sequence:
+                conn.execute(
+                    sequences.update()
+                    .where(
+                        sequences.c.campaign == campaign.slug,
+                        sequences.c.contact_key == record.contact_key,
+                    )
+                    .values(completed=True, updated_at=datetime.now(UTC))
+                )
+
+    def record_outcome(self, campaign: Campaign, record: OutcomeRecord) -> None:
+        self.prepare(campaign)
+        values = {
+            "message_id": record.message_id,
+            "status": record.status,
+            "campaign": campaign.slug,
+            "contact_key": record.contact_key,
+            "kind": record.kind,
+            "step_id": record.step_id,
+            "step_number": record.step_number,
+            "segment": record.segment,
+            "booking_uid": record.booking_uid,
+            "due_at": utc(record.due_at),
+            "reason": record.reason,
+            "at": utc(record.at),
+            "attempts": 1,
+        }
+        with self.engine.begin() as conn:
+            stmt = upsert(conn, outcomes).values(**values)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=[outcomes.c.message_id, outcomes.c.status],
+                set_={
+                    "reason": stmt.excluded.reason,
+                    "at": stmt.excluded.at,
+                    "attempts": outcomes.c.attempts + 1,
+                },
+            )
+            conn.execute(stmt)
+
+    def record_exit(self, campaign: Campaign, contact_key: str, reason: str) -> None:
+        self.prepare(campaign)
+        with self.engine.begin() as conn:
+            conn.execute(
+                sequences.update()
+                .where(
+                    sequences.c.campaign == campaign.slug, sequences.c.contact_key == contact_key
+                )
+                .values(completed=True, exit_reason=reason, updated_at=datetime.now(UTC))
+            )
+
+    def set_flags(self, campaign: Campaign, contact_key: str, **flags: Any) -> bool:
+        """Set exit flags (booked, unsubscribed, paused, delivery_state). False: no contact."""
+        allowed = {"booked", "unsubscribed", "paused", "delivery_state"}
+        unknown = set(flags) - allowed
+        if unknown:
+            raise ValueError(f"unknown flags: {sorted(unknown)}")
+        self.prepare(campaign)
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                sequences.update()
+                .where(
+                    sequences.c.campaign == campaign.slug, sequences.c.contact_key == contact_key
+                )
+                .values(**flags, updated_at=datetime.now(UTC))
+            )
+        return bool(result.rowcount)
+
+    def sent_log(self, campaign: Campaign, start_day: str, end_day: str) -> pd.DataFrame:
+        query = (
+            sa.select(messages)
+            .where(
+                messages.c.campaign == campaign.slug,
+                messages.c.due_day >= start_day,
+                messages.c.due_day <= end_day,
+            )
+            .order_by(messages.c.due_at, messages.c.message_id)
+        )
+        return self.read_frame(query, times=("due_at", "sent_at"))
+
+    def outcomes(
+        self, campaign: Campaign, statuses: Iterable[str] = ("failed", "skipped")
+    ) -> pd.DataFrame:
+        """Failures and skips with their reasons, newest first (for the UI and checks)."""
+        query = (
+            sa.select(outcomes)
+            .where(outcomes.c.campaign == campaign.slug, outcomes.c.status.in_(list(statuses)))
+            .order_by(outcomes.c.at.desc())
+        )
+        return self.read_frame(query, times=("due_at", "at"))

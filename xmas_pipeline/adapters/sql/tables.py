@@ -1,0 +1,166 @@
+"""The SQL store's tables, all on one `metadata` (created together by `SqlDatabase.prepare`).
+
+Sequences and sends:
+- `sequences`: one row per (campaign, contact): the signup, the segment, exit flags;
+- `messages`: one row per accepted send (unique idempotency key); sent-status is derived
+  from it, so a row exists only once the provider accepted the message;
+- `outcomes`: the latest failure or skip per (message, status), with its reason.
+
+Bookings, contacts and email events:
+- `booking_events`: every Cal.com change ever ingested, unique on its dedupe key (a
+  re-delivered webhook or a re-polled API version is a no-op);
+- `bookings`: one row per booking uid, the fold of its events (`core.booking_state`);
+- `contacts`: per contact, what the CRM shows (Booking Status, Diagnostic Call Date,
+  Christmas Campaign Status, the booking uid) and exit flags for contacts who have no
+  sequence (a booker who never signed up can still unsubscribe or bounce);
+- `message_events`: Resend events and unsubscribes, unique per event;
+- `message_status`: per sent message (Resend's email id), its delivery status — the
+  highest-ranked event so far, so a late "delivered" never hides an "opened".
+"""
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+sequences = sa.Table(
+    "sequences",
+    metadata,
+    sa.Column("campaign", sa.String(100), primary_key=True),
+    sa.Column("contact_key", sa.String(320), primary_key=True),
+    sa.Column("email", sa.String(320), nullable=False),
+    sa.Column("first_name", sa.String(200), nullable=False, default=""),
+    sa.Column("business_name", sa.String(200), nullable=False, default=""),
+    sa.Column("assessment_score", sa.Integer, nullable=False, default=0),
+    sa.Column("red_systems", sa.Integer, nullable=False, default=0),
+    sa.Column("orange_systems", sa.Integer, nullable=False, default=0),
+    sa.Column("yellow_systems", sa.Integer, nullable=False, default=0),
+    sa.Column("green_systems", sa.Integer, nullable=False, default=0),
+    sa.Column("gps_score", sa.Integer, nullable=False, default=0),
+    sa.Column("money_score", sa.Integer, nullable=False, default=0),
+    sa.Column("weakest_system_1", sa.String(200), nullable=False, default=""),
+    sa.Column("weakest_system_2", sa.String(200), nullable=False, default=""),
+    sa.Column("revenue_leak_total", sa.BigInteger, nullable=False, default=0),
+    sa.Column("segment", sa.String(20), nullable=False),
+    sa.Column("signup_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("signup_day", sa.String(10), nullable=False, index=True),
+    sa.Column("source", sa.String(500), nullable=False, default=""),
+    sa.Column("completed", sa.Boolean, nullable=False, default=False),
+    sa.Column("exit_reason", sa.String(100), nullable=False, default=""),
+    sa.Column("booked", sa.Boolean, nullable=False, default=False),
+    sa.Column("unsubscribed", sa.Boolean, nullable=False, default=False),
+    sa.Column("paused", sa.Boolean, nullable=False, default=False),
+    sa.Column("delivery_state", sa.String(20), nullable=False, default=""),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+messages = sa.Table(
+    "messages",
+    metadata,
+    sa.Column("idempotency_key", sa.String(600), primary_key=True),
+    sa.Column("campaign", sa.String(100), nullable=False),
+    sa.Column("message_id", sa.String(600), nullable=False, index=True),
+    sa.Column("contact_key", sa.String(320), nullable=False, index=True),
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("step_id", sa.String(40), nullable=False),
+    sa.Column("step_number", sa.Integer, nullable=False),
+    sa.Column("segment", sa.String(20), nullable=False, default=""),
+    sa.Column("booking_uid", sa.String(200), nullable=False, default=""),
+    sa.Column("due_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("due_day", sa.String(10), nullable=False, index=True),
+    sa.Column("sent_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("provider_id", sa.String(200), nullable=False, default=""),
+    sa.Column("forced", sa.Boolean, nullable=False, default=False),
+)
+
+outcomes = sa.Table(
+    "outcomes",
+    metadata,
+    sa.Column("message_id", sa.String(600), primary_key=True),
+    sa.Column("status", sa.String(20), primary_key=True),
+    sa.Column("campaign", sa.String(100), nullable=False),
+    sa.Column("contact_key", sa.String(320), nullable=False),
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("step_id", sa.String(40), nullable=False),
+    sa.Column("step_number", sa.Integer, nullable=False),
+    sa.Column("segment", sa.String(20), nullable=False, default=""),
+    sa.Column("booking_uid", sa.String(200), nullable=False, default=""),
+    sa.Column("due_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, default=1),
+)
+
+booking_events = sa.Table(
+    "booking_events",
+    metadata,
+    sa.Column("campaign", sa.String(100), primary_key=True),
+    sa.Column("event_key", sa.String(400), primary_key=True),
+    sa.Column("booking_uid", sa.String(200), nullable=False, index=True),
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("event_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("source", sa.String(20), nullable=False),
+    sa.Column("ref", sa.String(500), nullable=False, default=""),
+    sa.Column("body", sa.Text, nullable=False),  # the BookingEvent as JSON
+    sa.Column("ingested_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+bookings = sa.Table(
+    "bookings",
+    metadata,
+    sa.Column("campaign", sa.String(100), primary_key=True),
+    sa.Column("booking_uid", sa.String(200), primary_key=True),
+    sa.Column("contact_key", sa.String(320), nullable=False, index=True),
+    sa.Column("email", sa.String(320), nullable=False, default=""),
+    sa.Column("name", sa.String(200), nullable=False, default=""),
+    sa.Column("time_zone", sa.String(100), nullable=False, default="UTC"),
+    sa.Column("start", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("end", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("meeting_url", sa.String(2048), nullable=False, default=""),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("previous_uid", sa.String(200), nullable=False, default=""),
+    sa.Column("rescheduled_to", sa.String(200), nullable=False, default=""),
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+contacts = sa.Table(
+    "contacts",
+    metadata,
+    sa.Column("campaign", sa.String(100), primary_key=True),
+    sa.Column("contact_key", sa.String(320), primary_key=True),
+    sa.Column("email", sa.String(320), nullable=False, default=""),
+    sa.Column("booking_status", sa.String(20), nullable=False, default=""),
+    sa.Column("call_date", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("campaign_status", sa.String(40), nullable=False, default=""),
+    sa.Column("booking_uid", sa.String(200), nullable=False, default=""),
+    sa.Column("unsubscribed", sa.Boolean, nullable=False, default=False),
+    sa.Column("paused", sa.Boolean, nullable=False, default=False),
+    sa.Column("delivery_state", sa.String(20), nullable=False, default=""),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+message_events = sa.Table(
+    "message_events",
+    metadata,
+    sa.Column("campaign", sa.String(100), primary_key=True),
+    sa.Column("event_key", sa.String(700), primary_key=True),
+    sa.Column("provider_id", sa.String(200), nullable=False, default="", index=True),
+    sa.Column("message_id", sa.String(600), nullable=False, default=""),
+    sa.Column("contact_key", sa.String(320), nullable=False),
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("detail", sa.Text, nullable=False, default=""),
+    sa.Column("ref", sa.String(500), nullable=False, default=""),
+)
+
+message_status = sa.Table(
+    "message_status",
+    metadata,
+    sa.Column("campaign", sa.String(100), primary_key=True),
+    sa.Column("provider_id", sa.String(200), primary_key=True),
+    sa.Column("message_id", sa.String(600), nullable=False, default=""),
+    sa.Column("contact_key", sa.String(320), nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("rank", sa.Integer, nullable=False),
+    sa.Column("status_at", sa.DateTime(timezone=True), nullable=False),
+)

@@ -1,0 +1,200 @@
+"""The interfaces the services work against, and the records that cross them.
+
+Adapters implement these (the SQL and Notion stores, the Resend and outbox senders);
+services and the Dagster assets only ever see them. Each protocol is small and every
+backend implements all of it, so nobody probes a backend for what it can do:
+
+- `SequenceStore`: contacts' sequences, what was sent, failed or skipped;
+- `BookingLedger`: Cal.com bookings, reminder outcomes, contact exit flags, email events;
+- `StateStore`: both (what the pipeline is configured with);
+- `EmailSender`: hands emails to a provider, at most once per idempotency key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
+
+import pandas as pd
+
+from xmas_pipeline.core.booking_state import ContactBookingUpdate
+from xmas_pipeline.core.bookings import BookingEvent
+from xmas_pipeline.core.campaign import Campaign
+from xmas_pipeline.core.email_events import DeliveryEvent
+from xmas_pipeline.core.signup import SignupEvent
+
+
+class StoreSchemaError(RuntimeError):
+    """The store lacks properties/columns the pipeline needs. Raised before any write."""
+
+    def __init__(self, missing: dict[str, list[str]]) -> None:
+        self.missing = missing
+        parts = [f"{where}: {', '.join(names)}" for where, names in missing.items()]
+        super().__init__(
+            "the state store is missing properties the pipeline needs ("
+            + "; ".join(parts)
+            + "). Run `xmas-pipeline notion setup` to add them."
+        )
+
+
+@dataclass(frozen=True)
+class UpsertReport:
+    created: list[str] = field(default_factory=list)  # contact keys given a new sequence
+    updated: list[str] = field(default_factory=list)  # already had one: profile refreshed
+    unchanged: list[str] = field(default_factory=list)  # exact re-delivery
+    contact_missing: list[str] = field(default_factory=list)  # no CRM contact (Notion only)
+
+
+@dataclass(frozen=True)
+class BookingUpsertReport:
+    new_events: int = 0  # Cal.com changes not seen before
+    repeats: int = 0  # re-delivered webhooks, re-polled API versions: no-ops
+    bookings: list[str] = field(default_factory=list)  # booking uids whose state changed
+    updates: list[ContactBookingUpdate] = field(default_factory=list)  # contacts rewritten
+    contact_missing: list[str] = field(default_factory=list)  # no CRM contact (Notion only)
+
+
+@dataclass(frozen=True)
+class SentRecord:
+    """A message the provider accepted. Written only after acceptance."""
+
+    message_id: str
+    idempotency_key: str
+    contact_key: str
+    kind: str  # "nurture" | "reminder"
+    step_id: str  # "email-3", "reminder-2"
+    step_number: int
+    due_at: datetime
+    sent_at: datetime
+    provider_id: str
+    segment: str = ""
+    booking_uid: str = ""
+    completes_sequence: bool = False  # the last nurture step: mark the sequence completed
+    forced: bool = False  # a forced re-send (fresh idempotency key)
+
+
+@dataclass(frozen=True)
+class OutcomeRecord:
+    """A message that did not go out: failed (with the provider's reason) or skipped."""
+
+    message_id: str
+    contact_key: str
+    kind: str
+    step_id: str
+    step_number: int
+    due_at: datetime
+    status: str  # "failed" | "skipped"
+    reason: str
+    at: datetime
+    segment: str = ""
+    booking_uid: str = ""
+
+
+@runtime_checkable
+class SequenceStore(Protocol):
+    def prepare(self, campaign: Campaign) -> None:
+        """Create (SQL) or verify (Notion) the schema. Raises StoreSchemaError."""
+
+    def upsert_signups(self, campaign: Campaign, events: list[SignupEvent]) -> UpsertReport:
+        """Create a sequence per new contact; a re-delivery never restarts a sequence."""
+
+    def load_sequences(self, campaign: Campaign) -> pd.DataFrame:
+        """All sequences of the campaign, in `core.sequence_frame.sequence_columns` shape."""
+
+    def record_sent(self, campaign: Campaign, record: SentRecord) -> None:
+        """Mark one message sent (one write per email)."""
+
+    def record_outcome(self, campaign: Campaign, record: OutcomeRecord) -> None:
+        """Record a failed or skipped message with its reason."""
+
+    def record_exit(self, campaign: Campaign, contact_key: str, reason: str) -> None:
+        """Stop a contact's nurture sequence for good (booked, unsubscribed, bounced...)."""
+
+    def sent_log(self, campaign: Campaign, start_day: str, end_day: str) -> pd.DataFrame:
+        """Messages sent whose due day is in [start_day, end_day]: columns message_id,
+        contact_key, kind, step_id, step_number, segment, booking_uid, due_at, sent_at,
+        provider_id, idempotency_key."""
+
+
+@runtime_checkable
+class BookingLedger(Protocol):
+    def upsert_booking_events(
+        self, campaign: Campaign, events: list[BookingEvent]
+    ) -> BookingUpsertReport:
+        """Keep each Cal.com change once, fold it into its booking (`core.booking_state`),
+        and bring each touched contact up to date: Booked + call date + Pre-Call Prep, or
+        Not Booked after a cancellation; the sequence's `booked` flag follows."""
+
+    def load_bookings(self, campaign: Campaign, uids: Iterable[str] | None = None) -> pd.DataFrame:
+        """Bookings (all, or these uids) in `core.booking_state.BOOKING_COLUMNS` shape."""
+
+    def load_reminder_log(self, campaign: Campaign) -> pd.DataFrame:
+        """Every reminder sent, skipped or failed: booking_uid, step_number, status
+        ("sent" | "skipped" | "failed"), reason, due_at."""
+
+    def load_contact_flags(self, campaign: Campaign) -> pd.DataFrame:
+        """Exit flags of contacts, including those without a sequence: contact_key,
+        unsubscribed, paused, delivery_state."""
+
+    def set_contact_flags(
+        self, campaign: Campaign, contact_key: str, email: str = "", **flags: Any
+    ) -> None:
+        """Set `unsubscribed`, `paused` or `delivery_state` on a contact, with or without a
+        sequence. A delivery state only ever gets stronger (complained > bounced)."""
+
+    def record_delivery_event(self, campaign: Campaign, event: DeliveryEvent) -> bool:
+        """Keep one email event and raise its message's delivery status. False: a repeat."""
+
+    def delivery_status(self, campaign: Campaign) -> pd.DataFrame:
+        """Each sent message's delivery status: provider_id, message_id, contact_key,
+        status, status_at."""
+
+
+@runtime_checkable
+class StateStore(SequenceStore, BookingLedger, Protocol):
+    """Everything the pipeline keeps: what a configured backend provides."""
+
+
+# -- sending ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OutgoingEmail:
+    message_id: str  # `<campaign>/<contact key>/<step>[/<booking uid>]`
+    idempotency_key: str  # the message id, or a fresh key for a forced re-send
+    to: str
+    from_email: str
+    subject: str  # single line: checked before it gets here
+    html: str
+    text: str
+    tags: dict[str, str] = field(default_factory=dict)  # campaign, step, segment
+    headers: dict[str, str] = field(default_factory=dict)  # List-Unsubscribe, ...
+
+
+@dataclass(frozen=True)
+class SendResult:
+    message_id: str
+    idempotency_key: str
+    status: str  # "sent" | "failed" (permanent, e.g. bad address) | "retry" (try next run)
+    provider_id: str = ""
+    error: str = ""
+
+
+class SenderQuotaExceeded(RuntimeError):
+    """The provider's daily/monthly quota is used up: stop the run cleanly.
+
+    `results` holds what was settled before the quota hit, so their status is still
+    written back.
+    """
+
+    def __init__(self, message: str, results: list[SendResult]) -> None:
+        super().__init__(message)
+        self.results = results
+
+
+@runtime_checkable
+class EmailSender(Protocol):
+    def send(self, emails: list[OutgoingEmail]) -> list[SendResult]:
+        """Send each email at most once per idempotency key; one result per email, in order."""

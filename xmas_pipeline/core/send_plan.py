@@ -1,0 +1,122 @@
+"""The send plan: every message due now, nurture and reminders, in one frame.
+
+`plan_due` is what a send run acts on. It starts from the campaign's state as the stores
+hold it (`CampaignState`), applies the nurture cadence (`core.due`) and the reminder
+rules (`core.reminders`), both through the one exit rule (`core.exit_rules`), and puts
+each contact's signup fields on its rows so the send path can render them.
+
+Plan columns: `core.due.DUE_COLUMNS`, the reminder columns (`REMINDER_EXTRA_COLUMNS`,
+blank on nurture rows) and the signup fields.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import pandas as pd
+
+from xmas_pipeline.core.booking_state import empty_bookings
+from xmas_pipeline.core.campaign import Campaign
+from xmas_pipeline.core.due import compute_due
+from xmas_pipeline.core.email_events import stronger_state
+from xmas_pipeline.core.reminders import (
+    REMINDER_EXTRA_COLUMNS,
+    compute_due_reminders,
+    empty_reminders,
+    settled_reminders,
+)
+from xmas_pipeline.core.sequence_frame import PROFILE_FIELDS
+
+CONTACT_COLUMNS = ["contact_key", "segment", "unsubscribed", "paused", "delivery_state"]
+
+
+@dataclass(frozen=True)
+class CampaignState:
+    """What a plan is computed from, as the stores return it."""
+
+    sequences: pd.DataFrame  # `core.sequence_frame.sequence_columns`
+    contact_flags: pd.DataFrame | None = None  # flags kept outside the sequences
+    bookings: pd.DataFrame | None = None  # `core.booking_state.BOOKING_COLUMNS`
+    reminder_log: pd.DataFrame | None = None  # every reminder sent, skipped or failed
+
+
+def merge_contact_flags(
+    sequences: pd.DataFrame, extra: pd.DataFrame | None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Exit flags from both places they live: the sequences, and contact-level flags (the
+    only ones a booker without a sequence has).
+
+    Returns the sequences with the sticky flags (unsubscribed, bounced, complained) of
+    `extra` added, and the per-contact flags `compute_due_reminders` reads (a sequence's
+    `paused` is the one a marketer edits, so it wins for contacts that have one).
+    """
+    seq = sequences.copy()
+    if extra is not None and not extra.empty and not seq.empty:
+        known = extra.drop_duplicates("contact_key", keep="last").set_index("contact_key")
+        keys = seq["contact_key"]
+        unsub = keys.map(known["unsubscribed"]).fillna(False).astype(bool)
+        seq["unsubscribed"] = seq["unsubscribed"].astype(bool) | unsub.to_numpy()
+        other = keys.map(known["delivery_state"]).fillna("").astype(str).to_numpy()
+        seq["delivery_state"] = [
+            stronger_state(str(a), str(b))
+            for a, b in zip(seq["delivery_state"].fillna(""), other, strict=True)
+        ]
+    parts = [seq.reindex(columns=CONTACT_COLUMNS)] if not seq.empty else []
+    if extra is not None and not extra.empty:
+        strangers = extra[~extra["contact_key"].isin(set(seq.get("contact_key", [])))]
+        parts.append(strangers.assign(segment="").reindex(columns=CONTACT_COLUMNS))
+    contacts = (
+        pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=CONTACT_COLUMNS)
+    )
+    return seq, contacts
+
+
+def with_profile(due: pd.DataFrame, sequences: pd.DataFrame) -> pd.DataFrame:
+    """The due rows, with each contact's signup fields for rendering (a booker who never
+    signed up gets blanks, and the template's fallbacks)."""
+    if "contact_key" not in sequences:
+        return due
+    return due.merge(sequences[["contact_key", *PROFILE_FIELDS]], on="contact_key", how="left")
+
+
+def add_reminders(plan: pd.DataFrame, reminders: pd.DataFrame) -> pd.DataFrame:
+    """Nurture and reminder rows in one plan; the reminder-only columns blank for nurture."""
+    if reminders.empty:
+        out = plan.copy()
+    elif plan.empty:
+        out = reminders.copy()
+    else:
+        out = pd.concat([plan, reminders], ignore_index=True)
+    for name in REMINDER_EXTRA_COLUMNS:
+        if name == "meeting_start":
+            column = out[name] if name in out else pd.Series(pd.NaT, index=out.index)
+            out[name] = pd.to_datetime(column, utc=True)
+        else:
+            column = out[name] if name in out else pd.Series("", index=out.index)
+            out[name] = column.fillna("").astype(str)
+    return out.reset_index(drop=True)
+
+
+def due_reminders(
+    state: CampaignState, campaign: Campaign, now: datetime, contacts: pd.DataFrame
+) -> pd.DataFrame:
+    """The reminder rows due now, with the booker's signup fields when there is a signup."""
+    bookings = state.bookings if state.bookings is not None else empty_bookings()
+    if bookings.empty or not campaign.reminders:
+        return empty_reminders()
+    log = state.reminder_log
+    settled = settled_reminders(log) if log is not None else None
+    due = compute_due_reminders(bookings, settled, campaign, now, contacts)
+    return due if due.empty else with_profile(due, state.sequences)
+
+
+def plan_due(
+    state: CampaignState, campaign: Campaign, now: datetime
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Everything due now (nurture and reminders, the exit rule applied), and the
+    sequences with every exit flag merged in."""
+    sequences, contacts = merge_contact_flags(state.sequences, state.contact_flags)
+    plan = with_profile(compute_due(sequences, campaign, now), sequences)
+    merged = CampaignState(sequences, state.contact_flags, state.bookings, state.reminder_log)
+    return add_reminders(plan, due_reminders(merged, campaign, now, contacts)), sequences

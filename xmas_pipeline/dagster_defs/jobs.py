@@ -1,0 +1,160 @@
+"""The jobs the UI offers, and the one op that is not an asset: the one-off re-send.
+
+- `ingest_signups`, `ingest_bookings`, `ingest_email_events`: one inbox day each (the
+  sensors start them);
+- `send_due_emails`: check the templates, compute what is due, send it (the schedule
+  starts it; a backfill over days re-sends);
+- `refresh_funnel`: recount the funnel (sends nothing);
+- `resend_contact`: chosen steps to one person now.
+
+Send runs carry the `xmas/send` tag: the schedule never starts one while another is in
+flight, and the instance config limits the tag to one run at a time.
+"""
+
+from datetime import UTC, datetime
+from typing import Any
+
+import dagster as dg
+from pydantic import Field
+
+from xmas_pipeline.core.campaign import Campaign
+from xmas_pipeline.core.forced_sends import SendRefused
+from xmas_pipeline.dagster_defs.metadata import md_table
+from xmas_pipeline.dagster_defs.resources import (
+    CampaignResource,
+    EmailSenderResource,
+    StateStoreResource,
+)
+from xmas_pipeline.services.forced_sends import plan_contact_send
+from xmas_pipeline.services.sending import DeliveryReport
+from xmas_pipeline.settings import Settings
+
+SEND_TAG = "xmas/send"
+INGEST_SIGNUPS_JOB = "ingest_signups"
+INGEST_BOOKINGS_JOB = "ingest_bookings"
+INGEST_EMAIL_EVENTS_JOB = "ingest_email_events"
+SEND_JOB = "send_due_emails"
+FUNNEL_JOB = "refresh_funnel"
+RESEND_CONTACT_JOB = "resend_contact"
+
+
+class ResendContactConfig(dg.Config):
+    """What the launchpad asks for."""
+
+    email: str = Field(description="The contact's email address, as they signed up.")
+    steps: list[str] = Field(
+        description='Steps to send again, e.g. ["email-3"] or ["email-1", "reminder-2"].'
+    )
+
+
+def contact_send_metadata(report: DeliveryReport, email: str, steps: list[str]) -> dict[str, Any]:
+    problems = report.problems()
+    return {
+        "contact": email,
+        "steps": ", ".join(steps),
+        "sent": len(report.sent),
+        "failed": len(report.failed),
+        "retry next run": len(report.retry),
+        "sent messages": md_table(report.sent, ["message_id", "step_id", "provider_id"]),
+        "problems": md_table(problems.to_dict("records"), list(problems.columns)),
+    }
+
+
+@dg.op(
+    name="resend_to_contact",
+    description="Send the chosen steps to one contact now, under fresh idempotency keys.",
+)
+def resend_to_contact(
+    context: dg.OpExecutionContext,
+    config: ResendContactConfig,
+    store: StateStoreResource,
+    sender: EmailSenderResource,
+    campaign_config: CampaignResource,
+) -> dg.Output[int]:
+    camp = campaign_config.campaign
+    backend = store.prepared(camp)
+    now = datetime.now(UTC)
+    try:
+        asked = plan_contact_send(backend, camp, config.email, config.steps, now)
+    except SendRefused as exc:
+        raise dg.Failure(description=f"Not sent: {exc}") from None
+    report = sender.deliver(
+        backend,
+        camp,
+        store.templates(),
+        asked.plan,
+        now=now,
+        idempotency_suffix=f"/resend-{context.run_id[:8]}",
+    )
+    metadata = contact_send_metadata(report, asked.contact_key, asked.steps)
+    if report.failed or report.retry or report.stopped:
+        reasons = "; ".join(f"{p['step_id']}: {p['reason']}" for p in report.failed)
+        reasons = reasons or "; ".join(f"{p['step_id']}: {p['reason']}" for p in report.retry)
+        raise dg.Failure(
+            description=f"Not everything was sent: {report.stopped or reasons}",
+            metadata=metadata,
+        )
+    context.log.info(f"re-sent {', '.join(asked.steps)} to {asked.contact_key}")
+    return dg.Output(len(report.sent), metadata=metadata)
+
+
+@dg.job(
+    name=RESEND_CONTACT_JOB,
+    # It sends: never alongside a send run.
+    tags={SEND_TAG: "1"},
+    description=(
+        "Re-send chosen emails to one person now. In the launchpad set "
+        "`email` and `steps` (e.g. [email-3]). Refused for an unknown contact or step, "
+        "and for anyone unsubscribed or whose address bounced."
+    ),
+)
+def resend_contact() -> None:
+    resend_to_contact()
+
+
+def definitions(
+    settings: Settings, campaign: Campaign, partitions: dg.PartitionsDefinition
+) -> dg.Definitions:
+    def ingest(name: str, assets: list[str], description: str) -> Any:
+        return dg.define_asset_job(
+            name,
+            selection=dg.AssetSelection.assets(*assets),
+            partitions_def=partitions,
+            description=description,
+        )
+
+    jobs = [
+        ingest(
+            INGEST_SIGNUPS_JOB,
+            ["signups", "email_sequences"],
+            "Validate one day of signup files and start their sequences.",
+        ),
+        ingest(
+            INGEST_BOOKINGS_JOB,
+            ["bookings", "booking_state"],
+            "Validate one day of Cal.com booking files and update bookings and contacts.",
+        ),
+        ingest(
+            INGEST_EMAIL_EVENTS_JOB,
+            ["email_events"],
+            "Apply one day of email events: delivery status and exit flags.",
+        ),
+        dg.define_asset_job(
+            SEND_JOB,
+            selection=dg.AssetSelection.assets("templates", "due_emails", "deliveries"),
+            partitions_def=partitions,
+            tags={SEND_TAG: "1"},
+            description=(
+                "Check the templates, compute what is due, send it. Backfill a range of days "
+                "to re-send; set `force: true` under `deliveries` to re-send what was "
+                "already sent."
+            ),
+        ),
+        dg.define_asset_job(
+            FUNNEL_JOB,
+            selection=dg.AssetSelection.assets("funnel"),
+            description="Recount the funnel (sends nothing).",
+        ),
+        resend_contact,
+    ]
+    return dg.Definitions(jobs=jobs)

@@ -1,0 +1,342 @@
+"""The send path: render each due message, send it, write its status back.
+
+Plain Python over the store and sender interfaces (the Dagster asset is thin wiring
+around `deliver`). Exactly once (docs/architecture.md, "Exactly once"): a message's sent-status is
+written only after the sender accepted it; if the process dies in between, the next run
+sends it again under the same idempotency key and the provider drops the duplicate.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from xmas_pipeline.core.campaign import Campaign
+from xmas_pipeline.core.exit_rules import EXIT, SEND, SKIP
+from xmas_pipeline.core.ports import (
+    EmailSender,
+    OutcomeRecord,
+    OutgoingEmail,
+    SenderQuotaExceeded,
+    SendResult,
+    SentRecord,
+    SequenceStore,
+)
+from xmas_pipeline.core.render import Renderer, TemplateError
+from xmas_pipeline.services.send_journal import SendJournal
+
+log = logging.getLogger(__name__)
+
+# Builds the template context for one plan row (nurture: the sequence's signup fields;
+# reminders: plus the meeting). Raises KeyError/ValueError when the data is missing.
+ContextBuilder = Callable[[Mapping[str, Any]], dict[str, Any]]
+
+# Called with a batch's rows just before it is sent; returns {message_id: reason} for rows
+# that must not go now (a reminder whose booking was cancelled or moved meanwhile). Held
+# rows are recorded as skipped with the reason and stay due for the next run to recompute.
+HoldCheck = Callable[[list[dict[str, Any]]], Mapping[str, str]]
+
+
+@dataclass
+class DeliveryReport:
+    due: int = 0
+    sent: list[dict[str, Any]] = field(default_factory=list)
+    failed: list[dict[str, Any]] = field(default_factory=list)  # permanent: reason recorded
+    retry: list[dict[str, Any]] = field(default_factory=list)  # transient: stays due
+    skipped: list[dict[str, Any]] = field(default_factory=list)  # exit rules, paused
+    stopped: str = ""  # why the run stopped early (quota), empty when it ran through
+
+    def problems(self) -> pd.DataFrame:
+        rows = [
+            {"outcome": outcome, **item}
+            for outcome, items in (
+                ("failed", self.failed),
+                ("retry", self.retry),
+                ("skipped", self.skipped),
+            )
+            for item in items
+        ]
+        columns = ["outcome", "message_id", "step_id", "segment", "reason"]
+        return pd.DataFrame(rows, columns=columns) if rows else pd.DataFrame(columns=columns)
+
+    def counts_by_step(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for item in self.sent:
+            counts[item["step_id"]] = counts.get(item["step_id"], 0) + 1
+        return dict(sorted(counts.items()))
+
+
+def template_for(campaign: Campaign, kind: str, step_number: int) -> str:
+    if kind == "reminder":
+        return campaign.reminders[step_number - 1].template
+    return campaign.step(step_number).template
+
+
+@dataclass(frozen=True)
+class Envelope:
+    from_email: str
+    unsubscribe_url: Callable[[str], str] | None = None  # email -> one-click URL
+
+    def headers(self, email: str) -> dict[str, str]:
+        if self.unsubscribe_url is None:
+            return {}
+        url = self.unsubscribe_url(email)
+        return {
+            "List-Unsubscribe": f"<{url}>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        }
+
+
+def deliver(
+    *,
+    store: SequenceStore,
+    sender: EmailSender,
+    renderer: Renderer,
+    campaign: Campaign,
+    plan: pd.DataFrame,
+    context_for: ContextBuilder,
+    envelope: Envelope,
+    now: datetime | None = None,
+    idempotency_suffix: str = "",
+    batch_size: int = 100,
+    hold: HoldCheck | None = None,
+    journal: SendJournal | None = None,
+) -> DeliveryReport:
+    """Act on every row of `plan` (columns of `core.due.DUE_COLUMNS`).
+
+    `idempotency_suffix` is set for a forced re-send: a fresh key per run, recorded.
+    """
+    now = now or datetime.now(UTC)
+    report = DeliveryReport(due=len(plan))
+    replayed: set[str] = set()
+    if journal is not None:
+        # Chunks a previous run may have had accepted without recording: sent again
+        # verbatim first, so the provider deduplicates them by their original keys.
+        for path, chunk in journal.pending():
+            replayed.update(row["message_id"] for row, _ in chunk)
+            if not _send_chunk(store, sender, campaign, chunk, [], now, report, journal, path):
+                return report
+        plan = plan[~plan["message_id"].isin(replayed)]
+    rows = plan.to_dict("records")
+
+    for row in rows:
+        if row["action"] in (EXIT, SKIP):
+            _record_skip(store, campaign, row, now, report, final=row["action"] == EXIT)
+
+    outgoing: list[tuple[dict[str, Any], OutgoingEmail]] = []
+    for row in (r for r in rows if r["action"] == SEND):
+        try:
+            email = _build(row, campaign, renderer, context_for, envelope, idempotency_suffix)
+        except (TemplateError, KeyError, ValueError) as exc:
+            # Fixable on our side (a template or data problem): the message stays due.
+            reason = f"cannot render: {exc}"
+            _record_failure(store, campaign, row, reason, now, report, final=False)
+            continue
+        outgoing.append((row, email))
+
+    for start in range(0, len(outgoing), batch_size):
+        chunk = outgoing[start : start + batch_size]
+        if hold is not None:
+            chunk = _held_back(store, campaign, chunk, hold, now, report)
+            if not chunk:
+                continue
+        path = journal.begin(chunk) if journal is not None else None
+        rest = outgoing[start + batch_size :]
+        if not _send_chunk(store, sender, campaign, chunk, rest, now, report, journal, path):
+            break
+    return report
+
+
+def _send_chunk(
+    store: SequenceStore,
+    sender: EmailSender,
+    campaign: Campaign,
+    chunk: list[tuple[dict[str, Any], OutgoingEmail]],
+    rest: list[tuple[dict[str, Any], OutgoingEmail]],
+    now: datetime,
+    report: DeliveryReport,
+    journal: SendJournal | None,
+    path: Path | None,
+) -> bool:
+    """Send one chunk and record it; False when the run must stop (quota)."""
+    try:
+        results = sender.send([email for _, email in chunk])
+    except SenderQuotaExceeded as exc:
+        results = exc.results
+        recorded = _apply(store, campaign, chunk[: len(results)], results, now, report)
+        report.stopped = str(exc)
+        for row, _ in chunk[len(results) :] + rest:
+            report.retry.append(_summary(row, "not sent: the provider's quota is used up"))
+        # What the quota refused was not accepted: safe to chunk anew later.
+        _finish(journal, path, results, recorded)
+        return False
+    recorded = _apply(store, campaign, chunk, results, now, report)
+    _finish(journal, path, results, recorded)
+    return True
+
+
+def _finish(
+    journal: SendJournal | None, path: Path | None, results: list[SendResult], recorded: bool
+) -> None:
+    # A "retry" may have been accepted (a timeout after the provider took it), and an
+    # accepted email whose status could not be written is not settled either: keep the
+    # entry so the next run replays the chunk under the same keys.
+    settled = recorded and all(r.status != "retry" for r in results)
+    if journal is not None and path is not None and settled:
+        journal.finish(path)
+
+
+def _build(
+    row: Mapping[str, Any],
+    campaign: Campaign,
+    renderer: Renderer,
+    context_for: ContextBuilder,
+    envelope: Envelope,
+    suffix: str,
+) -> OutgoingEmail:
+    context = context_for(row)
+    base = template_for(campaign, row["kind"], int(row["step_number"]))
+    rendered = renderer.render(base, row["segment"], context)
+    key = row["message_id"] + suffix
+    return OutgoingEmail(
+        message_id=row["message_id"],
+        idempotency_key=key,
+        to=row["email"],
+        from_email=envelope.from_email,
+        subject=rendered.subject,
+        html=rendered.html,
+        text=rendered.text,
+        tags={"campaign": campaign.slug, "step": row["step_id"], "segment": row["segment"]},
+        headers=envelope.headers(row["email"]),
+    )
+
+
+def _apply(
+    store: SequenceStore,
+    campaign: Campaign,
+    chunk: list[tuple[dict[str, Any], OutgoingEmail]],
+    results: list[SendResult],
+    now: datetime,
+    report: DeliveryReport,
+) -> bool:
+    """Write each result back; False when an accepted email's status could not be written."""
+    recorded = True
+    for (row, email), result in zip(chunk, results, strict=True):
+        if result.status == "sent":
+            record = SentRecord(
+                message_id=row["message_id"],
+                idempotency_key=email.idempotency_key,
+                contact_key=row["contact_key"],
+                kind=row["kind"],
+                step_id=row["step_id"],
+                step_number=int(row["step_number"]),
+                due_at=row["due_at"],
+                sent_at=datetime.now(UTC),
+                provider_id=result.provider_id,
+                segment=row["segment"],
+                booking_uid=str(row.get("booking_uid") or ""),
+                completes_sequence=row["kind"] == "nurture"
+                and int(row["step_number"]) == campaign.last_step,
+                forced=email.idempotency_key != email.message_id,
+            )
+            try:
+                store.record_sent(campaign, record)
+            except Exception as exc:  # noqa: BLE001 - reported; the next run heals it
+                # Accepted but not recorded: the next run re-sends under the same key and
+                # the provider deduplicates it.
+                report.retry.append(_summary(row, f"sent, status not written yet: {exc}"))
+                recorded = False
+                continue
+            report.sent.append({**_summary(row, ""), "provider_id": result.provider_id})
+        elif result.status == "failed":
+            reason = result.error or "rejected by the provider"
+            _record_failure(store, campaign, row, reason, now, report, final=True)
+        else:
+            report.retry.append(_summary(row, result.error or "will retry next run"))
+    return recorded
+
+
+def _held_back(
+    store: SequenceStore,
+    campaign: Campaign,
+    chunk: list[tuple[dict[str, Any], OutgoingEmail]],
+    hold: HoldCheck,
+    now: datetime,
+    report: DeliveryReport,
+) -> list[tuple[dict[str, Any], OutgoingEmail]]:
+    """The chunk without the rows `hold` stops; those are recorded as (non-final) skips."""
+    reasons = hold([row for row, _ in chunk])
+    kept: list[tuple[dict[str, Any], OutgoingEmail]] = []
+    for row, email in chunk:
+        reason = reasons.get(row["message_id"], "")
+        if reason:
+            _record_skip(store, campaign, {**row, "reason": reason}, now, report, final=False)
+        else:
+            kept.append((row, email))
+    return kept
+
+
+def _summary(row: Mapping[str, Any], reason: str) -> dict[str, Any]:
+    return {
+        "message_id": row["message_id"],
+        "contact_key": row["contact_key"],
+        "step_id": row["step_id"],
+        "segment": row["segment"],
+        "due_day": row["due_day"],
+        "reason": reason,
+    }
+
+
+def _record_skip(
+    store: SequenceStore,
+    campaign: Campaign,
+    row: Mapping[str, Any],
+    now: datetime,
+    report: DeliveryReport,
+    *,
+    final: bool,
+) -> None:
+    store.record_outcome(campaign, _outcome(row, "skipped", row["reason"], now))
+    if final and row["kind"] == "nurture":
+        store.record_exit(campaign, row["contact_key"], row["reason"])
+    report.skipped.append(_summary(row, row["reason"]))
+
+
+def _record_failure(
+    store: SequenceStore,
+    campaign: Campaign,
+    row: Mapping[str, Any],
+    reason: str,
+    now: datetime,
+    report: DeliveryReport,
+    *,
+    final: bool,
+) -> None:
+    store.record_outcome(campaign, _outcome(row, "failed", reason, now))
+    if final and row["kind"] == "nurture":
+        # A permanent failure (a bad address, a broken template) would fail every later
+        # step too: the sequence stops here, with the reason, instead of retrying forever.
+        store.record_exit(campaign, row["contact_key"], f"failed: {reason}"[:100])
+    report.failed.append(_summary(row, reason))
+
+
+def _outcome(row: Mapping[str, Any], status: str, reason: str, now: datetime) -> OutcomeRecord:
+    return OutcomeRecord(
+        message_id=row["message_id"],
+        contact_key=row["contact_key"],
+        kind=row["kind"],
+        step_id=row["step_id"],
+        step_number=int(row["step_number"]),
+        due_at=row["due_at"],
+        status=status,
+        reason=reason,
+        at=now,
+        segment=row["segment"],
+        booking_uid=str(row.get("booking_uid") or ""),
+    )

@@ -1,0 +1,153 @@
+"""GET/POST /unsubscribe: the confirmation page and RFC 8058 one-click unsubscribe."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from starlette.testclient import TestClient
+
+from xmas_pipeline.core.unsubscribe import make_token, unsubscribe_url
+from xmas_pipeline.intake.app import create_app
+from xmas_pipeline.settings import Settings
+
+SECRET = "unsubscribe-secret"
+ONE_CLICK = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+def make_client(tmp_path: Path, secret: str | None = SECRET) -> TestClient:
+    settings = Settings.of(inbox_url=str(tmp_path / "inbox"), unsubscribe_secret=secret)
+    return TestClient(create_app(settings))
+
+
+def events(tmp_path: Path) -> list[dict[str, Any]]:
+    folder = tmp_path / "inbox" / "email-events"
+    return [json.loads(p.read_bytes()) for p in sorted(folder.glob("*/*.json"))]
+
+
+def path_for(email: str, secret: str = SECRET) -> str:
+    parts = urlsplit(unsubscribe_url("https://xmas.example.com", email, secret))
+    return f"{parts.path}?{parts.query}"
+
+
+def test_get_shows_a_confirmation_page_and_changes_nothing(tmp_path: Path) -> None:
+    response = make_client(tmp_path).get(path_for("Jane@Example.com"))
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    assert "jane@example.com" in response.text
+    assert 'method=post action="?token=' in response.text
+    assert response.headers["referrer-policy"] == "no-referrer"
+    assert response.headers["cache-control"] == "no-store"
+    assert "default-src 'none'" in response.headers["content-security-policy"]
+    assert response.headers["x-frame-options"] == "DENY"
+    assert events(tmp_path) == []
+
+
+def test_one_click_post_records_the_unsubscribe(tmp_path: Path) -> None:
+    client = make_client(tmp_path)
+    before = datetime.now().astimezone()
+    response = client.post(
+        path_for("Jane@Example.com"), content=b"List-Unsubscribe=One-Click", headers=ONE_CLICK
+    )
+    assert response.status_code == 200
+    assert "You are unsubscribed" in response.text
+    (recorded,) = events(tmp_path)
+    assert recorded["type"] == "contact.unsubscribed"
+    assert recorded["data"] == {"email": "jane@example.com", "source": "one-click"}
+    assert datetime.fromisoformat(recorded["created_at"]) >= before.replace(microsecond=0)
+
+
+def test_one_click_as_multipart(tmp_path: Path) -> None:
+    body = (
+        b'--b\r\nContent-Disposition: form-data; name="List-Unsubscribe"\r\n\r\n'
+        b"One-Click\r\n--b--\r\n"
+    )
+    response = make_client(tmp_path).post(
+        path_for("jane@example.com"),
+        content=body,
+        headers={"Content-Type": "multipart/form-data; boundary=b"},
+    )
+    assert response.status_code == 200
+    assert events(tmp_path)[0]["data"]["source"] == "one-click"
+
+
+def test_the_page_button_records_source_page(tmp_path: Path) -> None:
+    response = make_client(tmp_path).post(
+        path_for("jane@example.com"), content=b"source=page", headers=ONE_CLICK
+    )
+    assert response.status_code == 200
+    assert events(tmp_path)[0]["data"] == {"email": "jane@example.com", "source": "page"}
+
+
+def test_token_in_the_form_body(tmp_path: Path) -> None:
+    token = make_token("jane@example.com", SECRET)
+    response = make_client(tmp_path).post(
+        "/unsubscribe", content=f"token={token}&source=page".encode(), headers=ONE_CLICK
+    )
+    assert response.status_code == 200
+    assert len(events(tmp_path)) == 1
+
+
+def test_repeated_unsubscribe_is_harmless(tmp_path: Path) -> None:
+    client = make_client(tmp_path)
+    for _ in range(2):
+        assert client.post(path_for("jane@example.com"), headers=ONE_CLICK).status_code == 200
+    assert {e["data"]["email"] for e in events(tmp_path)} == {"jane@example.com"}
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "",
+        "?token=",
+        "?token=garbage",
+        "?token=" + "A" * 5000,
+        "?token=%00%0d%0a",
+        "?token=" + make_token("jane@example.com", "another-secret"),
+        "?token=" + make_token("jane@example.com", SECRET)[:-2] + "xx",
+    ],
+)
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_invalid_or_forged_tokens(tmp_path: Path, query: str, method: str) -> None:
+    response = make_client(tmp_path).request(method, "/unsubscribe" + query, headers=ONE_CLICK)
+    assert response.status_code == 400
+    assert "not valid" in response.text
+    assert events(tmp_path) == []
+
+
+def test_html_in_the_address_is_escaped(tmp_path: Path) -> None:
+    email = '"<script>alert(1)</script>"@example.com'
+    client = make_client(tmp_path)
+    page = client.get("/unsubscribe", params={"token": make_token(email, SECRET)})
+    assert page.status_code == 200
+    assert "<script>" not in page.text
+    assert "&lt;script&gt;" in page.text
+    done = client.post("/unsubscribe", params={"token": make_token(email, SECRET)})
+    assert "<script>" not in done.text
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_not_configured_is_503(tmp_path: Path, method: str) -> None:
+    token = make_token("jane@example.com", SECRET)
+    response = make_client(tmp_path, secret=None).request(method, f"/unsubscribe?token={token}")
+    assert response.status_code == 503
+    assert events(tmp_path) == []
+
+
+def test_storage_failure_is_reported(tmp_path: Path) -> None:
+    (tmp_path / "inbox").write_text("not a folder")
+    response = make_client(tmp_path).post(path_for("jane@example.com"), headers=ONE_CLICK)
+    assert response.status_code == 503
+    assert "try again" in response.text.lower()
+
+
+def test_huge_post_body(tmp_path: Path) -> None:
+    response = make_client(tmp_path).post(
+        path_for("jane@example.com"), content=b"x=" + b"y" * 70_000, headers=ONE_CLICK
+    )
+    assert response.status_code == 413
+    assert events(tmp_path) == []

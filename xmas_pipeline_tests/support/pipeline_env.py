@@ -1,0 +1,117 @@
+"""Build the real Definitions on a temp XMAS_HOME, plus helpers to drop inbox files."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from xmas_pipeline.adapters.inbox import Inbox, InboxFile
+from xmas_pipeline.adapters.sql.store import SqlStore
+from xmas_pipeline.core.campaign import Campaign, load_campaign
+from xmas_pipeline.dagster_defs.build import build_definitions
+from xmas_pipeline.settings import Settings
+
+
+@dataclass
+class PipelineEnv:
+    home: Path
+    settings: Settings
+    defs: dg.Definitions
+    campaign: Campaign
+
+    @property
+    def inbox(self) -> Inbox:
+        return Inbox(self.settings.inbox_root)
+
+    @property
+    def outbox(self) -> Path:
+        return self.settings.outbox_dir
+
+    def store(self) -> SqlStore:
+        return SqlStore(self.settings.database_url)
+
+    def drop_signup(
+        self, payload: dict[str, Any] | bytes, age: timedelta = timedelta(0)
+    ) -> InboxFile:
+        body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        item = self.inbox.write("signups", body)
+        if age:
+            when = (datetime.now(UTC) - age).timestamp()
+            os.utime(item.path, (when, when))
+        return item
+
+    def outbox_files(self, suffix: str = ".eml") -> list[str]:
+        if not self.outbox.exists():
+            return []
+        return sorted(p.name for p in self.outbox.iterdir() if p.name.endswith(suffix))
+
+    def ingest(self, day: str, instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
+        job = self.defs.resolve_job_def("ingest_signups")
+        return job.execute_in_process(partition_key=day, instance=instance, raise_on_error=False)
+
+    def send(
+        self, day: str, instance: dg.DagsterInstance, **config: Any
+    ) -> dg.ExecuteInProcessResult:
+        job = self.defs.resolve_job_def("send_due_emails")
+        return job.execute_in_process(
+            partition_key=day,
+            instance=instance,
+            raise_on_error=False,
+            run_config={"ops": {"deliveries": {"config": config}}},
+        )
+
+
+def make_env(home: Path, **env: str) -> PipelineEnv:
+    values = {"XMAS_HOME": str(home), **env}
+    settings = Settings.from_env(values)
+    campaign = load_campaign(settings.campaign_file, testing_mode=settings.testing_mode)
+    defs = build_definitions(settings)
+    # Resolve now, outside any test instance: Dagster caches the repository, and resolving
+    # it later inside `instance_for_test` would tie it to that instance's temp folder.
+    defs.get_repository_def()
+    return PipelineEnv(home, settings, defs, campaign)
+
+
+def today() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%d")
+
+
+def signup(email: str, red: int = 0, orange: int = 0, **extra: Any) -> dict[str, Any]:
+    return {
+        "email": email,
+        "first_name": extra.pop("first_name", "Sam"),
+        "business_name": extra.pop("business_name", "Sam's Salon"),
+        "assessment_score": extra.pop("assessment_score", 47),
+        "red_systems": red,
+        "orange_systems": orange,
+        "yellow_systems": 2,
+        "green_systems": 3,
+        "gps_score": 50,
+        "money_score": 40,
+        "weakest_system_1": "Bookings",
+        "weakest_system_2": "Follow-up",
+        "revenue_leak_total": 3500,
+        **extra,
+    }
+
+
+def materializations(result: dg.ExecuteInProcessResult, asset: str) -> list[dict[str, Any]]:
+    out = []
+    for event in result.get_asset_materialization_events():
+        if event.asset_key == dg.AssetKey(asset):
+            out.append({k: v.value for k, v in event.materialization.metadata.items()})
+    return out
+
+
+def check_results(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
+    return {
+        e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data.passed
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    }

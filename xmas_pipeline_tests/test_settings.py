@@ -1,0 +1,97 @@
+"""The one settings class: the environment read once, defaults, every error at once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from xmas_pipeline.settings import Settings, SettingsError
+
+TOKEN = "signup-token-value-xyz"
+UNSUB = "unsubscribe-secret-value-xyz"
+
+
+def test_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    settings = Settings.from_env({})
+    assert settings.home == tmp_path.resolve() / ".xmas"
+    assert settings.inbox_root == str(tmp_path.resolve() / ".xmas" / "inbox")
+    assert settings.database_url == f"sqlite:///{tmp_path.resolve() / '.xmas' / 'state.db'}"
+    assert settings.campaign().name == "Christmas 2025"
+    assert settings.intake_public_url == "http://localhost:8000"
+    assert settings.public_url is None
+    assert settings.send_cron == "*/5 * * * *" and settings.sensor_interval_seconds == 30
+    for secret in ("signup_token", "calcom_webhook_secret", "resend_webhook_secret"):
+        assert getattr(settings, secret) is None
+    assert settings.unsubscribe_secret is None and settings.notion_token is None
+    assert settings.intake_max_body_bytes == 64 * 1024
+    assert not settings.notion_enabled and not settings.resend_enabled
+
+
+def test_from_the_environment(tmp_path: Path) -> None:
+    campaign = tmp_path / "campaign.yaml"
+    campaign.write_text(
+        "name: Spring Push\nsteps:\n  - {number: 1, delay: 0h, template: email-1}\n",
+        encoding="utf-8",
+    )
+    env = {
+        "XMAS_HOME": str(tmp_path / "home"),
+        "XMAS_CAMPAIGN_FILE": str(campaign),
+        "XMAS_INTAKE_PORT": "9001",
+        "XMAS_SIGNUP_TOKEN": TOKEN,
+        "CALCOM_WEBHOOK_SECRET": "cal",
+        "RESEND_WEBHOOK_SECRET": "whsec_c2VjcmV0LWtleQ==",
+        "XMAS_UNSUBSCRIBE_SECRET": UNSUB,
+        "XMAS_PUBLIC_URL": "",  # empty means unset
+        "XMAS_TESTING_MODE": "no",
+        "NOTION_EMAIL_SEQUENCE_DB_ID": "seq-db",
+    }
+    settings = Settings.from_env(env)
+    assert settings.inbox_root == str(tmp_path / "home" / "inbox")
+    assert settings.campaign().name == "Spring Push"
+    assert settings.intake_public_url == "http://localhost:9001"
+    assert settings.testing_mode is False
+    assert Settings.from_env({"XMAS_TESTING_MODE": "yes"}).testing_mode is True
+    assert settings.notion_sequences_db_id == "seq-db"
+    assert settings.reveal("signup_token") == TOKEN
+    assert settings.reveal("calcom_webhook_secret") == "cal"
+    assert settings.reveal("resend_webhook_secret") == "whsec_c2VjcmV0LWtleQ=="
+    assert settings.reveal("unsubscribe_secret") == UNSUB
+    shown = repr(settings) + str(settings)
+    for secret in (TOKEN, UNSUB, "whsec_", "'cal'"):
+        assert secret not in shown
+
+
+def test_a_mapping_is_read_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NOTION_TOKEN", "from-the-shell")
+    assert Settings.from_env({"XMAS_HOME": str(tmp_path)}).notion_token is None
+    assert Settings.of(home=tmp_path).notion_token is None
+    assert Settings.from_env().reveal("notion_token") == "from-the-shell"
+    assert Settings.from_env().from_process_env("notion_token")
+
+
+def test_every_bad_variable_is_named_at_once_without_its_value() -> None:
+    env = {
+        "XMAS_SENSOR_INTERVAL_SECONDS": "0",
+        "XMAS_FROM_EMAIL": "not an address",
+        "RESEND_WEBHOOK_SECRET": "whsec_!!not-base64-secret!!",
+        "XMAS_TESTING_MODE": "maybe",
+        "XMAS_INTAKE_PORT": "eighty",
+        "XMAS_SEND_CRON": "every minute",
+        "XMAS_PUBLIC_URL": "busos.example.com",
+    }
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env(env)
+    problems = caught.value.problems
+    assert set(problems) == set(env)
+    message = str(caught.value)
+    assert "not-base64-secret" not in message
+    for name in env:
+        assert name in message
+
+
+def test_a_sender_header_with_a_line_break_is_refused() -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({"XMAS_FROM_EMAIL": "a@b.com\r\nBcc: x@evil.com"})
+    assert "XMAS_FROM_EMAIL" in caught.value.problems
