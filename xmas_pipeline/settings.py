@@ -99,6 +99,10 @@ class Settings(BaseSettings):
     send_cron: str = _env("XMAS_SEND_CRON", "*/5 * * * *")
     intake_port: int = _env("XMAS_INTAKE_PORT", DEFAULT_INTAKE_PORT, ge=1, le=65535)
     intake_max_body_bytes: int = _env("XMAS_INTAKE_MAX_BODY_BYTES", MAX_BODY_BYTES, ge=1)
+    # A run refreshes its heartbeat this often; one silent for `run_dead_after_seconds` is
+    # marked failed (its worker died) so it holds nothing back.
+    run_heartbeat_seconds: float = _env("XMAS_RUN_HEARTBEAT_SECONDS", 15.0, gt=0)
+    run_dead_after_seconds: float = _env("XMAS_RUN_DEAD_AFTER_SECONDS", 120.0, gt=0)
     signup_token: SecretStr | None = _env("XMAS_SIGNUP_TOKEN")
     alert_webhook_url: SecretStr | None = _env("XMAS_ALERT_WEBHOOK_URL")
     notion_token: SecretStr | None = _env("NOTION_TOKEN")
@@ -178,6 +182,10 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _defaults(self) -> Settings:
+        if self.run_dead_after_seconds < 3 * self.run_heartbeat_seconds:
+            raise ValueError(
+                "XMAS_RUN_DEAD_AFTER_SECONDS must be at least 3 x XMAS_RUN_HEARTBEAT_SECONDS"
+            )
         self.home = self.home.expanduser().resolve()
         if not self.database_url:
             self.database_url = f"sqlite:///{self.home / 'state.db'}"

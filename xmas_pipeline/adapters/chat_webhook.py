@@ -47,6 +47,12 @@ def format_critical_alert(signup: Signup, campaign_name: str) -> dict[str, objec
     return {"content": text, "text": text, "allowed_mentions": {"parse": []}}
 
 
+def format_ops_alert(title: str, lines: list[str]) -> dict[str, object]:
+    """An operations alert (a failed run, stuck messages) as plain text for either chat."""
+    text = "\n".join([f"\N{WARNING SIGN} {_UNSAFE.sub('', title)}", *lines])[:1900]
+    return {"content": text, "text": text, "allowed_mentions": {"parse": []}}
+
+
 def post_alert(
     url: str,
     body: dict[str, object],

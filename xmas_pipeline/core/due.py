@@ -10,7 +10,7 @@ Rules:
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -100,3 +100,13 @@ def due_in_range(due: pd.DataFrame, start_day: str, end_day: str) -> pd.DataFram
     """Rows whose due day lies in [start_day, end_day] (inclusive ISO dates)."""
     mask = (due["due_day"] >= start_day) & (due["due_day"] <= end_day)
     return due.loc[mask].reset_index(drop=True)
+
+
+def stuck_after(campaign: Campaign) -> timedelta:
+    """How long past due a message may wait before it counts as stuck: the shortest gap
+    between two steps, kept between 5 minutes and an hour."""
+    shortest = min(
+        (b.delay - a.delay for a, b in zip(campaign.steps, campaign.steps[1:], strict=False)),
+        default=timedelta(hours=1),
+    )
+    return max(timedelta(minutes=5), min(timedelta(hours=1), shortest))

@@ -198,3 +198,59 @@ class SenderQuotaExceeded(RuntimeError):
 class EmailSender(Protocol):
     def send(self, emails: list[OutgoingEmail]) -> list[SendResult]:
         """Send each email at most once per idempotency key; one result per email, in order."""
+
+
+# -- the send journal and the alert ledger ---------------------------------------------------
+
+# One batch as the send path hands it over: each plan row with the email built from it.
+Chunk = list[tuple[dict[str, Any], OutgoingEmail]]
+
+IN_FLIGHT_ELSEWHERE = "in flight in another send run"
+ALREADY_SENT = "already sent by another send run"
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    """A batch recorded before it went to the sender, not yet settled."""
+
+    entry_id: str
+    chunk: Chunk
+    created_at: datetime
+    holder: str = ""  # the run that wrote it
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What `SendJournal.begin` made of a batch: the entry holding the messages this run
+    now owns (None when it owns none), and the messages left out, with why."""
+
+    entry: JournalEntry | None
+    left_out: list[tuple[dict[str, Any], OutgoingEmail, str]] = field(default_factory=list)
+
+
+@runtime_checkable
+class SendJournal(Protocol):
+    """A write-ahead record of each batch handed to the sender, shared by every run.
+
+    `begin` claims each message of a batch (its idempotency key) and records the batch in
+    one step: a message claimed by another run's open batch, or already sent, is left out,
+    so two send runs that overlap never send one message in two different batches.
+    `finish` settles a batch (statuses written) and frees its claims. Batches still open
+    are what a crash left behind: the next run sends them again exactly as they were, so
+    the provider recognises their idempotency keys.
+    """
+
+    def begin(self, campaign: Campaign, chunk: Chunk) -> Claim: ...
+
+    def finish(self, entry: JournalEntry) -> None: ...
+
+    def pending(self, campaign: Campaign) -> list[JournalEntry]: ...
+
+
+@runtime_checkable
+class AlertLedger(Protocol):
+    """Which alerts went out already (by a key of the caller's), so each goes once."""
+
+    def seen(self, key: str) -> bool: ...
+
+    def mark(self, key: str) -> None: ...

@@ -5,6 +5,7 @@ import dagster as dg
 
 from xmas_pipeline.dagster_defs import (
     delivery,
+    executor,
     funnel,
     ingestion,
     jobs,
@@ -16,7 +17,7 @@ from xmas_pipeline.dagster_defs import (
 from xmas_pipeline.dagster_defs.partitions import daily_partitions
 from xmas_pipeline.settings import Settings
 
-MODULES = (resources, ingestion, sequences, delivery, funnel, jobs, schedules, sensors)
+MODULES = (resources, executor, ingestion, sequences, delivery, funnel, jobs, schedules, sensors)
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:

@@ -1,17 +1,17 @@
 """The delivery group's sending half: what is due now (`due_emails`), and sending it
 (`deliveries`, one partition per day the messages fell due)."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
 import pandas as pd
 
 from xmas_pipeline.core.campaign import Campaign
-from xmas_pipeline.core.due import due_in_range
+from xmas_pipeline.core.due import due_in_range, stuck_after
 from xmas_pipeline.core.exit_rules import SEND
-from xmas_pipeline.core.render import TemplateSource
 from xmas_pipeline.core.segments import ALL_SEGMENTS
+from xmas_pipeline.dagster_defs.jobs import SEND_POOL
 from xmas_pipeline.dagster_defs.metadata import counts, in_group, md_table, reasons_table
 from xmas_pipeline.dagster_defs.resources import (
     CampaignResource,
@@ -31,15 +31,6 @@ class DeliveriesConfig(dg.Config):
     """Re-send even what was already sent in the selected days (fresh idempotency keys)."""
     catch_up: bool = False
     """Also send anything due before the selected days (the schedule sets this)."""
-
-
-def stuck_after(campaign: Campaign) -> timedelta:
-    """How long past due a message may wait before the check calls it stuck."""
-    shortest = min(
-        (b.delay - a.delay for a, b in zip(campaign.steps, campaign.steps[1:], strict=False)),
-        default=timedelta(hours=1),
-    )
-    return max(timedelta(minutes=5), min(timedelta(hours=1), shortest))
 
 
 def definitions(
@@ -66,7 +57,7 @@ def definitions(
         context: dg.AssetExecutionContext,
         store: StateStoreResource,
         campaign_config: CampaignResource,
-    ):  # type: ignore[no-untyped-def]
+    ) -> dg.MaterializeResult:
         camp = campaign_config.campaign
         backend = store.prepared(camp)
         now = datetime.now(UTC)
@@ -75,19 +66,7 @@ def definitions(
         limit = stuck_after(camp)
         stuck = to_send[to_send["due_at"] < pd.Timestamp(now - limit)]
         context.log.info(f"{len(to_send)} to send, {len(plan) - len(to_send)} skipped or exiting")
-        yield dg.Output(
-            plan,
-            metadata={
-                "due": len(to_send),
-                "skipped or exiting": len(plan) - len(to_send),
-                "active sequences": int((~sequences["completed"]).sum()) if len(sequences) else 0,
-                "completed sequences": int(sequences["completed"].sum()) if len(sequences) else 0,
-                "due by step": dg.MetadataValue.json(counts(to_send["step_id"])),
-                "due by segment": dg.MetadataValue.json(counts(to_send["segment"])),
-                "evaluated at": now.isoformat(timespec="seconds"),
-            },
-        )
-        yield dg.AssetCheckResult(
+        check = dg.AssetCheckResult(
             check_name="nothing_stuck_unsent",
             passed=stuck.empty,
             severity=dg.AssetCheckSeverity.WARN,
@@ -100,11 +79,25 @@ def definitions(
                 ),
             },
         )
+        return dg.MaterializeResult(
+            check_results=[check],
+            metadata={
+                "due": len(to_send),
+                "skipped or exiting": len(plan) - len(to_send),
+                "active sequences": int((~sequences["completed"]).sum()) if len(sequences) else 0,
+                "completed sequences": int(sequences["completed"].sum()) if len(sequences) else 0,
+                "due by step": dg.MetadataValue.json(counts(to_send["step_id"])),
+                "due by segment": dg.MetadataValue.json(counts(to_send["segment"])),
+                "evaluated at": now.isoformat(timespec="seconds"),
+            },
+        )
 
     @dg.asset(
         **in_group("delivery"),
         kinds={"python", "resend"},
         partitions_def=partitions,
+        deps=["due_emails", "templates"],
+        pool=SEND_POOL,
         description=(
             "Emails sent, per day they fell due: render, send (Resend or the outbox), then "
             "write sent-status back. The schedule's run for today also catches up anything "
@@ -115,8 +108,6 @@ def definitions(
     def deliveries(
         context: dg.AssetExecutionContext,
         config: DeliveriesConfig,
-        due_emails: pd.DataFrame,
-        templates: dict[str, TemplateSource],
         store: StateStoreResource,
         sender: EmailSenderResource,
         campaign_config: CampaignResource,
@@ -125,13 +116,10 @@ def definitions(
         window = context.partition_key_range
         start_day = camp.start_date if config.catch_up else window.start
         backend = store.prepared(camp)
-        selection = context.run.asset_selection
-        if selection is not None and dg.AssetKey("due_emails") not in selection:
-            # Materialized on its own (not through send_due_emails): the stored due list
-            # may be old, so work from the store's state as it is now.
-            context.log.info("due_emails is not part of this run: computing what is due now")
-            due_emails, _ = due_plan(backend, camp, datetime.now(UTC))
-        plan = due_in_range(due_emails, start_day, window.end)
+        # The plan is made here, once this op holds the send pool, from the store as it is
+        # now: never a list computed earlier, nor one left on some host's disk.
+        due, _ = due_plan(backend, camp, datetime.now(UTC))
+        plan = due_in_range(due, start_day, window.end)
         suffix = ""
         if config.force:
             forced = forced_backfill_plan(backend, camp, window.start, window.end)
@@ -141,12 +129,12 @@ def definitions(
         report = sender.deliver(
             backend,
             camp,
-            templates,
+            store.templates(),
             plan,
             idempotency_suffix=suffix,
             # Reminders: the booking is read again just before sending (cancelled? moved?).
             hold=booking_hold(backend, camp),
-            journal=sender.journal(),
+            journal=store.journal(context.run_id),
         )
         metadata = delivery_metadata(report, sender.backend, config.force)
         if report.stopped:

@@ -13,9 +13,7 @@ where they are.
 import dagster as dg
 import pandas as pd
 
-from xmas_pipeline.core.bookings import booking_events_frame
 from xmas_pipeline.core.campaign import Campaign
-from xmas_pipeline.core.signup import signups_frame
 from xmas_pipeline.dagster_defs.metadata import (
     counts,
     in_group,
@@ -61,25 +59,23 @@ def definitions(
             )
         ],
     )
-    def signups(context: dg.AssetExecutionContext, inbox: InboxResource):  # type: ignore[no-untyped-def]
+    def signups(context: dg.AssetExecutionContext, inbox: InboxResource) -> dg.MaterializeResult:
         day = context.partition_key
         batch = read_signup_day(inbox.get(), day)
-        frame = signups_frame(batch.events)
         for item in batch.rejected:
             context.log.warning(f"rejected {item['file']}: {item['reason']}")
-        by_segment = segment_counts(frame.get("segment", pd.Series(dtype="object")))
-        yield dg.Output(
-            frame,
+        by_segment = segment_counts(pd.Series([e.signup.segment.value for e in batch.events]))
+        return dg.MaterializeResult(
+            check_results=[rejected_files_check(day, batch.rejected)],
             metadata={
                 "day": day,
-                "accepted": len(frame),
+                "accepted": len(batch.events),
                 "rejected": len(batch.rejected),
                 "repeats": repeats(batch.events),
                 **{f"segment {k}": v for k, v in by_segment.items()},
                 "rejected files": md_table(batch.rejected, ["file", "reason"]),
             },
         )
-        yield rejected_files_check(day, batch.rejected)
 
     @dg.asset(
         **in_group("ingestion"),
@@ -97,16 +93,15 @@ def definitions(
             )
         ],
     )
-    def bookings(context: dg.AssetExecutionContext, inbox: InboxResource):  # type: ignore[no-untyped-def]
+    def bookings(context: dg.AssetExecutionContext, inbox: InboxResource) -> dg.MaterializeResult:
         day = context.partition_key
         batch = read_booking_day(inbox.get(), day)
         for item in batch.rejected:
             context.log.warning(f"rejected {item['file']}: {item['reason']}")
-        frame = booking_events_frame(batch.events)
-        kinds = counts(frame["kind"]) if not frame.empty else {}
-        sources = counts(frame["source"]) if not frame.empty else {}
-        yield dg.Output(
-            frame,
+        kinds = counts(pd.Series([e.kind for e in batch.events], dtype=object))
+        sources = counts(pd.Series([e.source for e in batch.events], dtype=object))
+        return dg.MaterializeResult(
+            check_results=[rejected_files_check(day, batch.rejected)],
             metadata={
                 "day": day,
                 "accepted": len(batch.events),
@@ -117,7 +112,6 @@ def definitions(
                 "rejected files": md_table(batch.rejected, ["file", "reason"]),
             },
         )
-        yield rejected_files_check(day, batch.rejected)
 
     @dg.asset(
         **in_group("ingestion"),

@@ -30,12 +30,19 @@ from xmas_pipeline.services.sending import DeliveryReport
 from xmas_pipeline.settings import Settings
 
 SEND_TAG = "xmas/send"
+# The concurrency pool every op that sends holds (deliveries in any run, the one-off
+# re-send); every instance config the project ships or writes limits it to 1.
+SEND_POOL = "xmas/send"
 INGEST_SIGNUPS_JOB = "ingest_signups"
 INGEST_BOOKINGS_JOB = "ingest_bookings"
 INGEST_EMAIL_EVENTS_JOB = "ingest_email_events"
 SEND_JOB = "send_due_emails"
 FUNNEL_JOB = "refresh_funnel"
 RESEND_CONTACT_JOB = "resend_contact"
+INGEST_JOBS = (INGEST_SIGNUPS_JOB, INGEST_BOOKINGS_JOB, INGEST_EMAIL_EVENTS_JOB)
+# An ingestion run that dies or fails is run again by the daemon (run retries on in every
+# instance config the project ships or writes); ingestion is idempotent, so that is safe.
+INGEST_RETRY_TAGS = {"dagster/max_retries": "3", "dagster/retry_strategy": "ALL_STEPS"}
 
 
 class ResendContactConfig(dg.Config):
@@ -62,6 +69,7 @@ def contact_send_metadata(report: DeliveryReport, email: str, steps: list[str]) 
 
 @dg.op(
     name="resend_to_contact",
+    pool=SEND_POOL,
     description="Send the chosen steps to one contact now, under fresh idempotency keys.",
 )
 def resend_to_contact(
@@ -120,6 +128,7 @@ def definitions(
             name,
             selection=dg.AssetSelection.assets(*assets),
             partitions_def=partitions,
+            tags=INGEST_RETRY_TAGS,
             description=description,
         )
 

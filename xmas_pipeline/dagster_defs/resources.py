@@ -18,14 +18,14 @@ from xmas_pipeline.adapters.notion.store import NotionStore
 from xmas_pipeline.adapters.notion.templates import load_notion_templates
 from xmas_pipeline.adapters.outbox import OutboxSender
 from xmas_pipeline.adapters.resend_sender import ResendSender
+from xmas_pipeline.adapters.sql.alerts import SqlAlertLedger
+from xmas_pipeline.adapters.sql.journal import SqlSendJournal
 from xmas_pipeline.adapters.sql.store import SqlStore
 from xmas_pipeline.core.campaign import Campaign, load_campaign
 from xmas_pipeline.core.context import message_context
-from xmas_pipeline.core.ports import EmailSender, StateStore
+from xmas_pipeline.core.ports import AlertLedger, EmailSender, SendJournal, StateStore
 from xmas_pipeline.core.render import Renderer, TemplateSource, load_template_dir
 from xmas_pipeline.core.unsubscribe import unsubscribe_url
-from xmas_pipeline.services.critical_alerts import AlertLedger
-from xmas_pipeline.services.send_journal import SendJournal
 from xmas_pipeline.services.sending import DeliveryReport, Envelope, deliver
 from xmas_pipeline.settings import Settings
 
@@ -80,6 +80,20 @@ class StateStoreResource(dg.ConfigurableResource):
             self._store = self._build()
         return self._store
 
+    def database(self) -> SqlStore:
+        """The SQL database under the store (a Notion store keeps its ledger there)."""
+        store = self.get()
+        return store.ledger if isinstance(store, NotionStore) else store  # type: ignore[return-value]
+
+    def journal(self, holder: str) -> SendJournal:
+        """The send journal, shared by every run: `holder` names the run writing to it."""
+        database = self.database()
+        return SqlSendJournal(database.url, engine=database.engine, holder=holder)
+
+    def alert_ledger(self, campaign: Campaign) -> AlertLedger:
+        database = self.database()
+        return SqlAlertLedger(database.url, campaign, engine=database.engine)
+
     def prepared(self, campaign: Campaign) -> StateStore:
         """The store, its schema created or checked for this campaign."""
         store = self.get()
@@ -127,10 +141,6 @@ class EmailSenderResource(dg.ConfigurableResource):
     resend_api_url: str | None = None
     public_url: str | None = None
     unsubscribe_secret: str | None = None
-    journal_dir: str | None = None  # the send journal (`services.send_journal`)
-
-    def journal(self) -> SendJournal | None:
-        return SendJournal(self.journal_dir) if self.journal_dir else None
 
     @property
     def backend(self) -> str:
@@ -180,10 +190,6 @@ class AlertResource(dg.ConfigurableResource):
     """The Discord/Slack webhook told about CRITICAL signups (off when no URL is set)."""
 
     webhook_url: str | None = None
-    ledger_dir: str
-
-    def ledger(self) -> AlertLedger:
-        return AlertLedger(self.ledger_dir)
 
 
 class CalcomResource(dg.ConfigurableResource):
@@ -217,13 +223,15 @@ def definitions(
     settings: Settings, campaign: Campaign, partitions: dg.PartitionsDefinition
 ) -> dg.Definitions:
     resources: dict[str, Any] = {
+        # Nothing passes between steps through a disk: every asset keeps its state in the
+        # store or the inbox, and the few op values stay in the run worker's memory.
+        "io_manager": dg.mem_io_manager,
         "campaign_config": CampaignResource(
             campaign_file=settings.campaign_file, testing_mode=settings.testing_mode
         ),
         "inbox": InboxResource(root=settings.inbox_root),
         "alerts": AlertResource(
             webhook_url=from_settings(settings, "alert_webhook_url"),
-            ledger_dir=str(settings.home / "alerts"),
         ),
         "store": store_resource(settings),
         "sender": EmailSenderResource(
@@ -233,7 +241,6 @@ def definitions(
             resend_api_url=settings.resend_api_url,
             public_url=settings.public_url,
             unsubscribe_secret=from_settings(settings, "unsubscribe_secret"),
-            journal_dir=str(settings.home / "send-journal"),
         ),
     }
     if settings.calcom_api_key is not None:

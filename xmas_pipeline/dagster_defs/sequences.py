@@ -13,13 +13,11 @@ from datetime import UTC, datetime
 import dagster as dg
 import pandas as pd
 
-from xmas_pipeline.core.bookings import booking_events_from_frame
 from xmas_pipeline.core.campaign import Campaign
 from xmas_pipeline.core.funnel import steps_reached
 from xmas_pipeline.core.render import Renderer, TemplateError
 from xmas_pipeline.core.samples import is_reminder, sample_context
 from xmas_pipeline.core.segments import ALL_SEGMENTS
-from xmas_pipeline.core.signup import signups_from_frame
 from xmas_pipeline.dagster_defs.metadata import (
     email_preview,
     in_group,
@@ -30,9 +28,11 @@ from xmas_pipeline.dagster_defs.metadata import (
 from xmas_pipeline.dagster_defs.resources import (
     AlertResource,
     CampaignResource,
+    InboxResource,
     StateStoreResource,
 )
 from xmas_pipeline.services.critical_alerts import send_critical_alerts
+from xmas_pipeline.services.inbox_days import read_booking_day, read_signup_day
 from xmas_pipeline.settings import Settings
 
 
@@ -80,6 +80,7 @@ def definitions(
         **in_group("sequences"),
         kinds={"python", "sql"},
         partitions_def=partitions,
+        deps=["signups"],
         description=(
             "Contacts and their email sequences in the state store (Notion's Email Sequence "
             "DB, or SQL). A new contact starts the sequence; a re-delivered signup changes "
@@ -88,19 +89,24 @@ def definitions(
     )
     def email_sequences(
         context: dg.AssetExecutionContext,
-        signups: pd.DataFrame,
+        inbox: InboxResource,
         store: StateStoreResource,
         campaign_config: CampaignResource,
         alerts: AlertResource,
     ) -> dg.MaterializeResult:
         camp = campaign_config.campaign
         backend = store.prepared(camp)
-        events = signups_from_frame(signups)
+        # The day's files read again (not a value passed from `signups`): nothing between
+        # the two lives on one host's disk, and a re-run of this asset alone works.
+        events = read_signup_day(inbox.get(), context.partition_key).events
         report = backend.upsert_signups(camp, events)
         alert_meta: dict[str, object] = {}
         if alerts.webhook_url:
             sent = send_critical_alerts(
-                events, campaign_name=camp.name, url=alerts.webhook_url, ledger=alerts.ledger()
+                events,
+                campaign_name=camp.name,
+                url=alerts.webhook_url,
+                ledger=store.alert_ledger(camp),
             )
             for key, reason in sent.failed:
                 context.log.warning(f"CRITICAL alert for {key} not delivered: {reason}")
@@ -108,7 +114,7 @@ def definitions(
                 "critical alerts sent": len(sent.sent),
                 "critical alerts failed": len(sent.failed),
             }
-        segments = segment_counts(signups.get("segment", pd.Series(dtype="object")))
+        segments = segment_counts(pd.Series([e.signup.segment.value for e in events]))
         # Campaign-wide: where every sequence stands now (last email sent), per segment.
         reached = steps_reached(backend.load_sequences(camp), len(camp.steps))
         context.log.info(
@@ -133,6 +139,7 @@ def definitions(
         **in_group("sequences"),
         kinds={"python", "sql"},
         partitions_def=partitions,
+        deps=["bookings"],
         description=(
             "Bookings in the state store: each Cal.com change folded into its booking "
             "(a reschedule retires the old booking, a cancellation is final, a re-delivered "
@@ -143,13 +150,14 @@ def definitions(
     )
     def booking_state(
         context: dg.AssetExecutionContext,
-        bookings: pd.DataFrame,
+        inbox: InboxResource,
         store: StateStoreResource,
         campaign_config: CampaignResource,
     ) -> dg.MaterializeResult:
         camp = campaign_config.campaign
         backend = store.prepared(camp)
-        report = backend.upsert_booking_events(camp, booking_events_from_frame(bookings))
+        events = read_booking_day(inbox.get(), context.partition_key).events
+        report = backend.upsert_booking_events(camp, events)
         context.log.info(
             f"{report.new_events} new booking changes, {report.repeats} repeats, "
             f"{len(report.updates)} contacts updated"
@@ -196,12 +204,22 @@ def definitions(
             )
         ],
     )
-    def templates(store: StateStoreResource, campaign_config: CampaignResource):  # type: ignore[no-untyped-def]
+    def templates(
+        store: StateStoreResource, campaign_config: CampaignResource
+    ) -> dg.MaterializeResult:
         camp = campaign_config.campaign
         sources = store.templates()
         problems, previews = render_check(Renderer(sources), camp, datetime.now(UTC))
-        yield dg.Output(
-            sources,
+        check = dg.AssetCheckResult(
+            check_name="every_template_renders",
+            passed=not problems,
+            metadata={
+                "problems": len(problems),
+                "details": md_table([{"problem": p} for p in problems], ["problem"]),
+            },
+        )
+        return dg.MaterializeResult(
+            check_results=[check],
             metadata={
                 "templates": len(sources),
                 "sources": md_table(
@@ -209,14 +227,6 @@ def definitions(
                     ["name", "origin"],
                 ),
                 **previews,
-            },
-        )
-        yield dg.AssetCheckResult(
-            check_name="every_template_renders",
-            passed=not problems,
-            metadata={
-                "problems": len(problems),
-                "details": md_table([{"problem": p} for p in problems], ["problem"]),
             },
         )
 

@@ -1,20 +1,17 @@
-"""CRITICAL-signup alerts, once per signup: a ledger remembers who was announced.
+"""CRITICAL-signup alerts, once per signup: the ledger remembers who was announced.
 
-The ledger is a folder of empty marker files, one per contact (named by a hash of the
-key, so no address sits in a file name). A marker is written only after the webhook
-accepted the alert, so a failed alert is tried again the next time that day's signups
-are ingested, and a re-ingested day announces nobody twice.
+An alert is marked in the ledger only after the webhook accepted it, so a failed alert is
+tried again the next time that day's signups are ingested, and a re-ingested day announces
+nobody twice.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from xmas_pipeline.adapters.chat_webhook import AlertError, format_critical_alert, post_alert
+from xmas_pipeline.core.ports import AlertLedger
 from xmas_pipeline.core.segments import Segment
 from xmas_pipeline.core.signup import SignupEvent
 
@@ -26,19 +23,8 @@ class AlertReport:
     failed: list[tuple[str, str]] = field(default_factory=list)  # (contact key, reason)
 
 
-class AlertLedger:
-    def __init__(self, folder: str | os.PathLike[str]) -> None:
-        self.folder = Path(folder)
-
-    def _marker(self, key: str) -> Path:
-        return self.folder / (hashlib.sha256(key.encode()).hexdigest()[:32] + ".sent")
-
-    def seen(self, key: str) -> bool:
-        return self._marker(key).exists()
-
-    def mark(self, key: str) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self._marker(key).touch(exist_ok=True)
+def critical_key(contact_key: str) -> str:
+    return f"critical:{contact_key}"
 
 
 def send_critical_alerts(
@@ -54,7 +40,7 @@ def send_critical_alerts(
         if event.signup.segment is not Segment.CRITICAL:
             continue
         key = event.contact_key
-        if ledger.seen(key) or key in report.sent:
+        if ledger.seen(critical_key(key)) or key in report.sent:
             report.already.append(key)
             continue
         try:
@@ -62,6 +48,6 @@ def send_critical_alerts(
         except AlertError as exc:
             report.failed.append((key, str(exc)))
             continue
-        ledger.mark(key)
+        ledger.mark(critical_key(key))
         report.sent.append(key)
     return report

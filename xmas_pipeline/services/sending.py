@@ -12,7 +12,6 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -20,16 +19,18 @@ import pandas as pd
 from xmas_pipeline.core.campaign import Campaign
 from xmas_pipeline.core.exit_rules import EXIT, SEND, SKIP
 from xmas_pipeline.core.ports import (
+    Chunk,
     EmailSender,
+    JournalEntry,
     OutcomeRecord,
     OutgoingEmail,
     SenderQuotaExceeded,
+    SendJournal,
     SendResult,
     SentRecord,
     SequenceStore,
 )
 from xmas_pipeline.core.render import Renderer, TemplateError
-from xmas_pipeline.services.send_journal import SendJournal
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,8 @@ class DeliveryReport:
     failed: list[dict[str, Any]] = field(default_factory=list)  # permanent: reason recorded
     retry: list[dict[str, Any]] = field(default_factory=list)  # transient: stays due
     skipped: list[dict[str, Any]] = field(default_factory=list)  # exit rules, paused
+    # In another run's hands (an overlap): that run sends it or a later one replays it.
+    elsewhere: list[dict[str, Any]] = field(default_factory=list)
     stopped: str = ""  # why the run stopped early (quota), empty when it ran through
 
     def problems(self) -> pd.DataFrame:
@@ -116,11 +119,13 @@ def deliver(
     report = DeliveryReport(due=len(plan))
     replayed: set[str] = set()
     if journal is not None:
-        # Chunks a previous run may have had accepted without recording: sent again
+        # Batches a previous run may have had accepted without recording: sent again
         # verbatim first, so the provider deduplicates them by their original keys.
-        for path, chunk in journal.pending():
-            replayed.update(row["message_id"] for row, _ in chunk)
-            if not _send_chunk(store, sender, campaign, chunk, [], now, report, journal, path):
+        for entry in journal.pending(campaign):
+            replayed.update(row["message_id"] for row, _ in entry.chunk)
+            if not _send_chunk(
+                store, sender, campaign, entry.chunk, [], now, report, journal, entry
+            ):
                 return report
         plan = plan[~plan["message_id"].isin(replayed)]
     rows = plan.to_dict("records")
@@ -129,7 +134,7 @@ def deliver(
         if row["action"] in (EXIT, SKIP):
             _record_skip(store, campaign, row, now, report, final=row["action"] == EXIT)
 
-    outgoing: list[tuple[dict[str, Any], OutgoingEmail]] = []
+    outgoing: Chunk = []
     for row in (r for r in rows if r["action"] == SEND):
         try:
             email = _build(row, campaign, renderer, context_for, envelope, idempotency_suffix)
@@ -146,9 +151,16 @@ def deliver(
             chunk = _held_back(store, campaign, chunk, hold, now, report)
             if not chunk:
                 continue
-        path = journal.begin(chunk) if journal is not None else None
+        entry = None
+        if journal is not None:
+            claim = journal.begin(campaign, chunk)
+            for row, _, reason in claim.left_out:
+                report.elsewhere.append(_summary(row, reason))
+            if claim.entry is None:
+                continue
+            entry, chunk = claim.entry, claim.entry.chunk
         rest = outgoing[start + batch_size :]
-        if not _send_chunk(store, sender, campaign, chunk, rest, now, report, journal, path):
+        if not _send_chunk(store, sender, campaign, chunk, rest, now, report, journal, entry):
             break
     return report
 
@@ -157,12 +169,12 @@ def _send_chunk(
     store: SequenceStore,
     sender: EmailSender,
     campaign: Campaign,
-    chunk: list[tuple[dict[str, Any], OutgoingEmail]],
-    rest: list[tuple[dict[str, Any], OutgoingEmail]],
+    chunk: Chunk,
+    rest: Chunk,
     now: datetime,
     report: DeliveryReport,
     journal: SendJournal | None,
-    path: Path | None,
+    entry: JournalEntry | None,
 ) -> bool:
     """Send one chunk and record it; False when the run must stop (quota)."""
     try:
@@ -174,22 +186,25 @@ def _send_chunk(
         for row, _ in chunk[len(results) :] + rest:
             report.retry.append(_summary(row, "not sent: the provider's quota is used up"))
         # What the quota refused was not accepted: safe to chunk anew later.
-        _finish(journal, path, results, recorded)
+        _finish(journal, entry, results, recorded)
         return False
     recorded = _apply(store, campaign, chunk, results, now, report)
-    _finish(journal, path, results, recorded)
+    _finish(journal, entry, results, recorded)
     return True
 
 
 def _finish(
-    journal: SendJournal | None, path: Path | None, results: list[SendResult], recorded: bool
+    journal: SendJournal | None,
+    entry: JournalEntry | None,
+    results: list[SendResult],
+    recorded: bool,
 ) -> None:
     # A "retry" may have been accepted (a timeout after the provider took it), and an
     # accepted email whose status could not be written is not settled either: keep the
     # entry so the next run replays the chunk under the same keys.
     settled = recorded and all(r.status != "retry" for r in results)
-    if journal is not None and path is not None and settled:
-        journal.finish(path)
+    if journal is not None and entry is not None and settled:
+        journal.finish(entry)
 
 
 def _build(
@@ -220,7 +235,7 @@ def _build(
 def _apply(
     store: SequenceStore,
     campaign: Campaign,
-    chunk: list[tuple[dict[str, Any], OutgoingEmail]],
+    chunk: Chunk,
     results: list[SendResult],
     now: datetime,
     report: DeliveryReport,
@@ -265,14 +280,14 @@ def _apply(
 def _held_back(
     store: SequenceStore,
     campaign: Campaign,
-    chunk: list[tuple[dict[str, Any], OutgoingEmail]],
+    chunk: Chunk,
     hold: HoldCheck,
     now: datetime,
     report: DeliveryReport,
-) -> list[tuple[dict[str, Any], OutgoingEmail]]:
+) -> Chunk:
     """The chunk without the rows `hold` stops; those are recorded as (non-final) skips."""
     reasons = hold([row for row, _ in chunk])
-    kept: list[tuple[dict[str, Any], OutgoingEmail]] = []
+    kept: Chunk = []
     for row, email in chunk:
         reason = reasons.get(row["message_id"], "")
         if reason:

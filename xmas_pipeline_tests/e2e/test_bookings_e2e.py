@@ -25,7 +25,7 @@ from xmas_pipeline.adapters.outbox import OutboxSender
 from xmas_pipeline.core.context import message_context
 from xmas_pipeline.core.render import Renderer, load_template_dir
 from xmas_pipeline.dagster_defs.resources import InboxResource
-from xmas_pipeline.services.planning import booking_hold
+from xmas_pipeline.services.planning import booking_hold, due_plan
 from xmas_pipeline.services.sending import Envelope, deliver
 from xmas_pipeline_tests.fakes.calcom_api import DEFAULT_API_KEY, FakeCalcomApi
 from xmas_pipeline_tests.support.calcom_payloads import (
@@ -165,7 +165,9 @@ def test_a_cancellation_landing_after_planning_is_caught_before_sending(
         asset_selection=[dg.AssetKey("templates"), dg.AssetKey("due_emails")],
     )
     assert planned.success
-    plan = planned.asset_value("due_emails")
+    assert materializations(planned, "due_emails")[0]["due by step"] == {"reminder-1": 1}
+    # The plan as a send run makes it, before the cancellation.
+    plan, _ = due_plan(env.store(), env.campaign, datetime.now(UTC))
     assert plan["step_id"].tolist() == ["reminder-1"]
     # The cancellation arrives between the plan and the send.
     drop(env, "bookings", webhook_cancelled("bkR1", START, at=NOW - 10 * timedelta(minutes=1)))

@@ -9,12 +9,13 @@ from datetime import UTC, datetime
 
 from xmas_pipeline.adapters.notion.http import NotionCallError
 from xmas_pipeline.adapters.resend_sender import ResendSender
+from xmas_pipeline.adapters.sql.journal import SqlSendJournal
+from xmas_pipeline.adapters.sql.store import SqlStore
 from xmas_pipeline.core.campaign import Campaign
 from xmas_pipeline.core.context import nurture_context
 from xmas_pipeline.core.due import compute_due
 from xmas_pipeline.core.render import Renderer, load_template_dir
 from xmas_pipeline.core.send_plan import with_profile as plan_with_fields
-from xmas_pipeline.services.send_journal import SendJournal
 from xmas_pipeline.services.sending import Envelope, deliver
 from xmas_pipeline_tests.fakes.notion_api import FakeNotion, FaultPlan
 from xmas_pipeline_tests.fakes.notion_workspace import busos_workspace, signup_event
@@ -25,20 +26,22 @@ PEOPLE = 40
 
 def test_twenty_percent_faults_on_both_services(campaign: Campaign, tmp_path) -> None:  # type: ignore[no-untyped-def]
     testing = campaign.for_testing()
-    journal = SendJournal(tmp_path / "journal")
+    # The Notion store's SQL ledger and the send journal share one database, as deployed.
+    ledger = SqlStore(f"sqlite:///{tmp_path / 'ledger.db'}")
+    journal = SqlSendJournal(ledger.url, engine=ledger.engine)
     with (
         FakeNotion(faults=FaultPlan(slow_s=0.6)) as notion,
         running_fake(rate_limit=None, hang_s=0.6) as resend,
     ):
         ws = busos_workspace(notion)
-        ws.store().upsert_signups(testing, [signup_event(n) for n in range(PEOPLE)])
+        ws.store(ledger=ledger).upsert_signups(testing, [signup_event(n) for n in range(PEOPLE)])
         notion.set_faults(FaultPlan(rate=0.2, seed=11, slow_s=0.6))
         resend.fault_rate, resend.fault_kinds = 0.2, ("500", "429", "timeout")
 
         runs = 0
         while runs < 30:
             runs += 1
-            store = ws.store(timeout_s=0.4, max_attempts=3)
+            store = ws.store(ledger=ledger, timeout_s=0.4, max_attempts=3)
             sender = ResendSender(
                 DEFAULT_API_KEY,
                 base_url=resend.base_url,
@@ -53,7 +56,7 @@ def test_twenty_percent_faults_on_both_services(campaign: Campaign, tmp_path) ->
             except NotionCallError:
                 continue  # this run could not read the state: the next one will
             plan = plan_with_fields(compute_due(sequences, testing, datetime.now(UTC)), sequences)
-            if plan.empty and not journal.pending():
+            if plan.empty and not journal.pending(testing):
                 break
             deliver(
                 store=store,

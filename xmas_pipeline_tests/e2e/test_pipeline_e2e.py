@@ -206,3 +206,23 @@ def test_deliveries_on_its_own_works_from_the_current_state(env: PipelineEnv) ->
         "christmas-2025__crit@x.com__email-1.eml",
         "christmas-2025__urg@x.com__email-1.eml",
     ]
+
+
+def test_deliveries_alone_on_a_fresh_instance_sends_what_is_due(env: PipelineEnv) -> None:
+    """No send run ever ran on this instance (no stored plan, no stored templates): the
+    asset's own Materialize button, through the implicit asset job, still sends."""
+    env.drop_signup(PEOPLE[0])
+    with dg.instance_for_test() as instance:
+        assert env.ingest(today(), instance).success
+    with dg.instance_for_test() as fresh:
+        job = env.defs.get_implicit_global_asset_job_def()
+        alone = job.execute_in_process(
+            partition_key=today(),
+            instance=fresh,
+            asset_selection=[dg.AssetKey("deliveries")],
+            run_config={"ops": {"deliveries": {"config": {"catch_up": True}}}},
+            raise_on_error=False,
+        )
+        assert alone.success
+        assert materializations(alone, "deliveries")[0]["sent"] == 1
+    assert env.outbox_files() == ["christmas-2025__crit@x.com__email-1.eml"]

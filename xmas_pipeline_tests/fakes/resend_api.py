@@ -131,6 +131,7 @@ class FakeResendAPI:
         fault_kinds: Sequence[str] = ("500", "429", "timeout"),
         seed: int = 0,
         hang_s: float = 1.0,
+        latency_s: float = 0.0,
         idempotency_ttl_s: float = 24 * 3600,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -144,6 +145,7 @@ class FakeResendAPI:
         self.fault_rate = fault_rate
         self.fault_kinds = tuple(fault_kinds)
         self.hang_s = hang_s
+        self.latency_s = latency_s  # every request takes this long, like a real network
         self.idempotency_ttl_s = idempotency_ttl_s
         self._clock = clock
         self._random = random.Random(seed)
@@ -273,6 +275,8 @@ class FakeResendAPI:
         key = handler.headers.get("Idempotency-Key")
         length = int(handler.headers.get("Content-Length") or 0)
         raw = handler.rfile.read(length) if length else b""
+        if self.latency_s:
+            self._stopping.wait(self.latency_s)
         token = _bearer(handler.headers.get("Authorization"))
         if path not in ("/emails", "/emails/batch"):
             self._reply(handler, path, key, 404, _error(404, "not_found", "Not found"), {})

@@ -86,11 +86,11 @@ class NotionSequences(NotionSendLog):
             column = p.sent(record.step_number)
         else:
             raise ValueError(f"{campaign.name} has no email {record.step_number}")
-        if record.kind == "reminder" and self.ledger is not None:
-            # The ledger is the reminder's record (a booker may have no sequence page).
-            self.ledger.record_sent(campaign, record)
-            if self.row_for(campaign, record.contact_key) is None:
-                return
+        # The ledger keeps every send too: the send journal's claims check it, and it is
+        # the reminder's only record when the booker has no sequence page.
+        self.ledger.record_sent(campaign, record)
+        if record.kind == "reminder" and self.row_for(campaign, record.contact_key) is None:
+            return
         values: dict[str, Any] = {column: record.sent_at}
         if record.completes_sequence:
             values[p.sequence_completed] = True
@@ -114,7 +114,7 @@ class NotionSequences(NotionSendLog):
         """A failure goes to `Last Error` (written only when it changed); skips (a paused
         contact, every run) are not written, so they cost no requests."""
         self.prepare(campaign)
-        if record.kind == "reminder" and self.ledger is not None:
+        if record.kind == "reminder":
             self.ledger.record_outcome(campaign, record)  # skips settle reminders: kept
         if record.status != "failed":
             return

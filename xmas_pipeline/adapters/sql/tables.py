@@ -16,6 +16,11 @@ Bookings, contacts and email events:
 - `message_events`: Resend events and unsubscribes, unique per event;
 - `message_status`: per sent message (Resend's email id), its delivery status — the
   highest-ranked event so far, so a late "delivered" never hides an "opened".
+
+Shared by every run and host:
+- `send_journal`: each batch handed to the sender and not yet settled (`core.ports.SendJournal`);
+- `send_claims`: the idempotency keys those open batches hold, one owner each;
+- `alerts_sent`: which alerts went out (CRITICAL signups, dead runs, stuck messages).
 """
 
 import sqlalchemy as sa
@@ -163,4 +168,32 @@ message_status = sa.Table(
     sa.Column("status", sa.String(20), nullable=False),
     sa.Column("rank", sa.Integer, nullable=False),
     sa.Column("status_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+
+send_journal = sa.Table(
+    "send_journal",
+    metadata,
+    sa.Column("entry_id", sa.String(64), primary_key=True),
+    sa.Column("campaign", sa.String(100), nullable=False, index=True),
+    sa.Column("holder", sa.String(100), nullable=False, default=""),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("body", sa.Text, nullable=False),  # the batch: rows and emails, as JSON
+)
+
+send_claims = sa.Table(
+    "send_claims",
+    metadata,
+    sa.Column("campaign", sa.String(100), primary_key=True),
+    sa.Column("idempotency_key", sa.String(600), primary_key=True),
+    sa.Column("entry_id", sa.String(64), nullable=False, index=True),
+    sa.Column("claimed_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+alerts_sent = sa.Table(
+    "alerts_sent",
+    metadata,
+    sa.Column("campaign", sa.String(100), primary_key=True),
+    sa.Column("alert_key", sa.String(700), primary_key=True),
+    sa.Column("sent_at", sa.DateTime(timezone=True), nullable=False),
 )

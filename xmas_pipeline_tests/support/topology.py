@@ -1,0 +1,86 @@
+"""The production topology as processes: one command per process, and the environment
+variables each one reads. The topology tests start exactly these commands, and the tests of
+the files under `deploy/` (Docker, compose, systemd, Helm, Kubernetes) check that every
+file runs the same commands with the same variable names, so the two cannot drift.
+"""
+
+from __future__ import annotations
+
+CODE_SERVER_PORT = 4000
+WEBSERVER_PORT = 3000
+INTAKE_PORT = 8000
+CODE_LOCATION = "xmas_pipeline"
+DEFINITIONS_MODULE = "xmas_pipeline.definitions"
+
+
+def code_server_command(host: str = "0.0.0.0", port: int = CODE_SERVER_PORT) -> list[str]:
+    """The code location as a gRPC server (runs are launched from here)."""
+    return [
+        "dagster",
+        "api",
+        "grpc",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--module-name",
+        DEFINITIONS_MODULE,
+        "--attribute",
+        "defs",
+        "--location-name",
+        CODE_LOCATION,
+    ]
+
+
+def webserver_command(
+    workspace: str, host: str = "0.0.0.0", port: int = WEBSERVER_PORT
+) -> list[str]:
+    """The UI, pointed at the code server through the workspace file."""
+    return ["dagster-webserver", "--host", host, "--port", str(port), "--workspace", workspace]
+
+
+def daemon_command(workspace: str) -> list[str]:
+    """Schedules, sensors, the run queue, run monitoring and run retries."""
+    return ["dagster-daemon", "run", "--workspace", workspace]
+
+
+def intake_command(host: str = "0.0.0.0", port: int = INTAKE_PORT, workers: int = 2) -> list[str]:
+    """The HTTP intake, several worker processes."""
+    return [
+        "xmas-pipeline",
+        "serve",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+    ]
+
+
+# What the Dagster processes read: the instance (deploy/dagster.yaml) takes its PostgreSQL
+# URL from DAGSTER_POSTGRES_URL; run workers launched by the code server read it too.
+DAGSTER_ENV = ("DAGSTER_HOME", "DAGSTER_POSTGRES_URL")
+# What the pipeline's own code reads, in the code server and the intake alike. Secrets are
+# among them: a deployment passes them as environment variables, never in a file.
+PIPELINE_ENV = (
+    "XMAS_HOME",
+    "XMAS_DATABASE_URL",
+    "XMAS_INBOX_URL",
+    "XMAS_PUBLIC_URL",
+    "XMAS_UNSUBSCRIBE_SECRET",
+    "XMAS_FROM_EMAIL",
+    "XMAS_ALERT_WEBHOOK_URL",
+    "RESEND_API_KEY",
+    "RESEND_WEBHOOK_SECRET",
+    "CALCOM_WEBHOOK_SECRET",
+)
+# Which process gets which variables.
+PROCESS_ENV: dict[str, tuple[str, ...]] = {
+    "code-server": (*DAGSTER_ENV, *PIPELINE_ENV),
+    "webserver": DAGSTER_ENV,
+    "daemon": DAGSTER_ENV,
+    "intake": PIPELINE_ENV,
+}
+# The intake's paths the proxy exposes to the internet; everything else stays internal.
+PUBLIC_PATHS = ("/webhook/", "/unsubscribe", "/api/deployments/", "/health", "/healthz")
