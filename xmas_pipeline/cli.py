@@ -17,16 +17,52 @@ import dagster as dg
 from xmas_pipeline.adapters.notion.setup import setup_notion
 from xmas_pipeline.adapters.notion.store import NotionStore
 from xmas_pipeline.dagster_defs.resources import build_store
-from xmas_pipeline.intake.server import serve
+from xmas_pipeline.intake.server import serve, worker_count
 from xmas_pipeline.services.previews import render_preview
 from xmas_pipeline.settings import Settings, SettingsError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
+# The local instance `xmas-pipeline dev` runs: SQLite under the home folder, with the same
+# guarantees as production's deploy/dagster.yaml (one send at a time through the pool and
+# the tag, dead runs failed and their slots freed, ingestion retried).
+DEV_INSTANCE = """\
+run_coordinator:
+  module: dagster.core.run_coordinator
+  class: QueuedRunCoordinator
+concurrency:
+  runs:
+    tag_concurrency_limits:
+      - key: xmas/send
+        limit: 1
+  pools:
+    granularity: op
+    default_limit: 1
+run_monitoring:
+  enabled: true
+  start_timeout_seconds: 180
+  max_resume_run_attempts: 0
+  poll_interval_seconds: 15
+  free_slots_after_run_end_seconds: 15
+run_retries:
+  enabled: true
+  max_retries: 0
+  retry_on_asset_or_op_failure: true
+telemetry:
+  enabled: false
+"""
+
 
 def _serve(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
-    serve(args.host, args.port or settings.intake_port, settings)
+    port = args.port or settings.intake_port
+    if args.workers > 1:
+        # Worker processes re-import the module that started them: hand over to the
+        # intake's own entry point, so each worker loads the intake and not Dagster.
+        command = [sys.executable, "-m", "xmas_pipeline.intake.server", "--host", args.host]
+        command += ["--port", str(port), "--workers", str(args.workers)]
+        os.execv(sys.executable, command)
+    serve(args.host, port, settings)
     return 0
 
 
@@ -34,27 +70,8 @@ def dagster_home(settings: Settings) -> Path:
     """`$DAGSTER_HOME`, else `$XMAS_HOME/dagster`, with the instance config this project needs."""
     home = Path(os.environ.get("DAGSTER_HOME") or settings.home / "dagster").resolve()
     home.mkdir(parents=True, exist_ok=True)
-    config = home / "dagster.yaml"
-    if not config.exists():
-        # One send run at a time (the send job carries the `xmas/send` tag).
-        config.write_text(
-            "run_coordinator:\n"
-            "  module: dagster.core.run_coordinator\n"
-            "  class: QueuedRunCoordinator\n"
-            "  config:\n"
-            "    tag_concurrency_limits:\n"
-            "      - key: xmas/send\n"
-            "        limit: 1\n"
-            # A run whose worker died (a hard stop mid-run) is marked failed instead of
-            # staying STARTED, which would hold back every later send run.
-            "run_monitoring:\n"
-            "  enabled: true\n"
-            "  start_timeout_seconds: 180\n"
-            "  max_resume_run_attempts: 0\n"
-            "telemetry:\n"
-            "  enabled: false\n",
-            encoding="utf-8",
-        )
+    # Written at every start (the file is this tool's): an older one is brought up to date.
+    (home / "dagster.yaml").write_text(DEV_INSTANCE, encoding="utf-8")
     return home
 
 
@@ -181,6 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the HTTP intake (webhooks, unsubscribe)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=0, help="default: XMAS_INTAKE_PORT or 8000")
+    serve.add_argument(
+        "--workers", type=worker_count, default=1, help="worker processes (default 1)"
+    )
     serve.set_defaults(func=_serve)
 
     dev = sub.add_parser("dev", help="run the intake and the Dagster UI together")

@@ -5,11 +5,13 @@ Layout (docs/architecture.md, "The inbox")::
     <root>/signups/<YYYY-MM-DD>/<ns timestamp>-<uuid>.json
     <root>/bookings/<YYYY-MM-DD>/...
     <root>/email-events/<YYYY-MM-DD>/...
-    <root>/.tmp/...            temporary files, outside every day folder
+    <root>/.tmp/...            temporary files, outside every day folder (folder only)
 
-Writes are atomic (temp file + rename), and durable on a local disk (fsync of the file
-and of the day folder) before the writer returns. The root is a `UPath`, so `s3://...`
-works the same (object stores make each put atomic on their own).
+The root is a folder (`inbox_folder.py`: temp file, fsync, atomic rename) or an object
+store such as `s3://bucket/prefix` (`inbox_object_store.py`: one conditional PUT). Either
+way a write is atomic, durable before `write` returns, and never overwrites anything, and
+a file's arrival time is the time its store gives it (modification time, `LastModified`).
+This module holds what both share: the layout, and what the sensors and readers see.
 """
 
 from __future__ import annotations
@@ -22,13 +24,15 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from upath import UPath
 
+from xmas_pipeline.adapters.inbox_folder import FolderStore
+from xmas_pipeline.adapters.inbox_object_store import ObjectStore
+
 KINDS: tuple[str, ...] = ("signups", "bookings", "email-events")
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-TMP_DIR = ".tmp"
 
 
 @dataclass(frozen=True)
@@ -37,7 +41,7 @@ class InboxFile:
     day: str
     name: str
     path: str
-    received_at: datetime  # the file's modification time (its arrival), in UTC
+    received_at: datetime  # the file's arrival (modification time, LastModified), in UTC
 
     @property
     def ref(self) -> str:
@@ -49,21 +53,33 @@ def utc_day(moment: datetime | None = None) -> str:
     return (moment or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%d")
 
 
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+class _Store(Protocol):
+    """Where the files live: a local folder or an object store."""
+
+    def put(self, folder: UPath, name: str, body: bytes) -> None: ...
+
+    def subfolders(self, folder: UPath) -> list[str]: ...
+
+    def arrivals(self, folder: UPath) -> dict[str, datetime]: ...
+
+    def read(self, path: UPath) -> bytes: ...
 
 
 def _is_local(path: UPath) -> bool:
     return getattr(path, "protocol", "") in ("", "file", "local")
 
 
+def _new_name() -> str:
+    # Sorts by arrival; the UUID keeps names unique across processes and hosts.
+    return f"{time.time_ns():020d}-{uuid.uuid4().hex}.json"
+
+
 class Inbox:
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = UPath(root)
+        self._store: _Store = (
+            FolderStore(self.root) if _is_local(self.root) else ObjectStore(self.root)
+        )
 
     # -- writing -------------------------------------------------------------------------
 
@@ -73,34 +89,10 @@ class Inbox:
             raise ValueError(f"unknown inbox kind {kind!r}")
         moment = (received_at or datetime.now(UTC)).astimezone(UTC)
         day = utc_day(moment)
-        name = f"{time.time_ns():020d}-{uuid.uuid4().hex}.json"
+        name = _new_name()
         folder = self.root / kind / day
-        target = folder / name
-        if _is_local(self.root):
-            self._write_local(folder, target, body)
-        else:
-            folder.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(body)
-        return InboxFile(kind=kind, day=day, name=name, path=str(target), received_at=moment)
-
-    def _write_local(self, folder: UPath, target: UPath, body: bytes) -> None:
-        tmp_dir = self.root / TMP_DIR
-        os.makedirs(tmp_dir.path, exist_ok=True)
-        if not os.path.isdir(folder.path):
-            os.makedirs(folder.path, exist_ok=True)
-            _fsync_dir(os.path.dirname(folder.path))  # the new day folder's own entry
-        tmp = os.path.join(tmp_dir.path, f"{uuid.uuid4().hex}.part")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
-        try:
-            view = memoryview(body)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.rename(tmp, target.path)
-        _fsync_dir(folder.path)
+        self._store.put(folder, name, body)
+        return InboxFile(kind=kind, day=day, name=name, path=str(folder / name), received_at=moment)
 
     def write_json(self, kind: str, payload: Any, received_at: datetime | None = None) -> InboxFile:
         return self.write(kind, json.dumps(payload).encode("utf-8"), received_at)
@@ -108,34 +100,19 @@ class Inbox:
     # -- reading -------------------------------------------------------------------------
 
     def days(self, kind: str) -> list[str]:
-        folder = self.root / kind
-        if not folder.exists():
-            return []
-        return sorted(p.name for p in folder.iterdir() if p.is_dir() and _DAY.match(p.name))
+        return sorted(d for d in self._store.subfolders(self.root / kind) if _DAY.match(d))
 
     def files(self, kind: str, day: str) -> list[InboxFile]:
         folder = self.root / kind / day
-        if not folder.exists():
-            return []
-        found: list[InboxFile] = []
-        for path in folder.iterdir():
-            if not path.is_file() or not path.name.endswith(".json"):
-                continue
-            info = path.stat()
-            mtime = getattr(info, "st_mtime", None) or time.time()
-            found.append(
-                InboxFile(
-                    kind=kind,
-                    day=day,
-                    name=path.name,
-                    path=str(path),
-                    received_at=datetime.fromtimestamp(float(mtime), UTC),
-                )
-            )
+        found = [
+            InboxFile(kind=kind, day=day, name=name, path=str(folder / name), received_at=at)
+            for name, at in self._store.arrivals(folder).items()
+            if name.endswith(".json")
+        ]
         return sorted(found, key=lambda f: f.name)
 
     def read(self, item: InboxFile) -> bytes:
-        return UPath(item.path).read_bytes()
+        return self._store.read(UPath(item.path))
 
     def fingerprint(self, kind: str, day: str) -> str:
         """Changes whenever a file is added to (or replaced in) a day folder; "" if empty."""

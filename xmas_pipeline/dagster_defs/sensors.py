@@ -2,6 +2,9 @@
 
 - one per inbox kind: a run per day folder whose files changed;
 - `calcom_poll_sensor` (only with `CALCOM_API_KEY`): feeds the bookings inbox;
+- `send_after_signups_sensor`: a send run as soon as an ingestion run started new
+  sequences, so a welcome email leaves within a minute of the signup (the cron stays for
+  the rest of the cadence);
 - `run_watchdog_sensor`: marks failed a run whose worker stopped its heartbeat (it died,
   with or without its code server), so it holds nothing back and ingestion is retried;
 - `ops_alerts_sensor`: tells `XMAS_ALERT_WEBHOOK_URL` about a failed send run, a run
@@ -27,6 +30,7 @@ from xmas_pipeline.dagster_defs.jobs import (
     INGEST_EMAIL_EVENTS_JOB,
     INGEST_JOBS,
     INGEST_SIGNUPS_JOB,
+    SEND_JOB,
     SEND_TAG,
 )
 from xmas_pipeline.dagster_defs.resources import (
@@ -111,6 +115,75 @@ def calcom_poll_sensor(campaign: Campaign, interval: int) -> dg.SensorDefinition
             f"{len(result.items)} new booking versions written to inbox/bookings/"
             if result.items
             else "no booking changes since the last poll"
+        )
+
+    return _sensor
+
+
+SEQUENCES_ASSET = dg.AssetKey("email_sequences")
+WAITING = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED]
+
+
+def new_sequences(instance: dg.DagsterInstance, run_id: str) -> int:
+    """How many sequences a run's `email_sequences` materializations started."""
+    records = instance.get_records_for_run(
+        run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
+    ).records
+    started = 0
+    for record in records:
+        materialization = record.asset_materialization
+        if materialization is not None and materialization.asset_key == SEQUENCES_ASSET:
+            value = materialization.metadata.get("new sequences")
+            started += int(getattr(value, "value", 0) or 0)
+    return started
+
+
+def send_after_signups_sensor(interval: int) -> dg.SensorDefinition:
+    @dg.sensor(
+        name="send_after_signups_sensor",
+        job_name=SEND_JOB,
+        minimum_interval_seconds=interval,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=(
+            "Starts a send run as soon as an ingest_signups run started new sequences, so "
+            "each welcome email leaves within a minute of the signup. Same send path, pool "
+            "and exactly-once rules as send_schedule, which keeps the rest of the cadence."
+        ),
+    )
+    def _sensor(context: dg.SensorEvaluationContext):  # type: ignore[no-untyped-def]
+        instance = context.instance
+        # Cursor: when the last ingest run it looked at finished (ISO), so each once. The
+        # first look starts the clock: what finished before it was welcomed by the cron.
+        if not context.cursor:
+            context.update_cursor(datetime.now(UTC).isoformat())
+            return dg.SkipReason("started: watching ingest_signups runs from now on")
+        since = datetime.fromisoformat(context.cursor)
+        records = instance.get_run_records(
+            filters=dg.RunsFilter(
+                job_name=INGEST_SIGNUPS_JOB,
+                statuses=[dg.DagsterRunStatus.SUCCESS],
+                updated_after=since,
+            ),
+            order_by="update_timestamp",
+            ascending=True,
+        )
+        if not records:
+            return dg.SkipReason("no ingest_signups run finished since the last look")
+        context.update_cursor(records[-1].update_timestamp.isoformat())
+        started = sum(new_sequences(instance, r.dagster_run.run_id) for r in records)
+        if not started:
+            return dg.SkipReason(f"{len(records)} ingest run(s), no new sequence to welcome")
+        waiting = instance.get_runs(
+            filters=dg.RunsFilter(job_name=SEND_JOB, statuses=WAITING), limit=1
+        )
+        if waiting:  # it plans when it runs: these new sequences are in it
+            return dg.SkipReason(f"send run {waiting[0].run_id[:8]} is about to start")
+        last = records[-1].dagster_run.run_id
+        return dg.RunRequest(
+            run_key=f"after-signups:{last}",
+            partition_key=datetime.now(UTC).strftime("%Y-%m-%d"),
+            run_config={"ops": {"deliveries": {"config": {"catch_up": True}}}},
+            tags={SEND_TAG: "1", "xmas/trigger": "new signups"},
         )
 
     return _sensor
@@ -274,6 +347,9 @@ def definitions(
         sensors.append(calcom_poll_sensor(campaign, max(60, interval)))
     dead_after = settings.run_dead_after_seconds
     sensors += [
+        # A cheap look at finished runs: quicker than the inbox sensors, so the welcome
+        # path stays within a minute on the default intervals.
+        send_after_signups_sensor(max(1, min(interval, 5))),
         run_watchdog_sensor(dead_after, max(1, min(interval, int(dead_after / 4)))),
         ops_alerts_sensor(interval),
         stuck_messages_sensor(max(interval, 300)),

@@ -59,3 +59,9 @@ def create_app(settings: Settings) -> Starlette:
     app.add_middleware(_SignupCors)
     app.state.settings = settings
     return app
+
+
+def app_from_env() -> Starlette:
+    """The app built from the environment: what each of several uvicorn workers runs, since a
+    worker is a process of its own that imports the app by name (`server.APP_FACTORY`)."""
+    return create_app(Settings.from_env())

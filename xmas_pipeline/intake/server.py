@@ -12,6 +12,9 @@ from uvicorn.config import LOGGING_CONFIG
 from xmas_pipeline.intake.app import create_app
 from xmas_pipeline.settings import Settings
 
+# What each worker process imports and calls to build its app (see `serve`).
+APP_FACTORY = "xmas_pipeline.intake.app:app_from_env"
+
 
 def _log_config() -> dict[str, Any]:
     config = copy.deepcopy(LOGGING_CONFIG)
@@ -24,28 +27,58 @@ def _log_config() -> dict[str, Any]:
     return config
 
 
-def serve(host: str, port: int, settings: Settings | None = None) -> None:
-    """Serve until interrupted; SIGTERM/Ctrl-C let in-flight requests finish first."""
-    app = create_app(settings or Settings.from_env())
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
+def _options(host: str, port: int) -> dict[str, Any]:
+    return {
+        "host": host,
+        "port": port,
         # The access log would print query strings, and unsubscribe tokens live there.
-        access_log=False,
-        log_config=_log_config(),
-        server_header=False,
-        timeout_graceful_shutdown=10,
-    )
+        "access_log": False,
+        "log_config": _log_config(),
+        "server_header": False,
+        "timeout_graceful_shutdown": 10,
+    }
+
+
+def worker_count(value: str) -> int:
+    """`--workers` as argparse reads it: a whole number, at least 1."""
+    try:
+        count = int(value)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {value!r}")
+    return count
+
+
+def serve(host: str, port: int, settings: Settings | None = None, workers: int = 1) -> None:
+    """Serve until interrupted; SIGTERM/Ctrl-C let in-flight requests finish first.
+
+    With `workers` > 1, uvicorn runs that many worker processes on one listening socket, and
+    SIGTERM to this process stops them all, each finishing its requests. Each worker builds
+    the app from the environment (`APP_FACTORY`), so `settings` must be the environment's.
+    """
+    if workers < 1:
+        raise ValueError("workers must be at least 1")
+    if workers == 1:
+        uvicorn.run(create_app(settings or Settings.from_env()), **_options(host, port))
+        return
+    # Read here once, so a bad variable fails before any worker starts.
+    from_env = Settings.from_env()
+    if settings is not None and settings != from_env:
+        # A worker process can only be given the environment, never an object.
+        raise ValueError("with several workers the settings must come from the environment")
+    uvicorn.run(APP_FACTORY, factory=True, workers=workers, **_options(host, port))
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Run the xmas_pipeline HTTP intake.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=None)
+    parser.add_argument("--workers", type=worker_count, default=1, help="processes (default 1)")
     args = parser.parse_args(argv)
     settings = Settings.from_env()
-    serve(args.host, args.port if args.port is not None else settings.intake_port, settings)
+    port = args.port if args.port is not None else settings.intake_port
+    serve(args.host, port, settings, workers=args.workers)
 
 
 if __name__ == "__main__":

@@ -33,9 +33,12 @@ class DayBatch(Generic[E]):
 def read_day(inbox: Inbox, kind: str, day: str, parse: Parser[E]) -> DayBatch[E]:
     batch: DayBatch[E] = DayBatch()
     for item in inbox.files(kind, day):
+        # A read that fails (a storage error) fails the run, which is retried: only a file
+        # that reads but does not parse is reported as rejected.
+        raw = inbox.read(item)
         try:
-            event = parse(inbox.read(item), item.received_at, item.ref)
-        except (ValueError, OSError) as exc:
+            event = parse(raw, item.received_at, item.ref)
+        except ValueError as exc:
             reason = (str(exc).splitlines() or ["unreadable"])[0][:300]
             batch.rejected.append({"file": item.ref, "reason": reason})
             continue

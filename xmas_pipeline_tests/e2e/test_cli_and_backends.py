@@ -122,9 +122,12 @@ def test_dev_instance_allows_one_send_run_at_a_time(
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     instance = dg.DagsterInstance.get()
     try:
-        limits = instance.run_coordinator.get_run_queue_config().tag_concurrency_limits
+        limits = instance.get_concurrency_config().run_queue_config.tag_concurrency_limits
         assert {"key": "xmas/send", "limit": 1} in limits
-        assert instance.run_monitoring_enabled
+        pools = instance.get_concurrency_config().pool_config
+        assert pools.default_pool_limit == 1  # the send pool, however a send starts
+        assert instance.run_monitoring_enabled and instance.run_retries_enabled
+        assert instance.run_monitoring_settings["free_slots_after_run_end_seconds"] > 0
     finally:
         instance.dispose()
 

@@ -146,6 +146,7 @@ class FakeResendAPI:
         self.fault_kinds = tuple(fault_kinds)
         self.hang_s = hang_s
         self.latency_s = latency_s  # every request takes this long, like a real network
+        self.started = 0  # requests that arrived, answered or not yet
         self.idempotency_ttl_s = idempotency_ttl_s
         self._clock = clock
         self._random = random.Random(seed)
@@ -275,6 +276,8 @@ class FakeResendAPI:
         key = handler.headers.get("Idempotency-Key")
         length = int(handler.headers.get("Content-Length") or 0)
         raw = handler.rfile.read(length) if length else b""
+        with self._lock:
+            self.started += 1
         if self.latency_s:
             self._stopping.wait(self.latency_s)
         token = _bearer(handler.headers.get("Authorization"))

@@ -1,7 +1,8 @@
 """The intake as a child process: for `xmas-pipeline dev`, the tests and the benchmark.
 
 The child gets its own process group, so `kill()` takes down uvicorn and anything it
-started at once, the way a crash or an OOM kill would.
+started (its worker processes, with `workers`) at once, the way a crash or an OOM kill
+would.
 """
 
 from __future__ import annotations
@@ -26,6 +27,19 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
+def live_processes() -> dict[int, tuple[int, int]]:
+    """Every live (not zombie) process on the machine: pid -> (parent pid, group), from
+    Linux's `/proc`."""
+    table: dict[int, tuple[int, int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            # `pid (comm) state ppid pgrp ...`; comm may hold spaces, so split after it.
+            state, ppid, pgrp = stat.read_text().rsplit(")", 1)[1].split()[:3]
+            if state != "Z":
+                table[int(stat.parent.name)] = (int(ppid), int(pgrp))
+    return table
+
+
 class IntakeProcess:
     def __init__(
         self,
@@ -33,21 +47,31 @@ class IntakeProcess:
         host: str = "127.0.0.1",
         port: int | None = None,
         log_path: str | os.PathLike[str] | None = None,
+        workers: int | None = None,
     ) -> None:
         self.env = dict(os.environ if env is None else env)
         self.host = host
         self.port = port or free_port(host)
         self.log_path = Path(log_path) if log_path else None
+        self.workers = workers
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
+    def command(self) -> list[str]:
+        """`python -m xmas_pipeline.intake.server`, or with `workers` the command a deployment
+        runs, `xmas-pipeline serve --workers N`."""
+        where = ["--host", self.host, "--port", str(self.port)]
+        if self.workers is None:
+            return [sys.executable, "-m", "xmas_pipeline.intake.server", *where]
+        serve = [sys.executable, "-m", "xmas_pipeline.cli", "serve", *where]
+        return [*serve, "--workers", str(self.workers)]
+
     def start(self, ready_within: float = 30.0) -> IntakeProcess:
         """Start the server and return once /healthz answers."""
-        command = [sys.executable, "-m", "xmas_pipeline.intake.server"]
-        command += ["--host", self.host, "--port", str(self.port)]
+        command = self.command()
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         try:
             self.proc = subprocess.Popen(
@@ -80,11 +104,38 @@ class IntakeProcess:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signum)
 
+    def signal_leader(self, signum: int) -> None:
+        """A signal to the server process alone (as `kill PID` or a service manager sends
+        it), not to its workers."""
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.proc.pid, signum)
+
+    def group_alive(self) -> list[int]:
+        """The live processes of the server's process group."""
+        if self.proc is None:
+            return []
+        return sorted(pid for pid, (_, pgrp) in live_processes().items() if pgrp == self.proc.pid)
+
+    def descendants(self) -> list[int]:
+        """The live processes the server started (its workers and their helpers)."""
+        if self.proc is None:
+            return []
+        table = live_processes()
+        found: list[int] = []
+        parents = {self.proc.pid}
+        while parents:
+            children = [pid for pid, (ppid, _) in table.items() if ppid in parents]
+            found += children
+            parents = set(children)
+        return sorted(found)
+
     def kill(self) -> None:
         """SIGKILL the whole process group: no graceful shutdown, like a crash."""
         self._signal(signal.SIGKILL)
         if self.proc is not None:
             self.proc.wait()
+            self._kill_stragglers()
 
     def stop(self, grace: float = 10.0) -> None:
         """SIGTERM (in-flight requests finish), then SIGKILL after `grace` seconds."""
@@ -95,6 +146,14 @@ class IntakeProcess:
             self.proc.wait(timeout=grace)
         except subprocess.TimeoutExpired:
             self.kill()
+        self._kill_stragglers()
+
+    def _kill_stragglers(self) -> None:
+        # Once the leader is gone its group can no longer be signalled as a whole, yet a
+        # worker that outlived it would keep running: end each one by its own id.
+        for pid in self.group_alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
     def __enter__(self) -> IntakeProcess:
         return self.start()

@@ -32,6 +32,8 @@ from xmas_pipeline.core.ports import (
     OutgoingEmail,
 )
 
+DEADLOCK_ATTEMPTS = 3
+
 # What a replay needs of each plan row: its due columns but the decision, and the booking.
 ROW_FIELDS = (*(c for c in DUE_COLUMNS if c not in ("action", "reason")), "booking_uid")
 
@@ -65,24 +67,41 @@ class SqlSendJournal(SqlDatabase):
 
     def begin(self, campaign: Campaign, chunk: Chunk) -> Claim:
         self.prepare()
+        for attempt in range(1, DEADLOCK_ATTEMPTS + 1):
+            try:
+                return self._begin(campaign, chunk)
+            except sa.exc.OperationalError as exc:
+                # Two runs claiming at the same moment: one is chosen to give way. Keys are
+                # claimed in sorted order, so this is rare; trying again is safe (nothing
+                # of the failed attempt was kept).
+                if attempt == DEADLOCK_ATTEMPTS or "deadlock" not in str(exc).lower():
+                    raise
+        raise AssertionError("unreachable")
+
+    def _begin(self, campaign: Campaign, chunk: Chunk) -> Claim:
         entry_id = uuid.uuid4().hex
         now = datetime.now(UTC)
+        keys = sorted({email.idempotency_key for _, email in chunk})
         with self.engine.begin() as conn:
-            claimed: set[str] = set()
-            for _, email in chunk:
-                stmt = (
-                    upsert(conn, send_claims)
-                    .values(
-                        campaign=campaign.slug,
-                        idempotency_key=email.idempotency_key,
-                        entry_id=entry_id,
-                        claimed_at=now,
-                    )
-                    .on_conflict_do_nothing()
-                    .returning(send_claims.c.idempotency_key)
+            # One statement, keys in sorted order: two runs always take the row locks in
+            # the same order, so they queue instead of deadlocking.
+            stmt = (
+                upsert(conn, send_claims)
+                .values(
+                    [
+                        {
+                            "campaign": campaign.slug,
+                            "idempotency_key": key,
+                            "entry_id": entry_id,
+                            "claimed_at": now,
+                        }
+                        for key in keys
+                    ]
                 )
-                if conn.execute(stmt).first() is not None:
-                    claimed.add(email.idempotency_key)
+                .on_conflict_do_nothing()
+                .returning(send_claims.c.idempotency_key)
+            )
+            claimed = set(conn.execute(stmt).scalars()) if keys else set()
             sent = self._already_sent(conn, campaign, claimed)
             if sent:
                 conn.execute(
