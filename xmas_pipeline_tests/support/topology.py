@@ -13,6 +13,12 @@ CODE_LOCATION = "xmas_pipeline"
 DEFINITIONS_MODULE = "xmas_pipeline.definitions"
 
 
+def migrate_command() -> list[str]:
+    """Creates (or upgrades) Dagster's tables in PostgreSQL. Run once before the webserver
+    and the daemon start: both would otherwise race to create them on a fresh database."""
+    return ["dagster", "instance", "migrate"]
+
+
 def code_server_command(host: str = "0.0.0.0", port: int = CODE_SERVER_PORT) -> list[str]:
     """The code location as a gRPC server (runs are launched from here)."""
     return [
@@ -59,8 +65,11 @@ def intake_command(host: str = "0.0.0.0", port: int = INTAKE_PORT, workers: int 
 
 
 # What the Dagster processes read: the instance (deploy/dagster.yaml) takes its PostgreSQL
-# URL from DAGSTER_POSTGRES_URL; run workers launched by the code server read it too.
+# URL from DAGSTER_POSTGRES_URL; run workers launched by the code server read it too. That
+# URL names the psycopg2 driver (DAGSTER_POSTGRES_SCHEME): with SQLAlchemy 2.1 a URL without
+# a driver picks psycopg 3, and dagster-postgres then fails at run time.
 DAGSTER_ENV = ("DAGSTER_HOME", "DAGSTER_POSTGRES_URL")
+DAGSTER_POSTGRES_SCHEME = "postgresql+psycopg2"
 # What the pipeline's own code reads, in the code server and the intake alike. Secrets are
 # among them: a deployment passes them as environment variables, never in a file.
 PIPELINE_ENV = (
@@ -77,10 +86,14 @@ PIPELINE_ENV = (
 )
 # Which process gets which variables.
 PROCESS_ENV: dict[str, tuple[str, ...]] = {
+    "migrate": DAGSTER_ENV,
     "code-server": (*DAGSTER_ENV, *PIPELINE_ENV),
     "webserver": DAGSTER_ENV,
     "daemon": DAGSTER_ENV,
     "intake": PIPELINE_ENV,
 }
+# What waits for migrate_command() to have succeeded: every process that opens the Dagster
+# instance when it starts (the code server does too, to serve runs).
+AFTER_MIGRATE = ("code-server", "webserver", "daemon")
 # The intake's paths the proxy exposes to the internet; everything else stays internal.
 PUBLIC_PATHS = ("/webhook/", "/unsubscribe", "/api/deployments/", "/health", "/healthz")
