@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,13 @@ from xmas_pipeline_tests.support.stores import postgres_database
 @pytest.fixture
 def campaign() -> Campaign:
     return load_campaign()
+
+
+@pytest.fixture
+def unpaced_campaign() -> Campaign:
+    """The shipped cadence without the send window and the minimum gap: for tests about
+    the cadence itself."""
+    return load_campaign().model_copy(update={"send_window": None, "min_gap": timedelta(0)})
 
 
 @pytest.fixture

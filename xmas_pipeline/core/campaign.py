@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import time, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from xmas_pipeline.core.durations import Duration
 
@@ -48,12 +49,44 @@ class ExitRules(BaseModel):
     stop_all_on: list[str] = ["unsubscribed", "bounced", "complained"]
 
 
+def check_time_zone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {name!r} (an IANA name: America/Toronto)") from None
+    return name
+
+
+class SendWindow(BaseModel):
+    """When later nurture emails may go out, in the reader's own local time.
+
+    The welcome email answers the signup at once whatever the hour, and reminders keep
+    their exact times; every other nurture email due outside the window waits for it.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    start: time = time(8, 0)
+    end: time = time(20, 0)  # a window may cross midnight (start after end)
+    # The zone of a reader whose signup named none (or one we do not know).
+    default_time_zone: str = "America/Toronto"
+
+    _zone = field_validator("default_time_zone")(check_time_zone)
+
+    def is_open(self, local: time) -> bool:
+        if self.start <= self.end:
+            return self.start <= local < self.end
+        return local >= self.start or local < self.end
+
+
 class TestingPreset(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     delays: list[Duration]
     reminder_offsets: list[Duration]
     min_reminder_lead: Duration
+    # Minute-scale steps: no window, and a gap no longer than the cadence.
+    min_gap: Duration = timedelta(0)
 
 
 class Campaign(BaseModel):
@@ -70,6 +103,11 @@ class Campaign(BaseModel):
     reminders: list[ReminderStep] = []
     min_reminder_lead: Duration = timedelta(hours=2)
     exit: ExitRules = ExitRules()
+    # None: nurture emails go whenever they are due (the testing preset).
+    send_window: SendWindow | None = SendWindow()
+    # The least time between two nurture emails to one person: a catch-up after an outage
+    # never sends two in a day.
+    min_gap: Duration = timedelta(hours=20)
     testing: TestingPreset | None = None
 
     @model_validator(mode="after")
@@ -112,6 +150,8 @@ class Campaign(BaseModel):
                 "steps": steps,
                 "reminders": reminders,
                 "min_reminder_lead": self.testing.min_reminder_lead,
+                "send_window": None,
+                "min_gap": self.testing.min_gap,
             }
         )
 

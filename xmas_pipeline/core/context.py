@@ -29,7 +29,9 @@ def nurture_context(
             ctx[name] = int(value or 0)
         else:
             ctx[name] = "" if value is None else str(value)
-    leak = ctx["revenue_leak_total"]
+    # The assessment may report a negative leak (a gain): stored as given, shown as none.
+    leak = max(0, ctx["revenue_leak_total"])
+    ctx["revenue_leak_total"] = leak
     segment = str(fields.get("segment") or classify(ctx["red_systems"], ctx["orange_systems"]))
     ctx.update(
         segment=segment,

@@ -2,6 +2,9 @@
 
 Rules:
 - a step is due when `signup_at + delay <= now` and it has not been sent;
+- a later step (after the welcome) goes only while the campaign's send window is open in
+  the reader's own time zone, and never sooner than `min_gap` after the last nurture email
+  that person got: a catch-up after an outage spreads over days, in daytime;
 - a run catches up everything due, but sends at most one nurture email per person: the
   earliest unsent due step (the next run sends the one after);
 - the exit rule (`core.exit_rules`) turns a due row into `exit` (stop the sequence for
@@ -11,11 +14,12 @@ Rules:
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
 
-from xmas_pipeline.core.campaign import Campaign
+from xmas_pipeline.core.campaign import Campaign, SendWindow
 from xmas_pipeline.core.exit_rules import exit_actions
 from xmas_pipeline.core.sequence_frame import sent_column
 
@@ -64,6 +68,11 @@ def compute_due(sequences: pd.DataFrame, campaign: Campaign, now: datetime) -> p
         [active[sent_column(s.number)].isna().to_numpy() for s in campaign.steps]
     )
     due_mask = unsent & (due_ns <= now_ns)
+    if campaign.send_window is not None:
+        # The welcome (the first step) answers the signup whatever the hour.
+        due_mask[:, 1:] &= window_open(active, campaign.send_window, now)[:, None]
+    if campaign.min_gap > timedelta(0):
+        due_mask &= rested(active, campaign, now_ns)[:, None]
     has_due = due_mask.any(axis=1)
     if not has_due.any():
         return empty_due()
@@ -94,6 +103,30 @@ def compute_due(sequences: pd.DataFrame, campaign: Campaign, now: datetime) -> p
             "reason": reason,
         }
     ).reset_index(drop=True)
+
+
+def window_open(sequences: pd.DataFrame, window: SendWindow, now: datetime) -> np.ndarray:
+    """Per row: is it within the send window now, in the reader's time zone?"""
+    zones = sequences.get("time_zone", pd.Series("", index=sequences.index))
+    zones = zones.fillna("").astype(str).replace("", window.default_time_zone)
+    by_zone = {
+        zone: window.is_open(now.astimezone(ZoneInfo(zone)).time()) for zone in zones.unique()
+    }
+    return zones.map(by_zone).to_numpy(dtype=bool)
+
+
+def rested(sequences: pd.DataFrame, campaign: Campaign, now_ns: int) -> np.ndarray:
+    """Per row: has `min_gap` passed since the last nurture email this person got?"""
+    sent = np.column_stack(
+        [
+            sequences[sent_column(s.number)].to_numpy(dtype="datetime64[ns]").astype("int64")
+            for s in campaign.steps
+        ]
+    )
+    never = np.iinfo("int64").min  # NaT: never sent
+    last = np.where(sent == never, never, sent).max(axis=1)
+    gap_ns = int(campaign.min_gap.total_seconds() * 1e9)
+    return (last == never) | (now_ns - last >= gap_ns)
 
 
 def due_in_range(due: pd.DataFrame, start_day: str, end_day: str) -> pd.DataFrame:

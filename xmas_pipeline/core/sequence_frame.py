@@ -51,6 +51,7 @@ def sequence_columns(step_count: int) -> list[str]:
         "contact_key",
         *SIGNUP_FIELDS,
         "segment",
+        "time_zone",  # the reader's, from the signup ("": the campaign's default)
         "signup_at",
         *(sent_column(n) for n in range(1, step_count + 1)),
         "completed",
@@ -73,6 +74,7 @@ def normalise_sequences(frame: pd.DataFrame, step_count: int) -> pd.DataFrame:
         if name != "email":
             out[name] = out[name].fillna("").astype(str)
     out["delivery_state"] = out["delivery_state"].fillna("").astype(str)
+    out["time_zone"] = out["time_zone"].fillna("").astype(str)
     out["exit_reason"] = out["exit_reason"].fillna("").astype(str)
     return out.reset_index(drop=True)
 

@@ -6,6 +6,7 @@ import json
 import re
 from datetime import datetime
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pandas as pd
 from pydantic import (
@@ -56,6 +57,21 @@ class Signup(BaseModel):
     weakest_system_1: SystemName = ""
     weakest_system_2: SystemName = ""
     revenue_leak_total: Annotated[int, Field(ge=0, le=1_000_000_000)] = 0
+    # The reader's IANA time zone, as the website reads it from the browser (optional).
+    # One we do not know is dropped, never refused: the campaign's default zone applies.
+    timezone: str = ""
+
+    @field_validator("timezone", mode="before")
+    @classmethod
+    def _known_zone(cls, value: Any) -> str:
+        if not isinstance(value, str) or not value.strip():
+            return ""
+        name = value.strip()
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            return ""
+        return name
 
     @field_validator("business_name", "weakest_system_1", "weakest_system_2", mode="before")
     @classmethod

@@ -177,9 +177,10 @@ def test_a_failed_create_is_looked_up_before_it_is_sent_again(
 
 @pytest.mark.parametrize("attempts", [6, 2], ids=["6-attempts", "2-attempts"])
 def test_with_20_percent_of_calls_failing_every_email_goes_out_once(
-    ws: Workspace, fake: FakeNotion, campaign: Campaign, attempts: int
+    ws: Workspace, fake: FakeNotion, unpaced_campaign: Campaign, attempts: int
 ) -> None:
     """With 2 attempts a call fails for good 4% of the time, so the give-up path is taken."""
+    campaign = unpaced_campaign
     people = 20
     for n in range(0, people, 2):
         add_contact(fake, ws, f"person{n}@example.com")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 
@@ -39,7 +40,8 @@ def test_welcome_is_due_at_signup(campaign: Campaign) -> None:
     assert due.loc[0, "due_day"] == "2025-12-01"
 
 
-def test_nothing_due_before_the_delay(campaign: Campaign) -> None:
+def test_nothing_due_before_the_delay(unpaced_campaign: Campaign) -> None:
+    campaign = unpaced_campaign
     seqs = frame(
         campaign,
         [{"contact_key": "a@x.com", "signup_at": NOW - timedelta(hours=23), sent_column(1): NOW}],
@@ -49,7 +51,8 @@ def test_nothing_due_before_the_delay(campaign: Campaign) -> None:
     assert later["step_id"].tolist() == ["email-2"]
 
 
-def test_catch_up_sends_one_per_person_earliest_first(campaign: Campaign) -> None:
+def test_catch_up_sends_one_per_person_earliest_first(unpaced_campaign: Campaign) -> None:
+    campaign = unpaced_campaign
     # Down for five days: steps 1-4 are all due, but only one email goes per run.
     seqs = frame(campaign, [{"contact_key": "a@x.com", "signup_at": NOW - timedelta(days=5)}])
     due = compute_due(seqs, campaign, NOW)
@@ -126,3 +129,105 @@ def test_due_in_range_filters_by_due_day(campaign: Campaign) -> None:
 def test_empty_frames(campaign: Campaign) -> None:
     empty = normalise_sequences(pd.DataFrame(), len(campaign.steps))
     assert compute_due(empty, campaign, NOW).empty
+
+
+# -- the send window and the minimum gap -------------------------------------------------------
+
+TORONTO_7AM = datetime(2025, 12, 1, 12, 0, tzinfo=UTC)  # 07:00 in Toronto, 12:00 in London
+
+
+def test_later_emails_wait_for_the_window_in_the_readers_own_zone(campaign: Campaign) -> None:
+    signed = TORONTO_7AM - timedelta(days=2)
+    rows = [
+        {"contact_key": "toronto@x.com", "signup_at": signed, sent_column(1): signed},
+        {"contact_key": "unknown-zone@x.com", "signup_at": signed, sent_column(1): signed},
+        {
+            "contact_key": "london@x.com",
+            "signup_at": signed,
+            sent_column(1): signed,
+            "time_zone": "Europe/London",
+        },
+    ]
+    rows[0]["time_zone"] = "America/Toronto"
+    seqs = frame(campaign, rows)
+    # 07:00 in Toronto (and the campaign's default zone): closed; 12:00 in London: open.
+    assert compute_due(seqs, campaign, TORONTO_7AM)["contact_key"].tolist() == ["london@x.com"]
+    at_eight = compute_due(seqs, campaign, TORONTO_7AM + timedelta(hours=1))
+    assert sorted(at_eight["contact_key"]) == [
+        "london@x.com",
+        "toronto@x.com",
+        "unknown-zone@x.com",
+    ]
+    # 20:00 in London closes the window there; Toronto is open until its own 20:00.
+    evening = compute_due(seqs, campaign, datetime(2025, 12, 1, 20, 30, tzinfo=UTC))
+    assert sorted(evening["contact_key"]) == ["toronto@x.com", "unknown-zone@x.com"]
+    # The message keeps its id and due time: it is late, not rescheduled.
+    assert set(at_eight["due_at"]) == {signed + timedelta(hours=24)}
+
+
+def test_the_welcome_answers_the_signup_whatever_the_hour(campaign: Campaign) -> None:
+    night = datetime(2025, 12, 1, 8, 0, tzinfo=UTC)  # 03:00 in Toronto
+    seqs = frame(campaign, [{"contact_key": "a@x.com", "signup_at": night}])
+    assert compute_due(seqs, campaign, night)["step_id"].tolist() == ["email-1"]
+
+
+def test_never_two_nurture_emails_less_than_the_gap_apart(campaign: Campaign) -> None:
+    assert campaign.min_gap == timedelta(hours=20)
+    noon = datetime(2025, 12, 10, 17, 0, tzinfo=UTC)  # 12:00 in Toronto: window open
+    signed = noon - timedelta(days=5)  # email-2 due four days ago
+    seqs = frame(
+        campaign,
+        [
+            {
+                "contact_key": "a@x.com",
+                "signup_at": signed,
+                sent_column(1): noon - timedelta(hours=19),
+            }
+        ],
+    )
+    assert compute_due(seqs, campaign, noon).empty
+    assert compute_due(seqs, campaign, noon + timedelta(hours=1))["step_id"].tolist() == ["email-2"]
+
+
+def test_a_catch_up_after_a_two_day_pause_spreads_over_days_in_daytime(
+    campaign: Campaign,
+) -> None:
+    """Signed up, welcomed, then the campaign was paused for two days. Runs every 15
+    minutes afterwards: one email at a time, 20 h apart at least, never at night."""
+    start = datetime(2025, 12, 1, 15, 0, tzinfo=UTC)  # 10:00 in Toronto
+    seqs = frame(campaign, [{"contact_key": "a@x.com", "signup_at": start, sent_column(1): start}])
+    sends = []
+    now = start + timedelta(days=2)  # the pause ends
+    while now < start + timedelta(days=14):
+        due = compute_due(seqs, campaign, now)
+        if not due.empty:
+            number = int(due.loc[0, "step_number"])
+            seqs.loc[0, sent_column(number)] = now
+            sends.append((number, now))
+        now += timedelta(minutes=15)
+    assert [n for n, _ in sends] == [2, 3, 4, 5, 6, 7]
+    moments = [start] + [at for _, at in sends]
+    assert all(b - a >= timedelta(hours=20) for a, b in zip(moments, moments[1:], strict=False))
+    toronto = [at.astimezone(ZoneInfo("America/Toronto")) for _, at in sends]
+    assert all(8 <= t.hour < 20 for t in toronto)
+    # The first after the pause goes at once: it is daytime and the gap is long past.
+    assert sends[0][1] == start + timedelta(days=2)
+
+
+def test_testing_mode_ignores_the_window_and_the_gap(testing_campaign: Campaign) -> None:
+    assert testing_campaign.send_window is None and testing_campaign.min_gap <= timedelta(minutes=1)
+    night = datetime(2025, 12, 1, 8, 0, tzinfo=UTC)
+    seqs = frame(
+        testing_campaign, [{"contact_key": "a@x.com", "signup_at": night, sent_column(1): night}]
+    )
+    later = compute_due(seqs, testing_campaign, night + timedelta(minutes=1))
+    assert later["step_id"].tolist() == ["email-2"]
+
+
+def test_a_signups_unknown_time_zone_is_dropped_not_refused() -> None:
+    from xmas_pipeline.core.signup import Signup
+
+    base = {"email": "a@example.com", "first_name": "A", "assessment_score": 40}
+    assert Signup.model_validate({**base, "timezone": "Europe/Paris"}).timezone == "Europe/Paris"
+    assert Signup.model_validate({**base, "timezone": "Mars/Olympus"}).timezone == ""
+    assert Signup.model_validate({**base, "timezone": "../../etc/passwd"}).timezone == ""

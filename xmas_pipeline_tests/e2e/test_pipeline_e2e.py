@@ -21,6 +21,7 @@ from xmas_pipeline_tests.support.pipeline_env import (
     materializations,
     signup,
     today,
+    unpaced_campaign_file,
 )
 
 PEOPLE = [
@@ -140,7 +141,8 @@ def test_crash_between_send_and_status_heals_without_a_duplicate(env: PipelineEn
 
 
 def test_backfill_semantics_forced_and_unforced(tmp_path: Path) -> None:
-    env = make_env(tmp_path / "home")  # the real cadence: 0h, 24h, 72h, ...
+    # The real cadence (0h, 24h, 72h, ...), at any hour: without the window and the gap.
+    env = make_env(tmp_path / "home", XMAS_CAMPAIGN_FILE=unpaced_campaign_file(tmp_path))
     now = datetime.now(UTC)
     two_days_ago = (now - timedelta(days=2)).strftime("%Y-%m-%d")
     yesterday = (now - timedelta(days=1)).strftime("%Y-%m-%d")

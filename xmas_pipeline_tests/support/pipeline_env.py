@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import yaml
 
 from xmas_pipeline.adapters.inbox import Inbox, InboxFile
 from xmas_pipeline.adapters.sql.store import SqlStore
-from xmas_pipeline.core.campaign import Campaign, load_campaign
+from xmas_pipeline.core.campaign import DEFAULT_CAMPAIGN_FILE, Campaign, load_campaign
 from xmas_pipeline.dagster_defs.build import build_definitions
 from xmas_pipeline.settings import Settings
 
@@ -115,3 +116,15 @@ def check_results(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
         for e in result.all_events
         if e.event_type_value == "ASSET_CHECK_EVALUATION"
     }
+
+
+def unpaced_campaign_file(folder: Path) -> str:
+    """The shipped campaign file without the send window and the minimum gap (for tests of
+    the cadence itself, at any hour): its path, for XMAS_CAMPAIGN_FILE."""
+    data = yaml.safe_load(DEFAULT_CAMPAIGN_FILE.read_text(encoding="utf-8"))
+    data["send_window"] = None
+    data["min_gap"] = "0s"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "unpaced-campaign.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return str(path)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
 import time
 from collections.abc import Iterable
 from datetime import datetime
@@ -21,7 +23,13 @@ def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         database = sa.engine.make_url(url).database
         if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)  # a fresh XMAS_HOME
+            path = Path(database)
+            path.parent.mkdir(parents=True, exist_ok=True)  # a fresh XMAS_HOME
+            # Contacts and a signing key live in it: readable by its owner only. SQLite
+            # gives its -wal and -shm files the same permissions.
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+            with contextlib.suppress(PermissionError):  # an older file: tighten it too
+                path.chmod(0o600)
         engine = sa.create_engine(url, connect_args={"timeout": 30})
 
         @sa.event.listens_for(engine, "connect")
@@ -76,6 +84,7 @@ class SqlDatabase:
         for attempt in range(5):
             try:
                 metadata.create_all(self.engine)
+                self._add_missing_columns()
                 break
             except sa.exc.OperationalError:
                 # Several runs starting at once on a fresh SQLite file race to create the
@@ -84,6 +93,26 @@ class SqlDatabase:
                     raise
                 time.sleep(0.2 * (attempt + 1))
         self._prepared = True
+
+    def _add_missing_columns(self) -> None:
+        """Columns added to a table since a database was created (an older release's
+        store): each new column has a server default, so adding it is all it takes."""
+        inspector = sa.inspect(self.engine)
+        for table in metadata.sorted_tables:
+            present = {column["name"] for column in inspector.get_columns(table.name)}
+            for column in table.columns:
+                if column.name in present:
+                    continue
+                with self.engine.begin() as conn:
+                    ddl = sa.schema.CreateColumn(column).compile(dialect=conn.dialect)
+                    try:
+                        conn.execute(sa.text(f"ALTER TABLE {table.name} ADD COLUMN {ddl}"))
+                    except (sa.exc.OperationalError, sa.exc.ProgrammingError):
+                        # Another process added it first (or it is being added).
+                        if column.name not in {
+                            c["name"] for c in sa.inspect(self.engine).get_columns(table.name)
+                        }:
+                            raise
 
     def dispose(self) -> None:
         self.engine.dispose()

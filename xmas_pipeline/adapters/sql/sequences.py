@@ -34,6 +34,8 @@ class SqlSequences(SqlDatabase):
                 signup = event.signup
                 profile = {f: getattr(signup, f) for f in PROFILE_FIELDS}
                 profile["segment"] = signup.segment.value
+                if signup.timezone:  # a signup without one keeps the zone already known
+                    profile["time_zone"] = signup.timezone
                 existing = (
                     conn.execute(
                         sa.select(sequences).where(

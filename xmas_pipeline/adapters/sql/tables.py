@@ -20,7 +20,9 @@ Bookings, contacts and email events:
 Shared by every run and host:
 - `send_journal`: each batch handed to the sender and not yet settled (`core.ports.SendJournal`);
 - `send_claims`: the idempotency keys those open batches hold, one owner each;
-- `alerts_sent`: which alerts went out (CRITICAL signups, dead runs, stuck messages).
+- `alerts_sent`: which alerts went out (CRITICAL signups, dead runs, stuck messages);
+- `secrets`: values the deployment generated once and every process shares (the
+  unsubscribe signing key when none is configured).
 """
 
 import sqlalchemy as sa
@@ -46,6 +48,7 @@ sequences = sa.Table(
     sa.Column("weakest_system_2", sa.String(200), nullable=False, default=""),
     sa.Column("revenue_leak_total", sa.BigInteger, nullable=False, default=0),
     sa.Column("segment", sa.String(20), nullable=False),
+    sa.Column("time_zone", sa.String(64), nullable=False, default="", server_default=""),
     sa.Column("signup_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("signup_day", sa.String(10), nullable=False, index=True),
     sa.Column("source", sa.String(500), nullable=False, default=""),
@@ -196,4 +199,12 @@ alerts_sent = sa.Table(
     sa.Column("campaign", sa.String(100), primary_key=True),
     sa.Column("alert_key", sa.String(700), primary_key=True),
     sa.Column("sent_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+secrets = sa.Table(
+    "secrets",
+    metadata,
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
