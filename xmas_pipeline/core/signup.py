@@ -34,9 +34,15 @@ def _no_control(value: str) -> str:
 
 
 Name = Annotated[str, Field(max_length=100), AfterValidator(_no_control)]
+# No length cap: the original server took any business name, so only the intake's body
+# limit bounds it (the SQL column is unbounded text).
+BusinessName = Annotated[str, AfterValidator(_no_control)]
 SystemName = Annotated[str, Field(max_length=100), AfterValidator(_no_control)]
-SystemCount = Annotated[int, Field(ge=0, le=20)]
+# The assessment rates eight systems, so no count can exceed 8 (the original's range).
+SystemCount = Annotated[int, Field(ge=0, le=8)]
 Score = Annotated[int, Field(ge=0, le=100)]
+# The assessment may report a gain as a negative leak: kept as given, within a sane bound.
+LeakTotal = Annotated[int, Field(ge=-1_000_000_000, le=1_000_000_000)]
 
 
 class Signup(BaseModel):
@@ -45,8 +51,9 @@ class Signup(BaseModel):
     model_config = ConfigDict(str_strip_whitespace=True, extra="ignore")
 
     email: EmailStr
-    first_name: Annotated[Name, Field(min_length=1)]
-    business_name: Name = ""
+    # Required, but may be empty as in the original: the emails then greet "there".
+    first_name: Name
+    business_name: BusinessName = ""
     assessment_score: Score
     red_systems: SystemCount = 0
     orange_systems: SystemCount = 0
@@ -56,7 +63,7 @@ class Signup(BaseModel):
     money_score: Score = 0
     weakest_system_1: SystemName = ""
     weakest_system_2: SystemName = ""
-    revenue_leak_total: Annotated[int, Field(ge=0, le=1_000_000_000)] = 0
+    revenue_leak_total: LeakTotal = 0
     # The reader's IANA time zone, as the website reads it from the browser (optional).
     # One we do not know is dropped, never refused: the campaign's default zone applies.
     timezone: str = ""

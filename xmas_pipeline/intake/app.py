@@ -9,20 +9,20 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from xmas_pipeline.adapters.inbox import Inbox
-from xmas_pipeline.intake import calcom, resend, signup, unsubscribe
+from xmas_pipeline.intake import calcom, health, resend, signup, unsubscribe
 from xmas_pipeline.intake.http import Reject, rejection
 from xmas_pipeline.intake.storage import EventStore
 from xmas_pipeline.settings import Settings
 
 
 class _SignupCors:
-    """Adds `Access-Control-Allow-Origin: *` to every answer of the signup endpoint."""
+    """Adds `Access-Control-Allow-Origin: *` to every answer of the signup endpoints."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] != signup.PATH:
+        if scope["type"] != "http" or not signup.is_signup_path(scope["path"]):
             await self.app(scope, receive, send)
             return
 
@@ -42,17 +42,22 @@ async def _healthz(request: Request) -> Response:
 
 def create_app(settings: Settings) -> Starlette:
     store = EventStore(Inbox(settings.inbox_root))
-    signups = signup.SignupEndpoint(settings, store, settings.campaign().name)
+    campaign_name = settings.campaign().name
+    signups = signup.SignupEndpoint(settings, store, campaign_name)
     bookings = calcom.CalcomEndpoint(settings, store)
     email_events = resend.ResendEndpoint(settings, store)
     unsubscribes = unsubscribe.UnsubscribeEndpoint(settings, store)
     routes = [
         Route(signup.PATH, signups.post, methods=["POST"]),
         Route(signup.PATH, signups.preflight, methods=["OPTIONS"]),
+        # The original tool's Prefect endpoint, which the live website still posts to.
+        Route(signup.FLOW_RUN_PATH, signups.post_flow_run, methods=["POST"]),
+        Route(signup.FLOW_RUN_PATH, signups.preflight, methods=["OPTIONS"]),
         Route(calcom.PATH, bookings.post, methods=["POST"]),
         Route(resend.PATH, email_events.post, methods=["POST"]),
         Route(unsubscribe.PATH, unsubscribes.get, methods=["GET"]),
         Route(unsubscribe.PATH, unsubscribes.post, methods=["POST"]),
+        Route(health.PATH, health.HealthEndpoint(settings, campaign_name).get, methods=["GET"]),
         Route("/healthz", _healthz, methods=["GET"]),
     ]
     app = Starlette(routes=routes, exception_handlers={Reject: rejection})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import json
 import logging
 from typing import Any
@@ -14,6 +15,8 @@ from starlette.responses import JSONResponse
 logger = logging.getLogger("xmas_pipeline.intake")
 
 BODY_TIMEOUT_SECONDS = 30.0
+# A request carrying any of these came through a proxy, whatever address it came from.
+PROXY_HEADERS = ("x-forwarded-for", "forwarded", "x-real-ip")
 
 
 class Reject(Exception):
@@ -103,3 +106,24 @@ def check_bearer(request: Request, token: str | None) -> None:
     given = credentials.strip().encode("latin-1")
     if not hmac.compare_digest(given, token.encode("utf-8")):
         raise Reject(401, "wrong bearer token", challenge)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` is this machine only: 127.0.0.0/8, ::1 (IPv4-mapped too), `localhost`."""
+    name = host.strip().removeprefix("[").removesuffix("]").lower()
+    if name == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:  # any other host name: it may well resolve to a public address
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped.is_loopback
+    return address.is_loopback
+
+
+def direct_from_loopback(request: Request) -> bool:
+    """Whether the request came from this machine itself, not relayed by a proxy on it."""
+    if any(name in request.headers for name in PROXY_HEADERS):
+        return False
+    return request.client is not None and is_loopback(request.client.host)

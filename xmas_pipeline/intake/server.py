@@ -4,16 +4,42 @@ from __future__ import annotations
 
 import argparse
 import copy
+import sys
 from typing import Any
 
 import uvicorn
 from uvicorn.config import LOGGING_CONFIG
 
 from xmas_pipeline.intake.app import create_app
-from xmas_pipeline.settings import Settings
+from xmas_pipeline.intake.http import is_loopback
+from xmas_pipeline.settings import Settings, SettingsError
 
 # What each worker process imports and calls to build its app (see `serve`).
 APP_FACTORY = "xmas_pipeline.intake.app:app_from_env"
+
+
+class ExposedWithoutSecret(SettingsError):
+    """Serving beyond this machine without `CALCOM_WEBHOOK_SECRET`. A `SettingsError`, so the
+    CLI reports it like any bad variable (exit status 2), but in one line."""
+
+    def __init__(self, host: str) -> None:
+        self.variable = Settings.env_name("calcom_webhook_secret")
+        self.line = (
+            f"{self.variable} must be set to serve on {host!r}, which is not a loopback address"
+            " (anyone reaching it could post unsigned Cal.com bookings)"
+        )
+        super().__init__({self.variable: self.line})
+
+    def __str__(self) -> str:
+        return self.line
+
+
+def check_exposure(host: str, settings: Settings) -> None:
+    """Refuse to listen beyond loopback (127.0.0.0/8, ::1, localhost) unless Cal.com
+    webhooks must be signed: the app accepts unsigned ones only from loopback, and a local
+    proxy in front could still relay outside traffic, so the secret is the real guard."""
+    if not is_loopback(host) and not settings.reveal("calcom_webhook_secret"):
+        raise ExposedWithoutSecret(host)
 
 
 def _log_config() -> dict[str, Any]:
@@ -56,30 +82,41 @@ def serve(host: str, port: int, settings: Settings | None = None, workers: int =
     With `workers` > 1, uvicorn runs that many worker processes on one listening socket, and
     SIGTERM to this process stops them all, each finishing its requests. Each worker builds
     the app from the environment (`APP_FACTORY`), so `settings` must be the environment's.
+    Raises `ExposedWithoutSecret` (a `SettingsError`) for a non-loopback `host` without
+    `CALCOM_WEBHOOK_SECRET`, before anything listens.
     """
     if workers < 1:
         raise ValueError("workers must be at least 1")
     if workers == 1:
-        uvicorn.run(create_app(settings or Settings.from_env()), **_options(host, port))
+        settings = settings or Settings.from_env()
+        check_exposure(host, settings)
+        uvicorn.run(create_app(settings), **_options(host, port))
         return
     # Read here once, so a bad variable fails before any worker starts.
     from_env = Settings.from_env()
     if settings is not None and settings != from_env:
         # A worker process can only be given the environment, never an object.
         raise ValueError("with several workers the settings must come from the environment")
+    check_exposure(host, from_env)
     uvicorn.run(APP_FACTORY, factory=True, workers=workers, **_options(host, port))
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
+    """The command line; 2 (with one `error:` line per problem) for bad configuration."""
     parser = argparse.ArgumentParser(description="Run the xmas_pipeline HTTP intake.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=None)
     parser.add_argument("--workers", type=worker_count, default=1, help="processes (default 1)")
     args = parser.parse_args(argv)
-    settings = Settings.from_env()
-    port = args.port if args.port is not None else settings.intake_port
-    serve(args.host, port, settings, workers=args.workers)
+    try:
+        settings = Settings.from_env()
+        port = args.port if args.port is not None else settings.intake_port
+        serve(args.host, port, settings, workers=args.workers)
+    except SettingsError as exc:  # as `xmas-pipeline` reports it
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

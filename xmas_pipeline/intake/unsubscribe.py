@@ -14,22 +14,34 @@ envelope as a Resend event so that one reader handles both::
 `data.email` is the contact key (lower-cased address); `data.source` is `one-click`
 (a mail client's RFC 8058 POST) or `page` (the button on the confirmation page).
 Posting again records the event again; ingesting it twice changes nothing.
+
+Tokens are checked with `XMAS_UNSUBSCRIBE_SECRET`, or without it with the key the
+deployment generated and keeps in the SQL store (`adapters.sql.secrets`): the same key the
+run workers sign the links with. It is looked up once, on the first unsubscribe request.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import threading
 from datetime import UTC, datetime
 from html import escape
 from urllib.parse import parse_qs, urlencode
 
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
+from xmas_pipeline.adapters.sql.engine import make_engine
+from xmas_pipeline.adapters.sql.secrets import unsubscribe_secret
 from xmas_pipeline.core.unsubscribe import verify_token
 from xmas_pipeline.intake.http import Reject, read_body
 from xmas_pipeline.intake.storage import EventStore
 from xmas_pipeline.settings import Settings
+
+logger = logging.getLogger("xmas_pipeline.intake")
 
 PATH = "/unsubscribe"
 EVENT_TYPE = "contact.unsubscribed"
@@ -75,24 +87,47 @@ class UnsubscribeEndpoint:
     def __init__(self, settings: Settings, store: EventStore) -> None:
         self.settings = settings
         self.store = store
+        self._secret: str | None = None
+        self._secret_lock = threading.Lock()
 
-    def _email(self, token: str | None) -> str | None:
-        secret = self.settings.reveal("unsubscribe_secret")
-        if not secret:
-            raise Reject(503, "unsubscribe links are not configured")
-        return verify_token(token, secret) if token else None
+    def _load_secret(self) -> str:
+        """The signing key, looked up in the store on first use only (the lock keeps
+        concurrent first requests to one lookup). A failed lookup is tried again next time."""
+        with self._secret_lock:
+            if self._secret is None:
+                configured = self.settings.reveal("unsubscribe_secret")
+                if configured:
+                    self._secret = configured
+                else:
+                    engine = make_engine(self.settings.database_url)
+                    try:
+                        self._secret = unsubscribe_secret(None, self.settings.database_url, engine)
+                    finally:
+                        engine.dispose()
+            return self._secret
 
-    def _verified(self, token: str | None) -> str | Response:
+    async def _signing_key(self) -> str:
+        if self._secret is not None:
+            return self._secret
+        try:
+            # A database round trip: off the event loop.
+            return await run_in_threadpool(self._load_secret)
+        except (SQLAlchemyError, OSError):
+            logger.exception("could not read the unsubscribe signing key from the store")
+            raise Reject(503, "unsubscribe is unavailable right now; please try again") from None
+
+    async def _verified(self, token: str | None) -> str | Response:
         """The address a genuine token names, or the page that says why there is none."""
         try:
-            email = self._email(token)
+            secret = await self._signing_key()
         except Reject as exc:
             return _page("Unsubscribe unavailable", f"<p>{escape(exc.reason)}.</p>", exc.status)
+        email = verify_token(token, secret) if token else None
         return _invalid_link() if email is None else email
 
     async def get(self, request: Request) -> Response:
         token = request.query_params.get("token")
-        email = self._verified(token)
+        email = await self._verified(token)
         if isinstance(email, Response):
             return email
         action = f"?{urlencode({'token': token})}"
@@ -111,7 +146,7 @@ class UnsubscribeEndpoint:
         except ValueError:  # too many fields: not a form we sent, nor a mail client's
             form = {}
         token = request.query_params.get("token") or next(iter(form.get("token", [])), None)
-        email = self._verified(token)
+        email = await self._verified(token)
         if isinstance(email, Response):
             return email
         source = "page" if form.get("source") == ["page"] else "one-click"

@@ -10,7 +10,9 @@ import pytest
 from pydantic import ValidationError
 
 from xmas_pipeline.core.campaign import Campaign, load_campaign, message_id
+from xmas_pipeline.core.context import nurture_context
 from xmas_pipeline.core.durations import format_duration, parse_duration
+from xmas_pipeline.core.render import Renderer, load_template_dir
 from xmas_pipeline.core.segments import Segment, classify, classify_frame
 from xmas_pipeline.core.signup import Signup, field_errors
 
@@ -182,17 +184,25 @@ def test_signup_nulls_mean_defaults() -> None:
     [
         ("email", "not-an-email"),
         ("email", "a@b.c\r\nBcc: victim@x.com"),
-        ("first_name", ""),
+        ("first_name", None),
         ("first_name", "Jane\r\nBcc: x@y.com"),
         ("first_name", "x" * 101),
         ("assessment_score", 101),
         ("assessment_score", -1),
         ("red_systems", -1),
+        ("red_systems", 9),
+        ("orange_systems", 9),
+        ("yellow_systems", 9),
+        ("green_systems", 9),
         ("red_systems", 21),
         ("gps_score", 150),
-        ("revenue_leak_total", -5),
+        ("money_score", -1),
+        ("revenue_leak_total", -1_000_000_001),
+        ("revenue_leak_total", 1_000_000_001),
         ("business_name", "Acme\nInc"),
+        ("business_name", "Acme" + "x" * 5000 + "\x00"),
         ("weakest_system_1", "a\x00b"),
+        ("weakest_system_1", "x" * 101),
     ],
 )
 def test_signup_refuses_bad_values(field: str, value: object) -> None:
@@ -210,3 +220,60 @@ def test_signup_requires_the_three_required_fields() -> None:
 def test_unicode_and_html_names_are_accepted_as_data() -> None:
     signup = Signup.model_validate({**GOOD, "first_name": "Zoë <b>", "business_name": "Café & Co"})
     assert signup.first_name == "Zoë <b>"
+
+
+# -- every signup the original server accepted --------------------------------------------
+
+
+@pytest.mark.parametrize("first_name", ["", "   "])
+def test_signup_accepts_an_empty_first_name(first_name: str) -> None:
+    assert Signup.model_validate({**GOOD, "first_name": first_name}).first_name == ""
+
+
+@pytest.mark.parametrize("leak", [-1, -4200, -1_000_000_000, 1_000_000_000])
+def test_signup_keeps_a_negative_or_extreme_leak_as_given(leak: int) -> None:
+    assert Signup.model_validate({**GOOD, "revenue_leak_total": leak}).revenue_leak_total == leak
+
+
+def test_signup_takes_a_business_name_of_any_length() -> None:
+    name = "Acme Plumbing & Heating of the Greater Toronto Area " * 1200  # ~60 KB
+    assert Signup.model_validate({**GOOD, "business_name": name}).business_name == name.strip()
+
+
+@pytest.mark.parametrize(
+    "field", ["red_systems", "orange_systems", "yellow_systems", "green_systems"]
+)
+@pytest.mark.parametrize("count", [0, 8])
+def test_system_counts_span_zero_to_eight(field: str, count: int) -> None:
+    assert getattr(Signup.model_validate({**GOOD, field: count}), field) == count
+
+
+@pytest.mark.parametrize("score", [0, 100])
+def test_scores_span_zero_to_a_hundred(score: int) -> None:
+    signup = Signup.model_validate(
+        {**GOOD, "assessment_score": score, "gps_score": score, "money_score": score}
+    )
+    assert (signup.assessment_score, signup.gps_score, signup.money_score) == (score,) * 3
+
+
+def _email_1(signup: Signup) -> tuple[str, str]:
+    """email-1's subject and plain text for this signup, as a send run renders them."""
+    fields = {**signup.model_dump(), "segment": signup.segment.value}
+    email = Renderer(load_template_dir()).render(
+        "email-1", signup.segment.value, nurture_context(fields, load_campaign())
+    )
+    return email.subject, email.text
+
+
+def test_an_empty_first_name_is_greeted_as_there() -> None:
+    subject, text = _email_1(Signup.model_validate({**GOOD, "first_name": ""}))
+    assert subject.startswith("there, your December readiness score")
+    assert "Hi there," in text
+
+
+def test_a_negative_leak_is_shown_as_none() -> None:
+    signup = Signup.model_validate({**GOOD, "revenue_leak_total": -4200})
+    _, text = _email_1(signup)
+    assert "4,200" not in text and "a month" not in text
+    assert "dollar figure" in text  # the no-leak wording
+    assert signup.revenue_leak_total == -4200  # the signup itself keeps it as given

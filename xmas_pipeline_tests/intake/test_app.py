@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.testclient import TestClient
 from starlette.types import Message
 
+import xmas_pipeline
 from xmas_pipeline.core.unsubscribe import make_token
 from xmas_pipeline.intake.app import create_app
 from xmas_pipeline.intake.http import Reject, read_body
@@ -23,13 +24,81 @@ UNSUB = "unsubscribe-secret-value-xyz"
 
 
 def test_healthz(tmp_path: Path) -> None:
-    response = TestClient(create_app(Settings.of(inbox_url=str(tmp_path)))).get("/healthz")
+    response = TestClient(create_app(Settings.of(home=tmp_path, inbox_url=str(tmp_path)))).get(
+        "/healthz"
+    )
     assert response.status_code == 200
     assert response.json() == {"status": "ok"}
 
 
+# Every integration's secret or credential URL, each a distinctive value to look for.
+CONFIGURED = {
+    "notion_token": "ntn_health_secret_value",
+    "resend_api_key": "re_health_secret_value",
+    "calcom_webhook_secret": "calcom-health-secret-value",
+    "calcom_api_key": "cal_live_health_secret_value",
+    "resend_webhook_secret": "whsec_aGVhbHRoLXNlY3JldC12YWx1ZQ==",
+    "signup_token": "signup-health-secret-value",
+    "alert_webhook_url": "https://discord.com/api/webhooks/1/health-secret-value",
+}
+INTEGRATIONS = {
+    "notion",
+    "resend",
+    "calcom_webhook_signing",
+    "calcom_api_polling",
+    "resend_webhook_signing",
+    "signup_token",
+    "alert_webhook",
+}
+
+
+def test_health_with_nothing_configured(tmp_path: Path) -> None:
+    client = TestClient(create_app(Settings.of(home=tmp_path, inbox_url=str(tmp_path))))
+    response = client.get("/health")
+    assert response.status_code == 200
+    assert response.json() == {
+        "status": "healthy",
+        "campaign": "Christmas 2025",
+        "version": xmas_pipeline.__version__,
+        "integrations": dict.fromkeys(INTEGRATIONS, False),
+    }
+
+
+@pytest.mark.parametrize("field", list(CONFIGURED))
+def test_health_names_each_integration_configured(tmp_path: Path, field: str) -> None:
+    settings = Settings.of(home=tmp_path, inbox_url=str(tmp_path), **{field: CONFIGURED[field]})
+    integrations = TestClient(create_app(settings)).get("/health").json()["integrations"]
+    assert [name for name, on in integrations.items() if on] == [
+        {
+            "notion_token": "notion",
+            "resend_api_key": "resend",
+            "calcom_webhook_secret": "calcom_webhook_signing",
+            "calcom_api_key": "calcom_api_polling",
+            "resend_webhook_secret": "resend_webhook_signing",
+            "signup_token": "signup_token",
+            "alert_webhook_url": "alert_webhook",
+        }[field]
+    ]
+
+
+def test_health_never_shows_a_secret_or_a_url(tmp_path: Path) -> None:
+    settings = Settings.of(
+        home=tmp_path,
+        inbox_url=str(tmp_path),
+        unsubscribe_secret="unsubscribe-health-secret-value",
+        notion_base_url="https://notion.internal.example/health-secret-value",
+        **CONFIGURED,
+    )
+    response = TestClient(create_app(settings)).get("/health")
+    assert response.json()["integrations"] == dict.fromkeys(INTEGRATIONS, True)
+    assert "secret-value" not in response.text and "secret_value" not in response.text
+    assert "http" not in response.text and "aGVhbHRo" not in response.text
+    # Not even the signup token guards it: health checks carry no credentials.
+    assert response.status_code == 200
+
+
 def test_unknown_path_is_404(tmp_path: Path) -> None:
-    client = TestClient(create_app(Settings.of(inbox_url=str(tmp_path))))
+    client = TestClient(create_app(Settings.of(home=tmp_path, inbox_url=str(tmp_path))))
     assert client.post("/webhook/unknown", json={}).status_code == 404
 
 
@@ -37,7 +106,10 @@ def test_logs_name_accepted_files_and_never_secrets(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     settings = Settings.of(
-        inbox_url=str(tmp_path / "inbox"), signup_token=TOKEN, unsubscribe_secret=UNSUB
+        home=tmp_path,
+        inbox_url=str(tmp_path / "inbox"),
+        signup_token=TOKEN,
+        unsubscribe_secret=UNSUB,
     )
     client = TestClient(create_app(settings))
     unsubscribe_token = make_token("jane@example.com", UNSUB)

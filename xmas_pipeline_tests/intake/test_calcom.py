@@ -17,11 +17,18 @@ from xmas_pipeline.settings import Settings
 
 URL = "/webhook/calcom-booking"
 SECRET = "cal-webhook-secret"
+# Starlette's test client calls itself "testclient"; unsigned webhooks are taken only from
+# loopback, so the tests say where each request comes from.
+LOOPBACK = ("127.0.0.1", 50000)
 
 
-def make_client(tmp_path: Path, secret: str | None = None) -> TestClient:
-    settings = Settings.of(inbox_url=str(tmp_path / "inbox"), calcom_webhook_secret=secret)
-    return TestClient(create_app(settings))
+def make_client(
+    tmp_path: Path, secret: str | None = None, client: tuple[str, int] = LOOPBACK
+) -> TestClient:
+    settings = Settings.of(
+        home=tmp_path, inbox_url=str(tmp_path / "inbox"), calcom_webhook_secret=secret
+    )
+    return TestClient(create_app(settings), client=client)
 
 
 def stored(tmp_path: Path) -> list[bytes]:
@@ -266,3 +273,68 @@ def test_signature_is_checked_before_parsing(tmp_path: Path) -> None:
     client = make_client(tmp_path, SECRET)
     assert post(client, b"{not json").status_code == 401
     assert post(client, b"{not json", sign(b"{not json")).status_code == 400
+
+
+# -- without a secret: loopback only, never through a proxy ---------------------------------
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.10.20.30", "::1", "::ffff:127.0.0.1"])
+def test_unsigned_from_loopback_is_accepted(tmp_path: Path, host: str) -> None:
+    raw = raw_of(booking())
+    assert post(make_client(tmp_path, client=(host, 50000)), raw).status_code == 200
+    assert stored(tmp_path) == [raw]
+
+
+@pytest.mark.parametrize(
+    "host", ["testclient", "203.0.113.7", "10.0.0.5", "192.168.1.20", "2001:db8::1", "0.0.0.0"]
+)
+def test_unsigned_from_elsewhere_is_401(tmp_path: Path, host: str) -> None:
+    response = post(make_client(tmp_path, client=(host, 50000)), raw_of(booking()))
+    assert response.status_code == 401
+    assert "CALCOM_WEBHOOK_SECRET" in response.json()["reason"]
+    assert stored(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("header", "value"),
+    [
+        ("X-Forwarded-For", "203.0.113.7"),
+        ("X-Forwarded-For", "127.0.0.1"),
+        ("Forwarded", "for=203.0.113.7;proto=https"),
+        ("X-Real-IP", "127.0.0.1"),
+        ("x-real-ip", ""),
+    ],
+)
+def test_unsigned_through_a_proxy_is_401(tmp_path: Path, header: str, value: str) -> None:
+    raw = raw_of(booking())
+    response = make_client(tmp_path).post(
+        URL, content=raw, headers={"Content-Type": "application/json", header: value}
+    )
+    assert response.status_code == 401
+    assert "CALCOM_WEBHOOK_SECRET" in response.json()["reason"]
+    assert stored(tmp_path) == []
+
+
+def test_unsigned_ping_from_elsewhere_is_401_too(tmp_path: Path) -> None:
+    client = make_client(tmp_path, client=("203.0.113.7", 50000))
+    assert post(client, raw_of({"triggerEvent": "PING", "payload": {}})).status_code == 401
+
+
+@pytest.mark.parametrize("host", ["203.0.113.7", "testclient"])
+def test_signed_is_accepted_from_anywhere_and_through_proxies(tmp_path: Path, host: str) -> None:
+    raw = raw_of(booking())
+    response = make_client(tmp_path, SECRET, client=(host, 50000)).post(
+        URL,
+        content=raw,
+        headers={
+            "Content-Type": "application/json",
+            "X-Cal-Signature-256": sign(raw),
+            "X-Forwarded-For": "198.51.100.4",
+        },
+    )
+    assert response.status_code == 200
+    assert stored(tmp_path) == [raw]
+
+
+def test_with_a_secret_loopback_must_sign_too(tmp_path: Path) -> None:
+    assert post(make_client(tmp_path, SECRET), raw_of(booking())).status_code == 401

@@ -11,7 +11,9 @@ from urllib.parse import urlsplit
 import pytest
 from starlette.testclient import TestClient
 
+from xmas_pipeline.adapters.sql.secrets import unsubscribe_secret
 from xmas_pipeline.core.unsubscribe import make_token, unsubscribe_url
+from xmas_pipeline.intake import unsubscribe
 from xmas_pipeline.intake.app import create_app
 from xmas_pipeline.settings import Settings
 
@@ -19,9 +21,13 @@ SECRET = "unsubscribe-secret"
 ONE_CLICK = {"Content-Type": "application/x-www-form-urlencoded"}
 
 
+def settings_for(tmp_path: Path, secret: str | None = SECRET) -> Settings:
+    # A home of its own: the generated key lives in its database, never the repository's.
+    return Settings.of(home=tmp_path, inbox_url=str(tmp_path / "inbox"), unsubscribe_secret=secret)
+
+
 def make_client(tmp_path: Path, secret: str | None = SECRET) -> TestClient:
-    settings = Settings.of(inbox_url=str(tmp_path / "inbox"), unsubscribe_secret=secret)
-    return TestClient(create_app(settings))
+    return TestClient(create_app(settings_for(tmp_path, secret)))
 
 
 def events(tmp_path: Path) -> list[dict[str, Any]]:
@@ -130,12 +136,83 @@ def test_html_in_the_address_is_escaped(tmp_path: Path) -> None:
     assert "<script>" not in done.text
 
 
+# -- without XMAS_UNSUBSCRIBE_SECRET: the key the deployment generated and keeps -------------
+
+
+def test_without_a_configured_secret_the_stored_key_signs_the_links(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path, secret=None)
+    client = TestClient(create_app(settings))
+    # What a run worker signs the links with, on any host sharing the store.
+    stored_key = unsubscribe_secret(None, settings.database_url)
+    token = make_token("Jane@Example.com", stored_key)
+    page = client.get(f"/unsubscribe?token={token}")
+    assert page.status_code == 200 and "jane@example.com" in page.text
+    done = client.post(f"/unsubscribe?token={token}", headers=ONE_CLICK)
+    assert done.status_code == 200 and "You are unsubscribed" in done.text
+    (recorded,) = events(tmp_path)
+    assert recorded["data"] == {"email": "jane@example.com", "source": "one-click"}
+
+
 @pytest.mark.parametrize("method", ["GET", "POST"])
-def test_not_configured_is_503(tmp_path: Path, method: str) -> None:
-    token = make_token("jane@example.com", SECRET)
-    response = make_client(tmp_path, secret=None).request(method, f"/unsubscribe?token={token}")
-    assert response.status_code == 503
+def test_without_a_configured_secret_other_keys_are_refused(tmp_path: Path, method: str) -> None:
+    settings = settings_for(tmp_path, secret=None)
+    unsubscribe_secret(None, settings.database_url)  # the deployment has its key
+    for key in (SECRET, "another-key"):
+        token = make_token("jane@example.com", key)
+        response = TestClient(create_app(settings)).request(method, f"/unsubscribe?token={token}")
+        assert response.status_code == 400
     assert events(tmp_path) == []
+
+
+def test_the_key_is_looked_up_once_on_first_use(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str | None] = []
+
+    def counted(configured: str | None, database_url: str, engine: Any = None) -> str:
+        calls.append(configured)
+        return unsubscribe_secret(configured, database_url, engine)
+
+    monkeypatch.setattr(unsubscribe, "unsubscribe_secret", counted)
+    settings = settings_for(tmp_path, secret=None)
+    client = TestClient(create_app(settings))
+    assert calls == [] and not (tmp_path / "state.db").exists()  # nothing at start-up
+    token = make_token("jane@example.com", unsubscribe_secret(None, settings.database_url))
+    for _ in range(3):
+        assert client.get(f"/unsubscribe?token={token}").status_code == 200
+        assert client.post(f"/unsubscribe?token={token}").status_code == 200
+    assert calls == [None]
+
+
+def test_a_configured_secret_needs_no_database(tmp_path: Path) -> None:
+    client = make_client(tmp_path)
+    assert client.post(path_for("jane@example.com"), headers=ONE_CLICK).status_code == 200
+    assert not (tmp_path / "state.db").exists()
+    # And a key the store holds is not accepted in its place.
+    stored_key = unsubscribe_secret(None, settings_for(tmp_path).database_url)
+    token = make_token("jane@example.com", stored_key)
+    assert client.post(f"/unsubscribe?token={token}").status_code == 400
+
+
+def test_an_unreachable_store_is_503_until_it_is_back(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("the database's folder cannot be made here")
+    database_url = f"sqlite:///{blocker / 'state.db'}"
+    settings = Settings.of(
+        home=tmp_path, inbox_url=str(tmp_path / "inbox"), database_url=database_url
+    )
+    client = TestClient(create_app(settings))
+    path = "/unsubscribe?token=" + make_token("jane@example.com", "whatever")
+    for method in ("GET", "POST"):
+        response = client.request(method, path)
+        assert response.status_code == 503
+        assert "try again" in response.text
+    assert events(tmp_path) == []
+    # A failed lookup is not remembered: once the store is back, links work.
+    blocker.unlink()
+    token = make_token("jane@example.com", unsubscribe_secret(None, database_url))
+    assert client.post(f"/unsubscribe?token={token}").status_code == 200
+    assert len(events(tmp_path)) == 1
 
 
 def test_storage_failure_is_reported(tmp_path: Path) -> None:

@@ -96,12 +96,16 @@ class SqlDatabase:
 
     def _add_missing_columns(self) -> None:
         """Columns added to a table since a database was created (an older release's
-        store): each new column has a server default, so adding it is all it takes."""
+        store): each new column has a server default, so adding it is all it takes. A
+        column an older release kept shorter (VARCHAR(n), now TEXT) is widened, on
+        PostgreSQL; SQLite never enforced the length."""
         inspector = sa.inspect(self.engine)
         for table in metadata.sorted_tables:
-            present = {column["name"] for column in inspector.get_columns(table.name)}
+            existing = {column["name"]: column for column in inspector.get_columns(table.name)}
+            present = set(existing)
             for column in table.columns:
                 if column.name in present:
+                    self._widen(table.name, column, existing[column.name]["type"])
                     continue
                 with self.engine.begin() as conn:
                     ddl = sa.schema.CreateColumn(column).compile(dialect=conn.dialect)
@@ -113,6 +117,17 @@ class SqlDatabase:
                             c["name"] for c in sa.inspect(self.engine).get_columns(table.name)
                         }:
                             raise
+
+    def _widen(self, table: str, column: sa.Column[Any], found: Any) -> None:
+        if self.engine.dialect.name != "postgresql":
+            return
+        if not (isinstance(column.type, sa.Text) and isinstance(found, sa.String)):
+            return
+        if isinstance(found, sa.Text) or found.length is None:
+            return
+        with self.engine.begin() as conn:
+            # Widening VARCHAR to TEXT keeps every value and needs no table rewrite.
+            conn.execute(sa.text(f'ALTER TABLE {table} ALTER COLUMN "{column.name}" TYPE text'))
 
     def dispose(self) -> None:
         self.engine.dispose()

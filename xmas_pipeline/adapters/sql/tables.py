@@ -36,7 +36,8 @@ sequences = sa.Table(
     sa.Column("contact_key", sa.String(320), primary_key=True),
     sa.Column("email", sa.String(320), nullable=False),
     sa.Column("first_name", sa.String(200), nullable=False, default=""),
-    sa.Column("business_name", sa.String(200), nullable=False, default=""),
+    # Unbounded: the signup caps a business name only by the intake's body limit.
+    sa.Column("business_name", sa.Text, nullable=False, default=""),
     sa.Column("assessment_score", sa.Integer, nullable=False, default=0),
     sa.Column("red_systems", sa.Integer, nullable=False, default=0),
     sa.Column("orange_systems", sa.Integer, nullable=False, default=0),

@@ -1,0 +1,57 @@
+"""`GET /health`: the original tool's health answer, with what this deployment has set up.
+
+Only booleans say which integrations are configured: never a secret, nor a URL that could
+hold one (a chat webhook URL is itself a credential).
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from xmas_pipeline.settings import Settings
+
+PATH = "/health"
+DISTRIBUTION = "xmas_pipeline"
+
+
+def package_version() -> str:
+    # From the installed metadata: the intake may not import the top-level package.
+    try:
+        return version(DISTRIBUTION)
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
+# Each integration the answer names, and the setting whose presence turns it on.
+INTEGRATIONS = {
+    "notion": "notion_token",
+    "resend": "resend_api_key",
+    "calcom_webhook_signing": "calcom_webhook_secret",
+    "calcom_api_polling": "calcom_api_key",
+    "resend_webhook_signing": "resend_webhook_secret",
+    "signup_token": "signup_token",
+    "alert_webhook": "alert_webhook_url",
+}
+
+
+def integrations(settings: Settings) -> dict[str, bool]:
+    """Which integrations are configured, by name."""
+    return {name: bool(settings.reveal(field)) for name, field in INTEGRATIONS.items()}
+
+
+class HealthEndpoint:
+    def __init__(self, settings: Settings, campaign_name: str) -> None:
+        # Fixed for the life of the process: computed once.
+        self.answer: dict[str, Any] = {
+            "status": "healthy",
+            "campaign": campaign_name,
+            "version": package_version(),
+            "integrations": integrations(settings),
+        }
+
+    async def get(self, request: Request) -> Response:
+        return JSONResponse(self.answer)
