@@ -46,7 +46,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check xmas_pipeline xmas_pipeline_tests bench
 
 bench: $(STAMP)
-	for b in bench/bench_*.py; do $(BIN)/python $$b || exit 1; done
+	for b in bench/bench_*.py; do PYTHONPATH=$(CURDIR) $(BIN)/python $$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

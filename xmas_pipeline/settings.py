@@ -93,6 +93,10 @@ class Settings(BaseSettings):
     campaign_file: str | None = _env("XMAS_CAMPAIGN_FILE")
     testing_mode: bool = _env("XMAS_TESTING_MODE", False)
     from_email: str = _env("XMAS_FROM_EMAIL", "BusOS <hello@example.com>")
+    reply_to: str | None = _env("XMAS_REPLY_TO")
+    # Bulk-mail law asks for the sender's postal address in every email (required with
+    # Resend on: a send run refuses to start without it).
+    postal_address: str | None = _env("XMAS_POSTAL_ADDRESS")
     public_url: str | None = _env("XMAS_PUBLIC_URL")
     unsubscribe_secret: SecretStr | None = _env("XMAS_UNSUBSCRIBE_SECRET")
     sensor_interval_seconds: int = _env("XMAS_SENSOR_INTERVAL_SECONDS", 30, ge=1)
@@ -154,10 +158,17 @@ class Settings(BaseSettings):
         finally:
             _ENVIRONMENT.reset(token)
 
-    @field_validator("from_email")
+    @field_validator("from_email", "reply_to")
     @classmethod
-    def _from_email(cls, value: str) -> str:
-        return check_from_email(value)
+    def _address(cls, value: str | None) -> str | None:
+        return check_from_email(value) if value is not None else None
+
+    @field_validator("postal_address")
+    @classmethod
+    def _postal(cls, value: str | None) -> str | None:
+        if value is not None and re.search(r"[\x00-\x1f\x7f]", value):
+            raise ValueError("must be one line (separate the parts with commas)")
+        return value
 
     @field_validator("public_url")
     @classmethod

@@ -33,6 +33,8 @@ def build_mime(email: OutgoingEmail) -> EmailMessage:
     message["From"] = email.from_email
     message["To"] = email.to
     message["Subject"] = email.subject
+    if email.reply_to:
+        message["Reply-To"] = email.reply_to
     message["Date"] = formatdate(usegmt=True)
     message["Message-ID"] = make_msgid(domain="xmas-pipeline.local")
     message["X-Message-Id"] = email.message_id

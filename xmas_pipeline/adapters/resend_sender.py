@@ -354,6 +354,8 @@ def to_params(email: OutgoingEmail) -> dict[str, Any]:
         params["text"] = email.text
     if email.headers:
         params["headers"] = dict(email.headers)
+    if email.reply_to:
+        params["reply_to"] = [email.reply_to]
     tags = resend_tags(email.tags)
     if tags:
         params["tags"] = tags
@@ -393,7 +395,11 @@ def local_problem(email: OutgoingEmail) -> str:
     """
     if not email.to.strip():
         return "no recipient address"
-    for text, what in ((email.to, "recipient"), (email.from_email, "sender")):
+    for text, what in (
+        (email.to, "recipient"),
+        (email.from_email, "sender"),
+        (email.reply_to, "reply-to"),
+    ):
         if "\r" in text or "\n" in text:
             return f"the {what} address contains a line break"
     if "\r" in email.subject or "\n" in email.subject:

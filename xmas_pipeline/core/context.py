@@ -15,7 +15,10 @@ from xmas_pipeline.core.sequence_frame import NUMBER_FIELDS, SIGNUP_FIELDS
 
 
 def nurture_context(
-    fields: Mapping[str, Any], campaign: Campaign, unsubscribe_url: str = ""
+    fields: Mapping[str, Any],
+    campaign: Campaign,
+    unsubscribe_url: str = "",
+    postal_address: str = "",
 ) -> dict[str, Any]:
     """Every signup field plus the derived values the emails talk about.
 
@@ -46,6 +49,7 @@ def nurture_context(
         sender_name=campaign.sender_name,
         booking_url=campaign.booking_url,
         unsubscribe_url=unsubscribe_url,
+        postal_address=postal_address,
     )
     return ctx
 
@@ -77,9 +81,10 @@ def reminder_context(
     meeting_url: str,
     booking_uid: str,
     unsubscribe_url: str = "",
+    postal_address: str = "",
 ) -> dict[str, Any]:
     """Nurture variables (from the signup when there was one) plus the meeting's details."""
-    ctx = nurture_context(contact, campaign, unsubscribe_url)
+    ctx = nurture_context(contact, campaign, unsubscribe_url, postal_address)
     ctx.update(meeting_times(start, time_zone))
     ctx.update(meeting_url=meeting_url or campaign.booking_url, booking_uid=booking_uid)
     return ctx
@@ -100,11 +105,14 @@ def _missing(value: Any) -> bool:
 
 
 def message_context(
-    row: Mapping[str, Any], campaign: Campaign, unsubscribe_url: str = ""
+    row: Mapping[str, Any],
+    campaign: Campaign,
+    unsubscribe_url: str = "",
+    postal_address: str = "",
 ) -> dict[str, Any]:
     """The template variables for one send-plan row, nurture or reminder."""
     if row.get("kind") != "reminder":
-        return nurture_context(row, campaign, unsubscribe_url)
+        return nurture_context(row, campaign, unsubscribe_url, postal_address)
     start = pd.Timestamp(row["meeting_start"])
     if pd.isna(start):
         raise ValueError("the reminder has no meeting time")
@@ -116,4 +124,5 @@ def message_context(
         meeting_url=str(row.get("meeting_url") or ""),
         booking_uid=str(row["booking_uid"]),
         unsubscribe_url=unsubscribe_url,
+        postal_address=postal_address,
     )

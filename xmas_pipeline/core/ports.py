@@ -171,6 +171,7 @@ class OutgoingEmail:
     text: str
     tags: dict[str, str] = field(default_factory=dict)  # campaign, step, segment
     headers: dict[str, str] = field(default_factory=dict)  # List-Unsubscribe, ...
+    reply_to: str = ""  # where replies go, when not the sender (XMAS_REPLY_TO)
 
 
 @dataclass(frozen=True)
@@ -235,16 +236,21 @@ class SendJournal(Protocol):
     `begin` claims each message of a batch (its idempotency key) and records the batch in
     one step: a message claimed by another run's open batch, or already sent, is left out,
     so two send runs that overlap never send one message in two different batches.
-    `finish` settles a batch (statuses written) and frees its claims. Batches still open
-    are what a crash left behind: the next run sends them again exactly as they were, so
-    the provider recognises their idempotency keys.
+    `finish` settles a batch (statuses written) and frees its claims. A batch still open
+    whose holder has ended is what a crash left behind: a later run `adopt`s it (only one
+    run can) and sends it again exactly as it was, so the provider recognises its
+    idempotency keys. A batch whose holder is still running is that run's to settle.
     """
+
+    holder: str
 
     def begin(self, campaign: Campaign, chunk: Chunk) -> Claim: ...
 
     def finish(self, entry: JournalEntry) -> None: ...
 
     def pending(self, campaign: Campaign) -> list[JournalEntry]: ...
+
+    def adopt(self, entry: JournalEntry) -> JournalEntry | None: ...
 
 
 @runtime_checkable

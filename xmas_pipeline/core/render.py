@@ -1,9 +1,11 @@
 """Template rendering with Jinja2: strict about variables, HTML-escaped by default.
 
-A template has a subject and an HTML body. Shipped templates are files in
-`xmas_pipeline/templates/`, `<name>.html.j2`, with the subject in a front-matter line::
+A template has a subject, a preheader and an HTML body. Shipped templates are files in
+`xmas_pipeline/templates/`, `<name>.html.j2`, with the subject and the preheader (the line
+mail apps show after the subject; hidden in the email itself) in front-matter lines::
 
     subject: Your results are in, {{ name }}
+    preheader: Three systems to look at before December
     ---
     <p>Hi {{ name }}, ...</p>
 
@@ -36,6 +38,7 @@ class TemplateSource:
     subject: str
     html: str
     origin: str = "builtin"  # "builtin" | "notion" | a file path
+    preheader: str = ""
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,7 @@ class RenderedEmail:
     subject: str
     html: str
     text: str
+    preheader: str = ""
 
 
 class TemplateError(ValueError):
@@ -61,7 +65,13 @@ def parse_template_file(name: str, raw: str, origin: str) -> TemplateSource:
             fields[key.strip().lower()] = value.strip()
     if not fields.get("subject"):
         raise TemplateError(f"{origin}: the front matter has no subject")
-    return TemplateSource(name=name, subject=fields["subject"], html=body, origin=origin)
+    return TemplateSource(
+        name=name,
+        subject=fields["subject"],
+        html=body,
+        origin=origin,
+        preheader=fields.get("preheader", ""),
+    )
 
 
 def load_template_dir(folder: Path = BUILTIN_TEMPLATE_DIR) -> dict[str, TemplateSource]:
@@ -109,7 +119,7 @@ class Renderer:
     def _compile(self, env: jinja2.Environment, source: TemplateSource, part: str) -> Any:
         key = (source.name, part)
         if key not in self._compiled:
-            text = source.subject if part == "subject" else source.html
+            text = {"subject": source.subject, "preheader": source.preheader}.get(part, source.html)
             try:
                 self._compiled[key] = env.from_string(text)
             except jinja2.TemplateSyntaxError as exc:
@@ -122,6 +132,7 @@ class Renderer:
         source = resolve(self.templates, base, segment)
         try:
             subject = self._compile(self._text_env, source, "subject").render(context)
+            preheader = self._compile(self._text_env, source, "preheader").render(context)
             body = self._compile(self._html_env, source, "html").render(context)
         except jinja2.UndefinedError as exc:
             raise TemplateError(f"{source.name}: {exc.message}") from exc
@@ -129,23 +140,61 @@ class Renderer:
             raise TemplateError(f"{source.name}: {exc}") from exc
         # A subject is one header line: fold anything that could start a new header.
         subject = _HEADER_BREAK.sub(" ", subject).strip()
+        preheader = _HEADER_BREAK.sub(" ", preheader).strip()
         return RenderedEmail(
-            template=source.name, subject=subject, html=body, text=html_to_text(body)
+            template=source.name,
+            subject=subject,
+            html=with_preheader(body, preheader),
+            text=html_to_text(body),  # the plain part reads the body, not the hidden line
+            preheader=preheader,
         )
 
     def check(self, bases: Iterable[str], contexts: Mapping[str, Mapping[str, Any]]) -> list[str]:
-        """Render every base template for every segment's sample context; list problems."""
+        """Render every base template for every segment's sample context; list problems:
+        a template that cannot render, and one that lacks what every bulk email needs
+        (a preheader, the one-click unsubscribe link, the sender's postal address)."""
         problems: list[str] = []
         for base in bases:
             for segment in ALL_SEGMENTS:
+                context = contexts[segment]
                 try:
-                    rendered = self.render(base, segment, contexts[segment])
+                    rendered = self.render(base, segment, context)
                 except TemplateError as exc:
                     problems.append(f"{base} [{segment}]: {exc}")
                     continue
+                where = f"{base} [{segment}]"
                 if "{{" in rendered.html or "{%" in rendered.html or "{{" in rendered.subject:
-                    problems.append(f"{base} [{segment}]: unrendered template markup in output")
+                    problems.append(f"{where}: unrendered template markup in output")
+                if not rendered.preheader:
+                    problems.append(f"{where}: no preheader")
+                for name, what in (
+                    ("unsubscribe_url", "the unsubscribe link"),
+                    ("postal_address", "the sender's postal address"),
+                ):
+                    value = str(context.get(name) or "")
+                    if value and html_lib.escape(value) not in rendered.html:
+                        problems.append(f"{where}: {what} is not in the email")
         return problems
+
+
+_BODY_OPEN = re.compile(r"<body\b[^>]*>", re.IGNORECASE)
+# Filler after the preheader, so mail apps show no body text after it in the preview line.
+_PREHEADER_FILLER = "&#847;&zwnj;&nbsp;" * 40
+
+
+def with_preheader(body: str, preheader: str) -> str:
+    """The body with the preheader as its first, hidden element (the escaped text)."""
+    if not preheader:
+        return body
+    hidden = (
+        '<div style="display:none;font-size:1px;line-height:1px;max-height:0;max-width:0;'
+        'opacity:0;overflow:hidden;mso-hide:all;">'
+        f"{html_lib.escape(preheader)}{_PREHEADER_FILLER}</div>"
+    )
+    match = _BODY_OPEN.search(body)
+    if match is None:
+        return hidden + body
+    return body[: match.end()] + hidden + body[match.end() :]
 
 
 _TAG = re.compile(r"<[^>]+>")

@@ -21,8 +21,9 @@ SAMPLE_TIME_ZONE = "America/Toronto"
 SAMPLE_MEETING_URL = "https://app.cal.com/video/sample-booking"
 SAMPLE_BOOKING_UID = "sample-booking"
 SAMPLE_UNSUBSCRIBE_URL = "https://example.com/unsubscribe?token=preview"
+SAMPLE_POSTAL_ADDRESS = "BusOS, 100 Sample Street, Toronto ON M5V 2T6, Canada"
 # Besides the signup fields, a preview may override these presentation-only values.
-EXTRA_OVERRIDES: tuple[str, ...] = ("unsubscribe_url", "time_zone", "meeting_url")
+EXTRA_OVERRIDES: tuple[str, ...] = ("unsubscribe_url", "postal_address", "time_zone", "meeting_url")
 
 _COUNTS = {
     Segment.CRITICAL: (3, 2, 2, 1),
@@ -82,8 +83,9 @@ def sample_context(
     # The sample is for this segment, whatever overridden counts would classify as.
     fields["segment"] = segment.value
     unsubscribe_url = str(extra.get("unsubscribe_url", SAMPLE_UNSUBSCRIBE_URL))
+    postal_address = str(extra.get("postal_address", SAMPLE_POSTAL_ADDRESS))
     if not is_reminder(base):
-        return nurture_context(fields, campaign, unsubscribe_url)
+        return nurture_context(fields, campaign, unsubscribe_url, postal_address)
     return reminder_context(
         fields,
         campaign,
@@ -92,4 +94,5 @@ def sample_context(
         meeting_url=str(extra.get("meeting_url", SAMPLE_MEETING_URL)),
         booking_uid=SAMPLE_BOOKING_UID,
         unsubscribe_url=unsubscribe_url,
+        postal_address=postal_address,
     )

@@ -11,8 +11,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import ipaddress
 import re
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 # Domain separation: the same secret could sign other things later without collisions.
 _PURPOSE = b"xmas-pipeline/unsubscribe/v1\n"
@@ -67,3 +68,26 @@ def unsubscribe_url(public_url: str, email: str, secret: str) -> str:
     """The link (and List-Unsubscribe target) for one contact."""
     query = urlencode({"token": make_token(email, secret)})
     return f"{public_url.rstrip('/')}/unsubscribe?{query}"
+
+
+def is_loopback(host: str) -> bool:
+    """localhost, 127.0.0.0/8 or ::1: this machine only."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def public_url_problem(url: str | None) -> str:
+    """Why unsubscribe links on `url` would not work for real readers ("" when they do):
+    it must be the intake's https address; a loopback http address is allowed for tests."""
+    if not url:
+        return "XMAS_PUBLIC_URL is not set"
+    parts = urlsplit(url)
+    if parts.scheme == "https" and parts.hostname:
+        return ""
+    if parts.scheme == "http" and parts.hostname and is_loopback(parts.hostname):
+        return ""
+    return f"XMAS_PUBLIC_URL is not an https address ({parts.scheme}://{parts.hostname or ''})"

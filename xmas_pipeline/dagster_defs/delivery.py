@@ -11,15 +11,24 @@ from xmas_pipeline.core.campaign import Campaign
 from xmas_pipeline.core.due import due_in_range, stuck_after
 from xmas_pipeline.core.exit_rules import SEND
 from xmas_pipeline.core.segments import ALL_SEGMENTS
+from xmas_pipeline.core.send_plan import plan_due
+from xmas_pipeline.core.upcoming import upcoming_from_state
+from xmas_pipeline.dagster_defs.executor import run_is_live
 from xmas_pipeline.dagster_defs.jobs import SEND_POOL
-from xmas_pipeline.dagster_defs.metadata import counts, in_group, md_table, reasons_table
+from xmas_pipeline.dagster_defs.metadata import (
+    counts,
+    frame_table,
+    in_group,
+    md_table,
+    reasons_table,
+)
 from xmas_pipeline.dagster_defs.resources import (
     CampaignResource,
     EmailSenderResource,
     StateStoreResource,
 )
 from xmas_pipeline.services.forced_sends import forced_backfill_plan
-from xmas_pipeline.services.planning import booking_hold, due_plan
+from xmas_pipeline.services.planning import booking_hold, due_plan, load_state
 from xmas_pipeline.services.sending import DeliveryReport
 from xmas_pipeline.settings import Settings
 
@@ -43,7 +52,8 @@ def definitions(
         description=(
             "Every message due now and not yet sent: for each contact, the earliest unsent "
             "step whose time has come (at most one nurture email per person per run), with "
-            "the exit rules applied (booked, unsubscribed, bounced, paused)."
+            "the exit rules applied (booked, unsubscribed, bounced, paused); and what falls "
+            "due in the next 7 days, per day and step."
         ),
         check_specs=[
             dg.AssetCheckSpec(
@@ -61,7 +71,9 @@ def definitions(
         camp = campaign_config.campaign
         backend = store.prepared(camp)
         now = datetime.now(UTC)
-        plan, sequences = due_plan(backend, camp, now)
+        # Read once: the plan and the 7-day forecast come from the same state.
+        state = load_state(backend, camp)
+        plan, sequences = plan_due(state, camp, now)
         to_send = plan[plan["action"] == SEND]
         limit = stuck_after(camp)
         stuck = to_send[to_send["due_at"] < pd.Timestamp(now - limit)]
@@ -88,6 +100,7 @@ def definitions(
                 "completed sequences": int(sequences["completed"].sum()) if len(sequences) else 0,
                 "due by step": dg.MetadataValue.json(counts(to_send["step_id"])),
                 "due by segment": dg.MetadataValue.json(counts(to_send["segment"])),
+                "next 7 days": frame_table(upcoming_from_state(state, camp, now)),
                 "evaluated at": now.isoformat(timespec="seconds"),
             },
         )
@@ -135,6 +148,9 @@ def definitions(
             # Reminders: the booking is read again just before sending (cancelled? moved?).
             hold=booking_hold(backend, camp),
             journal=store.journal(context.run_id),
+            # An open batch of a run still going is that run's; one of a run that ended
+            # (marked failed by the watchdog if it died) is replayed here.
+            holder_alive=lambda run_id: run_is_live(context.instance, run_id),
         )
         metadata = delivery_metadata(report, sender.backend, config.force)
         if report.stopped:
@@ -152,6 +168,7 @@ def delivery_metadata(report: DeliveryReport, backend: str, forced: bool) -> dic
         "failed": len(report.failed),
         "retry next run": len(report.retry),
         "skipped": len(report.skipped),
+        "in another run's hands": len(report.elsewhere),
         "sent by step": dg.MetadataValue.json(report.counts_by_step()),
         "sender": backend,
         "forced": forced,

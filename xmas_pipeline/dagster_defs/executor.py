@@ -28,6 +28,25 @@ def beat(instance: dg.DagsterInstance, run_id: str) -> None:
     instance.add_run_tags(run_id, {HEARTBEAT_TAG: f"{time.time():.3f}"})
 
 
+# A run in one of these may still be sending; a run that died stays STARTED until the
+# watchdog (or Dagster's run monitoring) marks it failed.
+LIVE_STATUSES = frozenset(
+    {
+        dg.DagsterRunStatus.QUEUED,
+        dg.DagsterRunStatus.NOT_STARTED,
+        dg.DagsterRunStatus.STARTING,
+        dg.DagsterRunStatus.STARTED,
+        dg.DagsterRunStatus.CANCELING,
+    }
+)
+
+
+def run_is_live(instance: dg.DagsterInstance, run_id: str) -> bool:
+    """Whether the run `run_id` has not ended (False for a run the instance never had)."""
+    run = instance.get_run_by_id(run_id) if run_id else None
+    return run is not None and run.status in LIVE_STATUSES
+
+
 class HeartbeatExecutor(dg.Executor):
     """Runs another executor's steps while a thread keeps the run's heartbeat fresh."""
 

@@ -6,6 +6,7 @@ import dagster as dg
 
 from xmas_pipeline.core.campaign import Campaign
 from xmas_pipeline.core.funnel import COUNT_COLUMNS, Funnel, compute_funnel, events_from_status
+from xmas_pipeline.dagster_defs.charts import funnel_charts_metadata
 from xmas_pipeline.dagster_defs.metadata import in_group, md_table
 from xmas_pipeline.dagster_defs.resources import CampaignResource, StateStoreResource
 from xmas_pipeline.settings import Settings
@@ -54,7 +55,8 @@ def definitions(
             "The campaign funnel: per segment and step, how many emails were sent, "
             "delivered, opened, clicked, bounced, and how many people unsubscribed or "
             "booked a call after them; booking conversion per segment. Counted from the "
-            "send log, the Resend events and the contacts' booking status."
+            "send log, the Resend events and the contacts' booking status. Charts: the "
+            "funnel per segment, and emails sent per day by step."
         ),
     )
     def funnel(
@@ -71,6 +73,7 @@ def definitions(
         context.log.info(
             f"{totals['sent']} sent, {totals['opened']} opened, {totals['booked']} booked"
         )
-        return dg.MaterializeResult(metadata=funnel_metadata(result))
+        metadata = {**funnel_metadata(result), **funnel_charts_metadata(result, sent)}
+        return dg.MaterializeResult(metadata=metadata)
 
     return dg.Definitions(assets=[funnel])

@@ -5,6 +5,7 @@ shows the variable's name, never its value.
 """
 
 from collections.abc import Mapping
+from dataclasses import replace
 from functools import cached_property
 from typing import Any
 
@@ -20,12 +21,13 @@ from xmas_pipeline.adapters.outbox import OutboxSender
 from xmas_pipeline.adapters.resend_sender import ResendSender
 from xmas_pipeline.adapters.sql.alerts import SqlAlertLedger
 from xmas_pipeline.adapters.sql.journal import SqlSendJournal
+from xmas_pipeline.adapters.sql.secrets import unsubscribe_secret
 from xmas_pipeline.adapters.sql.store import SqlStore
 from xmas_pipeline.core.campaign import Campaign, load_campaign
 from xmas_pipeline.core.context import message_context
 from xmas_pipeline.core.ports import AlertLedger, EmailSender, SendJournal, StateStore
 from xmas_pipeline.core.render import Renderer, TemplateSource, load_template_dir
-from xmas_pipeline.core.unsubscribe import unsubscribe_url
+from xmas_pipeline.core.unsubscribe import public_url_problem, unsubscribe_url
 from xmas_pipeline.services.sending import DeliveryReport, Envelope, deliver
 from xmas_pipeline.settings import Settings
 
@@ -128,19 +130,35 @@ class StateStoreResource(dg.ConfigurableResource):
         templates = load_template_dir()
         store = self.get()
         if isinstance(store, NotionStore) and self.notion_templates_db_id:
-            templates.update(load_notion_templates(store, self.notion_templates_db_id))
+            for name, source in load_notion_templates(store, self.notion_templates_db_id).items():
+                # Notion keeps no preheader: a template edited there keeps the shipped one.
+                shipped = templates.get(name) or templates.get(name.split(".", 1)[0])
+                if not source.preheader and shipped is not None:
+                    source = replace(source, preheader=shipped.preheader)
+                templates[name] = source
         return templates
 
 
 class EmailSenderResource(dg.ConfigurableResource):
-    """The outbox folder by default; Resend when an API key is configured."""
+    """The outbox folder by default; Resend when an API key is configured.
+
+    Every email carries a working one-click unsubscribe link: on `public_url`
+    (XMAS_PUBLIC_URL), else the intake's own local address, signed with the configured
+    key or the one this deployment generated and keeps in the store.
+    """
 
     outbox_dir: str
     from_email: str
+    database_url: str  # where a generated unsubscribe key is kept
+    local_url: str  # the intake's own address, when no public URL is set
     resend_api_key: str | None = None
     resend_api_url: str | None = None
     public_url: str | None = None
     unsubscribe_secret: str | None = None
+    reply_to: str | None = None
+    postal_address: str | None = None
+
+    _secret: str | None = PrivateAttr(default=None)
 
     @property
     def backend(self) -> str:
@@ -151,16 +169,38 @@ class EmailSenderResource(dg.ConfigurableResource):
             return OutboxSender(self.outbox_dir)
         return ResendSender(api_key=self.resend_api_key, base_url=self.resend_api_url)
 
-    def unsubscribe_link(self, email: str) -> str | None:
-        if not (self.public_url and self.unsubscribe_secret):
-            return None
-        return unsubscribe_url(self.public_url, email, self.unsubscribe_secret)
+    def signing_key(self) -> str:
+        if self._secret is None:
+            self._secret = unsubscribe_secret(self.unsubscribe_secret, self.database_url)
+        return self._secret
+
+    def unsubscribe_link(self, email: str) -> str:
+        return unsubscribe_url(self.public_url or self.local_url, email, self.signing_key())
 
     def envelope(self) -> Envelope:
         return Envelope(
             from_email=self.from_email,
-            unsubscribe_url=self.unsubscribe_link if self.public_url else None,
+            unsubscribe_url=self.unsubscribe_link,
+            reply_to=self.reply_to or "",
         )
+
+    def problem(self) -> str:
+        """Why this sender must not send bulk mail now ("" when it may)."""
+        if self.backend != "resend":
+            return ""  # the outbox sends nothing to anyone
+        url = public_url_problem(self.public_url)
+        if url:
+            return (
+                f"{url}: with Resend on, every email needs a working one-click unsubscribe "
+                "link. Set XMAS_PUBLIC_URL to the intake's https address (a loopback http "
+                "address is allowed for local tests)."
+            )
+        if not self.postal_address:
+            return (
+                "XMAS_POSTAL_ADDRESS is not set: with Resend on, every email must carry the "
+                "sender's postal address."
+            )
+        return ""
 
     def deliver(
         self,
@@ -171,7 +211,12 @@ class EmailSenderResource(dg.ConfigurableResource):
         **options: Any,
     ) -> DeliveryReport:
         """The send path (`services.sending.deliver`) with this sender, its envelope and
-        unsubscribe links; `options` go to `deliver` (suffix, hold, journal, now)."""
+        unsubscribe links; `options` go to `deliver` (suffix, hold, journal, now). Refuses,
+        before anything is sent, when the sender is not fit for bulk mail (`problem`)."""
+        problem = self.problem()
+        if problem:
+            raise dg.Failure(description=f"Nothing sent: {problem}")
+        postal = self.postal_address or ""
         return deliver(
             store=store,
             sender=self.get(),
@@ -179,7 +224,7 @@ class EmailSenderResource(dg.ConfigurableResource):
             campaign=campaign,
             plan=plan,
             context_for=lambda row: message_context(
-                row, campaign, self.unsubscribe_link(row["email"]) or ""
+                row, campaign, self.unsubscribe_link(row["email"]), postal
             ),
             envelope=self.envelope(),
             **options,
@@ -240,7 +285,11 @@ def definitions(
             resend_api_key=from_settings(settings, "resend_api_key"),
             resend_api_url=settings.resend_api_url,
             public_url=settings.public_url,
+            local_url=settings.intake_public_url,
+            database_url=settings.database_url,
             unsubscribe_secret=from_settings(settings, "unsubscribe_secret"),
+            reply_to=settings.reply_to,
+            postal_address=settings.postal_address,
         ),
     }
     if settings.calcom_api_key is not None:

@@ -62,6 +62,7 @@ class DeliveryReport:
                 ("failed", self.failed),
                 ("retry", self.retry),
                 ("skipped", self.skipped),
+                ("elsewhere", self.elsewhere),
             )
             for item in items
         ]
@@ -85,6 +86,7 @@ def template_for(campaign: Campaign, kind: str, step_number: int) -> str:
 class Envelope:
     from_email: str
     unsubscribe_url: Callable[[str], str] | None = None  # email -> one-click URL
+    reply_to: str = ""
 
     def headers(self, email: str) -> dict[str, str]:
         if self.unsubscribe_url is None:
@@ -110,10 +112,13 @@ def deliver(
     batch_size: int = 100,
     hold: HoldCheck | None = None,
     journal: SendJournal | None = None,
+    holder_alive: Callable[[str], bool] = lambda _holder: False,
 ) -> DeliveryReport:
     """Act on every row of `plan` (columns of `core.due.DUE_COLUMNS`).
 
     `idempotency_suffix` is set for a forced re-send: a fresh key per run, recorded.
+    `holder_alive` says whether the run that wrote an open journal batch is still running:
+    such a batch is left to it; the open batches of ended runs are replayed first.
     """
     now = now or datetime.now(UTC)
     report = DeliveryReport(due=len(plan))
@@ -121,7 +126,12 @@ def deliver(
     if journal is not None:
         # Batches a previous run may have had accepted without recording: sent again
         # verbatim first, so the provider deduplicates them by their original keys.
-        for entry in journal.pending(campaign):
+        for open_entry in journal.pending(campaign):
+            if open_entry.holder != journal.holder and holder_alive(open_entry.holder):
+                continue  # another run is sending it now: its claims keep us off
+            entry = journal.adopt(open_entry)
+            if entry is None:
+                continue  # settled meanwhile, or another run adopted it
             replayed.update(row["message_id"] for row, _ in entry.chunk)
             if not _send_chunk(
                 store, sender, campaign, entry.chunk, [], now, report, journal, entry
@@ -229,6 +239,7 @@ def _build(
         text=rendered.text,
         tags={"campaign": campaign.slug, "step": row["step_id"], "segment": row["segment"]},
         headers=envelope.headers(row["email"]),
+        reply_to=envelope.reply_to,
     )
 
 

@@ -367,3 +367,66 @@ def test_preview_rejects_bad_input(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         render_preview(campaign=campaign, **kwargs)
+
+
+# ---------------------------------------------------------------- what every bulk email carries
+
+POSTAL = "BusOS Ltd, 1 King St W, Toronto ON M5H 1A1"
+
+
+@pytest.mark.parametrize("base", NURTURE + REMINDERS)
+def test_every_email_opens_with_its_hidden_preheader(
+    campaign: Campaign, renderer: Renderer, templates: dict[str, TemplateSource], base: str
+) -> None:
+    assert templates[base].preheader, f"{base} has no preheader line"
+    email = renderer.render(base, "CRITICAL", context_for(campaign, base, "CRITICAL"))
+    assert email.preheader and "{{" not in email.preheader
+    # First thing in the body, hidden: mail apps show it after the subject.
+    after_body = email.html.split("<body", 1)[1].split(">", 1)[1].lstrip()
+    assert after_body.startswith('<div style="display:none;')
+    assert email.preheader.split(",")[0] in after_body[:400]
+    assert email.preheader not in email.text  # the plain part reads the body only
+
+
+def test_a_preheader_variable_is_escaped(templates: dict[str, TemplateSource]) -> None:
+    source = TemplateSource(
+        name="email-3",
+        subject="Hi",
+        preheader="For {{ name }}",
+        html="<!DOCTYPE html><html><body><p>Hi {{ name }},</p></body></html>",
+    )
+    email = Renderer({"email-3": source}).render("email-3", "URGENT", {"name": "<b>Jo</b>\nX"})
+    assert "<b>Jo</b>" not in email.html
+    assert "For &lt;b&gt;Jo&lt;/b&gt; X" in email.html  # escaped, one line
+
+
+@pytest.mark.parametrize("base", NURTURE + REMINDERS)
+def test_the_postal_address_is_in_every_footer_when_set(
+    campaign: Campaign, renderer: Renderer, base: str
+) -> None:
+    for postal in (POSTAL, "<i>Evil</i> & Co"):
+        ctx = {**context_for(campaign, base, "URGENT"), "postal_address": postal}
+        email = renderer.render(base, "URGENT", ctx)
+        escaped = postal.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+        assert escaped in email.html and postal in email.text, base
+        assert "<i>Evil</i>" not in email.html
+    bare = renderer.render(base, "URGENT", context_for(campaign, base, "URGENT"))
+    assert "&middot;" not in bare.html.split("Unsubscribe")[-1], base
+
+
+def test_the_check_wants_a_preheader_an_unsubscribe_link_and_the_address(
+    campaign: Campaign, templates: dict[str, TemplateSource]
+) -> None:
+    contexts = {
+        seg.value: {**nurture_ctx(campaign, seg), "postal_address": POSTAL} for seg in ALL_SEGMENTS
+    }
+    assert Renderer(templates).check(NURTURE, contexts) == []
+    bare = TemplateSource(
+        name="email-3", subject="Hi {{ name }}", html="<p>Hi {{ name }}, no footer here.</p>"
+    )
+    problems = Renderer({**templates, "email-3": bare}).check(["email-3"], contexts)
+    joined = "\n".join(problems)
+    assert len(problems) == 9  # three problems for each of the three segments
+    assert "no preheader" in joined
+    assert "the unsubscribe link is not in the email" in joined
+    assert "the sender's postal address is not in the email" in joined

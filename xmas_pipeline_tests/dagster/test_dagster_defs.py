@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -184,3 +185,48 @@ def _inbox(env: PipelineEnv):  # type: ignore[no-untyped-def]
     from xmas_pipeline.dagster_defs.resources import InboxResource
 
     return InboxResource(root=str(env.settings.inbox_root))
+
+
+def _day_run(instance: dg.DagsterInstance, status: dg.DagsterRunStatus) -> dg.DagsterRun:
+    run = dg.DagsterRun(
+        job_name="ingest_signups",
+        run_id=str(uuid.uuid4()),
+        status=status,
+        tags={"dagster/partition": today()},
+    )
+    instance.add_run(run)
+    return run
+
+
+def test_one_ingestion_run_per_day_at_a_time(env: PipelineEnv) -> None:
+    """A day's run still queued reads new files when it starts: no second run. One under
+    way: the change waits for a tick after it ends, then gets its own run."""
+    sensor = env.defs.resolve_sensor_def("signups_sensor")
+
+    def tick(instance: dg.DagsterInstance, cursor: str | None):  # type: ignore[no-untyped-def]
+        context = dg.build_sensor_context(
+            instance=instance, cursor=cursor, resources={"inbox": _inbox(env)}
+        )
+        return sensor(context), context.cursor
+
+    with dg.instance_for_test() as instance:
+        env.drop_signup(signup("a@x.com"))
+        queued = _day_run(instance, dg.DagsterRunStatus.NOT_STARTED)
+        result, cursor = tick(instance, None)
+        assert isinstance(result, dg.SkipReason)
+        result, cursor = tick(instance, cursor)
+        assert isinstance(result, dg.SkipReason)  # seen: the queued run will read it
+
+        instance.delete_run(queued.run_id)
+        running = _day_run(instance, dg.DagsterRunStatus.STARTED)
+        env.drop_signup(signup("b@x.com"))
+        result, cursor = tick(instance, cursor)
+        assert isinstance(result, dg.SkipReason)  # one is under way
+        result, cursor = tick(instance, cursor)
+        assert isinstance(result, dg.SkipReason)  # still under way: still waiting
+
+        instance.report_run_failed(running, "ended")
+        result, cursor = tick(instance, cursor)
+        assert [r.partition_key for r in result] == [today()]  # b@x.com is not forgotten
+        result, cursor = tick(instance, cursor)
+        assert isinstance(result, dg.SkipReason)

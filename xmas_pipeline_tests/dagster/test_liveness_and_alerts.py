@@ -7,16 +7,23 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
 import pytest
 
-from xmas_pipeline.dagster_defs.executor import HEARTBEAT_TAG
+from xmas_pipeline.adapters.sql.journal import SqlSendJournal
+from xmas_pipeline.dagster_defs.executor import HEARTBEAT_TAG, run_is_live
 from xmas_pipeline.dagster_defs.jobs import SEND_POOL, SEND_TAG
 from xmas_pipeline_tests.fakes.chat_webhook import ChatWebhookServer
-from xmas_pipeline_tests.support.pipeline_env import PipelineEnv, make_env, signup, today
+from xmas_pipeline_tests.support.pipeline_env import (
+    PipelineEnv,
+    make_env,
+    materializations,
+    signup,
+    today,
+)
 
 
 @pytest.fixture
@@ -64,6 +71,69 @@ def test_the_watchdog_fails_a_run_whose_heartbeat_stopped(env: PipelineEnv) -> N
         assert instance.get_run_by_id(alive.run_id).status == dg.DagsterRunStatus.STARTED  # type: ignore[union-attr]
         events = instance.all_logs(dead.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
         assert "no heartbeat for" in (events[0].dagster_event.message or "")  # type: ignore[union-attr]
+
+
+def test_a_batch_of_a_running_send_is_left_to_it_and_replayed_once_the_run_died(
+    env: PipelineEnv,
+) -> None:
+    """A send run's open batch (written, handed to the sender, not settled) belongs to it
+    while it runs: another send run must not replay it. Once the watchdog has marked that
+    run failed, the next send run replays it, and each message is delivered once."""
+    from xmas_pipeline.core.ports import OutgoingEmail
+    from xmas_pipeline.services.planning import due_plan
+
+    for person in ("a@x.com", "b@x.com"):
+        env.drop_signup(signup(person))
+    watchdog = env.defs.resolve_sensor_def("run_watchdog_sensor")
+    with dg.instance_for_test() as instance:
+        assert env.ingest(today(), instance).success
+        store = env.store()
+        due, _ = due_plan(store, env.campaign, datetime.now(UTC))
+        rows = due.to_dict("records")
+        assert len(rows) == 2
+        sending = _started_run(instance, "send_due_emails", heartbeat_age=300, **{SEND_TAG: "1"})
+        journal = SqlSendJournal(store.url, engine=store.engine, holder=sending.run_id)
+        chunk = [
+            (
+                row,
+                OutgoingEmail(
+                    message_id=row["message_id"],
+                    idempotency_key=row["message_id"],
+                    to=row["email"],
+                    from_email="BusOS <hello@example.com>",
+                    subject="Welcome",
+                    html="<p>Welcome</p>",
+                    text="Welcome",
+                ),
+            )
+            for row in rows
+        ]
+        assert journal.begin(env.campaign, chunk).entry is not None
+
+        overlapping = env.send(today(), instance, catch_up=True)
+        meta = materializations(overlapping, "deliveries")[0]
+        assert meta["sent"] == 0 and meta["in another run's hands"] == 2
+        assert env.outbox_files() == []
+
+        watchdog(dg.build_sensor_context(instance=instance))  # the first run is dead
+        assert not run_is_live(instance, sending.run_id)
+        after = env.send(today(), instance, catch_up=True)
+        assert materializations(after, "deliveries")[0]["sent"] == 2
+        assert len(env.outbox_files()) == 2
+        again = env.send(today(), instance, catch_up=True)
+        assert materializations(again, "deliveries")[0]["sent"] == 0
+    assert journal.pending(env.campaign) == []
+    assert len(env.outbox_files()) == 2
+
+
+def test_run_is_live_until_the_run_ends(env: PipelineEnv) -> None:
+    with dg.instance_for_test() as instance:
+        running = _started_run(instance, "send_due_emails", heartbeat_age=1)
+        assert run_is_live(instance, running.run_id)
+        instance.report_run_failed(running, "killed")
+        assert not run_is_live(instance, running.run_id)
+        assert not run_is_live(instance, str(uuid.uuid4()))  # never known: nobody holds it
+        assert not run_is_live(instance, "")
 
 
 def _failure_context(

@@ -21,6 +21,9 @@ def test_a_send_run_follows_each_ingestion_that_started_sequences(env: PipelineE
     sensor = env.defs.resolve_sensor_def("send_after_signups_sensor")
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
     assert sensor.minimum_interval_seconds <= 5
+    # On the default 30 s interval, the inbox is still looked at every 10 s at most.
+    assert env.settings.sensor_interval_seconds == 30
+    assert env.defs.resolve_sensor_def("signups_sensor").minimum_interval_seconds <= 10
     with dg.instance_for_test() as instance:
         context = dg.build_sensor_context(instance=instance)
         assert isinstance(sensor(context), dg.SkipReason)  # the first look starts the clock

@@ -351,6 +351,16 @@ def test_compose_gives_each_process_exactly_its_variables() -> None:
         assert service(name)["environment"]["DAGSTER_HOME"] == dockerfile_env()["DAGSTER_HOME"]
 
 
+def test_compose_requires_exactly_what_production_cannot_run_without() -> None:
+    environment = service("code-server")["environment"]
+    for name in topology.PIPELINE_ENV:
+        value = str(environment[name])
+        if name in topology.REQUIRED_PIPELINE_ENV:
+            assert ":?" in value, f"{name}: compose must refuse to start without it"
+        elif "${" in value:
+            assert ":-" in value and ":?" not in value, f"{name} is optional"
+
+
 def test_compose_takes_every_secret_from_substitution() -> None:
     for name, spec in compose()["services"].items():
         for variable, value in (spec.get("environment") or {}).items():
@@ -783,6 +793,9 @@ def test_k8s_intake_reads_exactly_the_pipeline_variables_from_the_secret() -> No
     assert len({ref["name"] for ref in refs.values()}) == 1
     # Pods share no disk: without an object-store inbox the pod must not start.
     assert not refs["XMAS_INBOX_URL"].get("optional", False)
+    for name, ref in refs.items():
+        needed = name in topology.REQUIRED_PIPELINE_ENV or name == "XMAS_INBOX_URL"
+        assert ref.get("optional", False) is not needed, name
 
 
 def test_k8s_ingress_routes_only_the_public_paths_with_tls() -> None:

@@ -81,6 +81,8 @@ def test_pipeline_on_notion_and_resend(
             "RESEND_API_URL": resend.base_url,
             "XMAS_PUBLIC_URL": "https://busos.example.com",
             "XMAS_UNSUBSCRIBE_SECRET": "s3cret-unsub",
+            "XMAS_POSTAL_ADDRESS": "BusOS Ltd, 1 King St W, Toronto ON",
+            "XMAS_REPLY_TO": "hello@busos.example.com",
         }
         for name, value in env_vars.items():
             monkeypatch.setenv(name, value)
@@ -105,6 +107,8 @@ def test_pipeline_on_notion_and_resend(
         )
         assert mail.headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
         assert mail.tags["step"] == "email-1" and mail.tags["campaign"] == "christmas-2025"
+        assert mail.reply_to == ["hello@busos.example.com"]
+        assert "1 King St W, Toronto ON" in mail.html
     rows = notion.rows(ws.sequences)
     assert len(rows) == 2
     assert all(row["Email 1 Sent"] for row in rows)

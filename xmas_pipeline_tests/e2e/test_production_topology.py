@@ -47,6 +47,7 @@ def prod(tmp_path_factory: pytest.TempPathFactory, resend: FakeResendAPI) -> Ite
         "RESEND_API_URL": resend.base_url,
         "XMAS_PUBLIC_URL": "https://campaign.example.com",
         "XMAS_UNSUBSCRIBE_SECRET": "topology-unsubscribe-secret",
+        "XMAS_POSTAL_ADDRESS": "BusOS Ltd, 1 King St W, Toronto ON",
     }
     with running_production(tmp_path_factory.mktemp("prod"), env) as production:
         yield production

@@ -84,6 +84,15 @@ class AcceptedEmail:
     def tags(self) -> dict[str, str]:
         return {t["name"]: t.get("value", "") for t in self.payload.get("tags") or []}
 
+    @property
+    def reply_to(self) -> list[str]:
+        reply_to = self.payload.get("reply_to") or []
+        return [reply_to] if isinstance(reply_to, str) else list(reply_to)
+
+    @property
+    def html(self) -> str:
+        return str(self.payload.get("html") or "")
+
 
 @dataclass(frozen=True)
 class LoggedRequest:
@@ -566,6 +575,14 @@ def _validate_email(email: dict[str, Any], where: str, *, batch: bool) -> None:
         raise _ApiError(422, "validation_error", label + _BAD_ADDRESS.format(field="to"))
     if not isinstance(email["subject"], str):
         raise _ApiError(422, "validation_error", f"`{where}subject` must be a string.")
+    reply_to = email.get("reply_to")
+    if reply_to is not None:
+        replies = [reply_to] if isinstance(reply_to, str) else reply_to
+        if not (
+            isinstance(replies, list)
+            and all(isinstance(r, str) and _is_address(r) for r in replies)
+        ):
+            raise _ApiError(422, "validation_error", label + _BAD_ADDRESS.format(field="reply_to"))
     if not any(isinstance(email.get(k), str) and email.get(k) for k in ("html", "text")):
         raise _ApiError(422, "missing_required_field", f"Missing `{where}html` or `text` field.")
     headers = email.get("headers")

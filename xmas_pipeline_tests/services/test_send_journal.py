@@ -10,6 +10,7 @@ must never be in two different batches.
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -230,6 +231,9 @@ def test_two_overlapping_send_runs_send_each_message_once(
                 envelope=Envelope(from_email="BusOS <hello@example.com>"),
                 journal=journal,
                 batch_size=37,
+                # Both runs are going: neither may take the other's open batch for a
+                # crash's leftover.
+                holder_alive=lambda holder: holder in ("run-a", "run-b"),
             )
             sender.close()
 
@@ -247,3 +251,70 @@ def test_two_overlapping_send_runs_send_each_message_once(
     assert sent == 300 and sent + elsewhere == 600
     assert len(accepted) == 300 and set(accepted.values()) == {1}
     assert len(sql_store.sent_log(campaign, "2000-01-01", "2999-12-31")) == 300
+
+
+def test_an_open_batch_is_left_to_its_running_holder_and_replayed_once_it_ended(
+    sql_store: SqlStore, campaign: Campaign
+) -> None:
+    """run-a wrote a batch and is still sending it: run-b leaves it alone (its messages
+    are in flight elsewhere). Once run-a has ended without settling it, the next run
+    replays it under the same key, and the provider takes each message once."""
+    sql_store.upsert_signups(campaign, [event(f"h{i}@x.com") for i in range(3)])
+    now = datetime.now(UTC)
+    sequences = sql_store.load_sequences(campaign)
+    plan = plan_with_fields(compute_due(sequences, campaign, now), sequences)
+    live = {"run-a"}
+    with running_fake(rate_limit=None) as fake:
+        sender = ResendSender(DEFAULT_API_KEY, base_url=fake.base_url, rate_per_s=1000)
+
+        def run(holder: str):  # type: ignore[no-untyped-def]
+            return deliver(
+                store=sql_store,
+                sender=sender,
+                renderer=Renderer(load_template_dir()),
+                campaign=campaign,
+                plan=plan,
+                context_for=lambda row: nurture_context(row, campaign),
+                envelope=Envelope(from_email="BusOS <hello@example.com>"),
+                journal=SqlSendJournal(sql_store.url, engine=sql_store.engine, holder=holder),
+                holder_alive=lambda h: h in live,
+            )
+
+        # run-a's batch, as run-a left it mid-send: recorded, handed to the provider.
+        a = SqlSendJournal(sql_store.url, engine=sql_store.engine, holder="run-a")
+        rows = plan.to_dict("records")
+        emails = [(row, replace(_mail(row["message_id"]), to=row["email"])) for row in rows]
+        claim = a.begin(campaign, emails)
+        assert claim.entry is not None
+        sender.send([email for _, email in claim.entry.chunk])
+
+        b = run("run-b")
+        assert not b.sent and len(b.elsewhere) == 3
+        assert {r["reason"] for r in b.elsewhere} == {IN_FLIGHT_ELSEWHERE}
+        [still_open] = a.pending(campaign)
+        assert still_open.holder == "run-a"
+
+        live.clear()  # run-a died; the watchdog marked it failed
+        c = run("run-c")
+        assert len(c.sent) == 3 and not c.elsewhere
+        assert a.pending(campaign) == []
+        sender.close()
+    assert sorted(fake.deliveries().values()) == [1, 1, 1]
+    assert len(sql_store.sent_log(campaign, "2000-01-01", "2999-12-31")) == 3
+
+
+def test_only_one_run_adopts_an_abandoned_batch(sql_store: SqlStore, campaign: Campaign) -> None:
+    dead = SqlSendJournal(sql_store.url, engine=sql_store.engine, holder="run-dead")
+    message = "christmas-2025/a@x.com/email-1"
+    claim = dead.begin(campaign, [(_row(message), _mail(message))])
+    assert claim.entry is not None
+    [entry] = dead.pending(campaign)
+    first = SqlSendJournal(sql_store.url, engine=sql_store.engine, holder="run-1")
+    second = SqlSendJournal(sql_store.url, engine=sql_store.engine, holder="run-2")
+    adopted = first.adopt(entry)
+    assert adopted is not None and adopted.holder == "run-1"
+    assert second.adopt(entry) is None  # it saw the entry under its old holder: too late
+    [now_held] = second.pending(campaign)
+    assert now_held.holder == "run-1" and now_held.entry_id == entry.entry_id
+    first.finish(adopted)
+    assert second.adopt(now_held) is None  # settled

@@ -79,11 +79,13 @@ def running_dev(home: Path, **env: str) -> Iterator[DevServer]:
     }
     marker = uuid.uuid4().hex
     child_env.update(
-        XMAS_TEST_RUN=marker,
-        XMAS_HOME=str(home),
-        DAGSTER_HOME=str(home / "dagster"),
-        XMAS_SENSOR_INTERVAL_SECONDS="5",
-        **env,
+        {
+            "XMAS_TEST_RUN": marker,
+            "XMAS_HOME": str(home),
+            "DAGSTER_HOME": str(home / "dagster"),
+            "XMAS_SENSOR_INTERVAL_SECONDS": "5",
+            **env,
+        }
     )
     command = [
         str(Path(sys.executable).parent / "xmas-pipeline"),

@@ -79,7 +79,24 @@ PIPELINE_ENV = (
     "XMAS_PUBLIC_URL",
     "XMAS_UNSUBSCRIBE_SECRET",
     "XMAS_FROM_EMAIL",
+    "XMAS_REPLY_TO",
+    "XMAS_POSTAL_ADDRESS",
+    "XMAS_SIGNUP_TOKEN",
     "XMAS_ALERT_WEBHOOK_URL",
+    "RESEND_API_KEY",
+    "RESEND_WEBHOOK_SECRET",
+    "CALCOM_WEBHOOK_SECRET",
+    "CALCOM_API_KEY",
+)
+# What a production deployment cannot run without: the send run refuses Resend without a
+# postal address and an https public URL, and an intake behind a proxy refuses unsigned
+# Cal.com webhooks. The rest is optional (XMAS_UNSUBSCRIBE_SECRET: generated and kept in
+# the store when unset).
+REQUIRED_PIPELINE_ENV = (
+    "XMAS_DATABASE_URL",
+    "XMAS_PUBLIC_URL",
+    "XMAS_FROM_EMAIL",
+    "XMAS_POSTAL_ADDRESS",
     "RESEND_API_KEY",
     "RESEND_WEBHOOK_SECRET",
     "CALCOM_WEBHOOK_SECRET",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -144,6 +144,23 @@ class SqlSendJournal(SqlDatabase):
         with self.engine.begin() as conn:
             conn.execute(send_claims.delete().where(send_claims.c.entry_id == entry.entry_id))
             conn.execute(send_journal.delete().where(send_journal.c.entry_id == entry.entry_id))
+
+    def adopt(self, entry: JournalEntry) -> JournalEntry | None:
+        """Make this journal's holder the entry's: None when it is settled or another run
+        adopted it first (a compare-and-set on the holder, so only one run replays it)."""
+        if entry.holder == self.holder:
+            return entry
+        self.prepare()
+        with self.engine.begin() as conn:
+            taken = conn.execute(
+                send_journal.update()
+                .where(
+                    send_journal.c.entry_id == entry.entry_id,
+                    send_journal.c.holder == entry.holder,
+                )
+                .values(holder=self.holder)
+            ).rowcount
+        return replace(entry, holder=self.holder) if taken == 1 else None
 
     def pending(self, campaign: Campaign) -> list[JournalEntry]:
         self.prepare()
