@@ -39,7 +39,7 @@ system:
 test: $(STAMP) system
 	$(BIN)/ruff check xmas_pipeline xmas_pipeline_tests bench
 	$(BIN)/ruff format --check xmas_pipeline xmas_pipeline_tests bench
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2 --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check xmas_pipeline xmas_pipeline_tests bench

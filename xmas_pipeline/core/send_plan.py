@@ -119,4 +119,20 @@ def plan_due(
     sequences, contacts = merge_contact_flags(state.sequences, state.contact_flags)
     plan = with_profile(compute_due(sequences, campaign, now), sequences)
     merged = CampaignState(sequences, state.contact_flags, state.bookings, state.reminder_log)
-    return add_reminders(plan, due_reminders(merged, campaign, now, contacts)), sequences
+    plan = add_reminders(plan, due_reminders(merged, campaign, now, contacts))
+    return in_send_order(plan), sequences
+
+
+def in_send_order(plan: pd.DataFrame) -> pd.DataFrame:
+    """Reminders and welcome emails first, then the rest by due time: when a run has a
+    lot to send (a burst of signups, a catch-up), what answers a person's action now goes
+    before follow-ups that can wait a few minutes."""
+    if plan.empty:
+        return plan
+    urgent = (plan["kind"] == "reminder") | (plan["step_number"].astype(int) == 1)
+    order = (
+        plan.assign(_later=~urgent)
+        .sort_values(["_later", "due_at", "message_id"], kind="stable")
+        .drop(columns="_later")
+    )
+    return order.reset_index(drop=True)

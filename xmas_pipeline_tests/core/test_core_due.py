@@ -231,3 +231,26 @@ def test_a_signups_unknown_time_zone_is_dropped_not_refused() -> None:
     assert Signup.model_validate({**base, "timezone": "Europe/Paris"}).timezone == "Europe/Paris"
     assert Signup.model_validate({**base, "timezone": "Mars/Olympus"}).timezone == ""
     assert Signup.model_validate({**base, "timezone": "../../etc/passwd"}).timezone == ""
+
+
+def test_welcomes_go_before_follow_ups_in_a_busy_run(testing_campaign: Campaign) -> None:
+    """An early signup's follow-up fell due before a late signup's welcome: the welcome
+    still goes first (measured: with 10,000 signups in a burst, the last welcomes waited
+    behind 9,900 follow-ups)."""
+    from xmas_pipeline.core.send_plan import CampaignState, plan_due
+
+    early = NOW - timedelta(minutes=5)
+    seqs = frame(
+        testing_campaign,
+        [
+            {"contact_key": "early@x.com", "signup_at": early, "email_1_sent": early},
+            {"contact_key": "late@x.com", "signup_at": NOW - timedelta(seconds=10)},
+        ],
+    )
+    plan, _ = plan_due(CampaignState(seqs), testing_campaign, NOW)
+    sends = plan[plan["action"] == "send"]
+    assert sends["message_id"].tolist() == [
+        "christmas-2025/late@x.com/email-1",
+        "christmas-2025/early@x.com/email-2",
+    ]
+    assert sends.iloc[1]["due_at"] < sends.iloc[0]["due_at"]  # due earlier, sent later
