@@ -15,8 +15,7 @@ from pathlib import Path
 import dagster as dg
 
 from xmas_pipeline.adapters.notion.setup import setup_notion
-from xmas_pipeline.adapters.notion.store import NotionStore
-from xmas_pipeline.dagster_defs.resources import build_store
+from xmas_pipeline.dagster_defs.resources import notion_resource
 from xmas_pipeline.intake.server import serve, worker_count
 from xmas_pipeline.services.previews import render_preview
 from xmas_pipeline.settings import Settings, SettingsError
@@ -179,14 +178,15 @@ def _notion_setup(args: argparse.Namespace) -> int:
     if not settings.notion_enabled:
         print("error: NOTION_TOKEN is not set", file=sys.stderr)
         return 2
-    store = build_store(settings)
-    assert isinstance(store, NotionStore)  # NOTION_TOKEN is set
+    resource = notion_resource(settings, as_env=False)
+    assert resource is not None  # NOTION_TOKEN is set
+    notion = resource.client()
     try:
         report = setup_notion(
-            store, settings.campaign(), templates_db_id=settings.notion_templates_db_id
+            notion, settings.campaign(), templates_db_id=settings.notion_templates_db_id
         )
     finally:
-        store.close()
+        notion.close()
     print(report)
     return 0
 

@@ -115,6 +115,12 @@ class Settings(BaseSettings):
     notion_sequences_db_id: str | None = _env("NOTION_EMAIL_SEQUENCE_DB_ID")
     notion_templates_db_id: str | None = _env("NOTION_TEMPLATES_DB_ID")
     notion_analytics_db_id: str | None = _env("NOTION_EMAIL_ANALYTICS_DB_ID")
+    # The sync waits this long after a contact's first unsynced change, so that changes
+    # close together cost one write; a backlog of 100 contacts starts it at once.
+    notion_sync_delay_seconds: float = _env("XMAS_NOTION_SYNC_DELAY_SECONDS", 30.0, ge=0)
+    # `notion_in_sync` turns red when a change has waited longer than this for Notion.
+    notion_max_lag_seconds: float = _env("XMAS_NOTION_MAX_LAG_SECONDS", 900.0, gt=0)
+    notion_rate_per_s: float = _env("XMAS_NOTION_RATE_PER_S", 3.0, gt=0, le=10)
     resend_api_key: SecretStr | None = _env("RESEND_API_KEY")
     resend_api_url: str | None = _env("RESEND_API_URL")
     resend_webhook_secret: SecretStr | None = _env("RESEND_WEBHOOK_SECRET")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
 import pandas as pd
@@ -260,3 +260,85 @@ class AlertLedger(Protocol):
     def seen(self, key: str) -> bool: ...
 
     def mark(self, key: str) -> None: ...
+
+
+# -- the Notion sync ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QueueEntry:
+    """A contact whose Notion pages are behind the store, as taken by a sync."""
+
+    contact_key: str
+    version: int  # bumped by every change; settled only if unchanged since it was read
+    queued_at: datetime  # the oldest change not yet in Notion
+    attempts: int = 0
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    depth: int = 0  # contacts waiting
+    ready: int = 0  # of which free to take now (not held, not waiting to retry)
+    oldest_queued_at: datetime | None = None
+    failing: int = 0  # with an error from their last attempt
+    errors: list[tuple[str, int, str]] = field(default_factory=list)  # key, attempts, error
+
+
+@dataclass(frozen=True)
+class ContactSnapshot:
+    """Everything Notion shows about one contact, as the store has it now."""
+
+    contact_key: str
+    email: str
+    sequence: dict[str, Any] | None  # the sequences row (None: a booker who never signed up)
+    nurture_sent: dict[int, datetime] = field(default_factory=dict)  # step -> first sent
+    reminders_sent: dict[int, datetime] = field(default_factory=dict)  # current booking's
+    booking_uid: str = ""  # the current booking ("" when none, or cancelled)
+    meeting_time: datetime | None = None
+    booking_status: str = ""  # Booked / Not Booked / "" (never booked)
+    campaign_status: str = ""  # what the pipeline set (Nurture Sequence, Pre-Call Prep)
+    unsubscribed: bool = False
+    paused: bool = False
+    delivery_state: str = ""
+    last_error: str = ""  # the latest failure still current ("" once a later send went)
+
+
+@runtime_checkable
+class NotionQueue(Protocol):
+    """Contacts whose Notion pages are behind the store (`adapters.sql.notion_queue`)."""
+
+    def take(self, campaign: Campaign, holder: str, limit: int = 100) -> list[QueueEntry]: ...
+
+    def settle(
+        self, campaign: Campaign, entries: Iterable[QueueEntry], read_at: datetime
+    ) -> int: ...
+
+    def retry_later(
+        self, campaign: Campaign, entry: QueueEntry, error: str, delay: timedelta
+    ) -> None: ...
+
+    def give_back(self, campaign: Campaign, entries: Iterable[QueueEntry]) -> None: ...
+
+    def stats(self, campaign: Campaign) -> QueueStats: ...
+
+
+@dataclass(frozen=True)
+class SequencePageRecord:
+    page_id: str  # "" while a create is under way
+    written: dict[str, Any]  # property -> value as last written or read (dates as ISO text)
+    create_started: bool = False  # a create was tried: look before creating again
+
+
+@dataclass(frozen=True)
+class ContactPageRecord:
+    page_id: str  # "": the CRM has no contact with this address
+    values: dict[str, Any]  # property -> value as last seen
+
+
+@dataclass(frozen=True)
+class NotionTemplate:
+    name: str
+    page_id: str
+    subject: str
+    html: str
+    edited_at: datetime

@@ -9,6 +9,7 @@ from xmas_pipeline.dagster_defs import (
     funnel,
     ingestion,
     jobs,
+    notion,
     resources,
     schedules,
     sensors,
@@ -17,7 +18,18 @@ from xmas_pipeline.dagster_defs import (
 from xmas_pipeline.dagster_defs.partitions import daily_partitions
 from xmas_pipeline.settings import Settings
 
-MODULES = (resources, executor, ingestion, sequences, delivery, funnel, jobs, schedules, sensors)
+MODULES = (
+    resources,
+    executor,
+    ingestion,
+    sequences,
+    delivery,
+    funnel,
+    notion,
+    jobs,
+    schedules,
+    sensors,
+)
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:

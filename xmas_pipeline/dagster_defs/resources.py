@@ -15,12 +15,13 @@ from pydantic import PrivateAttr
 
 from xmas_pipeline.adapters.calcom import DEFAULT_API_URL, CalcomClient
 from xmas_pipeline.adapters.inbox import Inbox
-from xmas_pipeline.adapters.notion.store import NotionStore
-from xmas_pipeline.adapters.notion.templates import load_notion_templates
+from xmas_pipeline.adapters.notion.sync import NotionSync
 from xmas_pipeline.adapters.outbox import OutboxSender
 from xmas_pipeline.adapters.resend_sender import ResendSender
 from xmas_pipeline.adapters.sql.alerts import SqlAlertLedger
 from xmas_pipeline.adapters.sql.journal import SqlSendJournal
+from xmas_pipeline.adapters.sql.notion_pages import SqlNotionPages
+from xmas_pipeline.adapters.sql.notion_queue import SqlNotionQueue
 from xmas_pipeline.adapters.sql.secrets import unsubscribe_secret
 from xmas_pipeline.adapters.sql.store import SqlStore
 from xmas_pipeline.core.campaign import Campaign, load_campaign
@@ -29,7 +30,7 @@ from xmas_pipeline.core.ports import AlertLedger, EmailSender, SendJournal, Stat
 from xmas_pipeline.core.render import Renderer, TemplateSource, load_template_dir
 from xmas_pipeline.core.unsubscribe import public_url_problem, unsubscribe_url
 from xmas_pipeline.services.sending import DeliveryReport, Envelope, deliver
-from xmas_pipeline.settings import Settings
+from xmas_pipeline.settings import Settings, SettingsError
 
 
 def from_settings(settings: Settings, field: str, *, as_env: bool = True) -> Any:
@@ -61,31 +62,24 @@ class InboxResource(dg.ConfigurableResource):
 
 
 class StateStoreResource(dg.ConfigurableResource):
-    """SQL by default; Notion when a token is configured."""
+    """The SQL store: the pipeline's whole state (SQLite by default, PostgreSQL by URL).
+    With Notion configured, `notion_email_sequence` keeps Notion in step with it."""
 
     database_url: str
-    notion_token: str | None = None
-    notion_base_url: str = "https://api.notion.com"
-    notion_contacts_db_id: str | None = None
-    notion_sequences_db_id: str | None = None
-    notion_analytics_db_id: str | None = None
-    notion_templates_db_id: str | None = None
 
-    _store: StateStore | None = PrivateAttr(default=None)
+    _store: SqlStore | None = PrivateAttr(default=None)
 
     @property
     def backend(self) -> str:
-        return "notion" if self.notion_token else "sql"
+        return "sql"
 
-    def get(self) -> StateStore:
+    def get(self) -> SqlStore:
         if self._store is None:
-            self._store = self._build()
+            self._store = SqlStore(self.database_url)
         return self._store
 
     def database(self) -> SqlStore:
-        """The SQL database under the store (a Notion store keeps its ledger there)."""
-        store = self.get()
-        return store.ledger if isinstance(store, NotionStore) else store  # type: ignore[return-value]
+        return self.get()
 
     def journal(self, holder: str) -> SendJournal:
         """The send journal, shared by every run: `holder` names the run writing to it."""
@@ -96,47 +90,56 @@ class StateStoreResource(dg.ConfigurableResource):
         database = self.database()
         return SqlAlertLedger(database.url, campaign, engine=database.engine)
 
+    def notion_queue(self) -> SqlNotionQueue:
+        database = self.database()
+        return SqlNotionQueue(database.url, engine=database.engine)
+
+    def notion_pages(self) -> SqlNotionPages:
+        database = self.database()
+        return SqlNotionPages(database.url, engine=database.engine)
+
     def prepared(self, campaign: Campaign) -> StateStore:
-        """The store, its schema created or checked for this campaign."""
+        """The store, its schema created for this campaign."""
         store = self.get()
         store.prepare(campaign)
         return store
 
-    def _build(self) -> StateStore:
-        if not self.notion_token:
-            return SqlStore(self.database_url)
-        missing = [
-            name
-            for name, value in (
-                ("NOTION_CONTACTS_DB_ID", self.notion_contacts_db_id),
-                ("NOTION_EMAIL_SEQUENCE_DB_ID", self.notion_sequences_db_id),
-            )
-            if not value
-        ]
-        if missing:
-            raise dg.Failure(f"NOTION_TOKEN is set but {', '.join(missing)} is not")
-        return NotionStore(
-            token=self.notion_token,
-            contacts_db_id=self.notion_contacts_db_id or "",
-            sequences_db_id=self.notion_sequences_db_id or "",
-            base_url=self.notion_base_url,
-            analytics_db_id=self.notion_analytics_db_id,
-            # Bookings, reminder outcomes and email events: kept in the SQL store.
-            ledger=SqlStore(self.database_url),
-        )
-
     def templates(self) -> dict[str, TemplateSource]:
-        """Shipped templates, overridden by name by the Notion templates DB when set."""
+        """Shipped templates, overridden by name by those kept in the Notion Templates DB
+        (as `notion_edits_sensor` last read them: sending never waits for Notion)."""
         templates = load_template_dir()
-        store = self.get()
-        if isinstance(store, NotionStore) and self.notion_templates_db_id:
-            for name, source in load_notion_templates(store, self.notion_templates_db_id).items():
-                # Notion keeps no preheader: a template edited there keeps the shipped one.
-                shipped = templates.get(name) or templates.get(name.split(".", 1)[0])
-                if not source.preheader and shipped is not None:
-                    source = replace(source, preheader=shipped.preheader)
-                templates[name] = source
+        for kept in self.notion_pages().notion_templates():
+            source = TemplateSource(
+                name=kept.name, subject=kept.subject, html=kept.html, origin="notion"
+            )
+            # Notion keeps no preheader: a template edited there keeps the shipped one.
+            shipped = templates.get(kept.name) or templates.get(kept.name.split(".", 1)[0])
+            if shipped is not None:
+                source = replace(source, preheader=shipped.preheader)
+            templates[kept.name] = source
         return templates
+
+
+class NotionResource(dg.ConfigurableResource):
+    """The Notion workspace the team reads (`NOTION_*`): synced from the store."""
+
+    token: str
+    base_url: str = "https://api.notion.com"
+    contacts_db_id: str
+    sequences_db_id: str
+    analytics_db_id: str | None = None
+    templates_db_id: str | None = None
+    rate_per_s: float = 3.0
+
+    def client(self) -> NotionSync:
+        return NotionSync(
+            token=self.token,
+            contacts_db_id=self.contacts_db_id,
+            sequences_db_id=self.sequences_db_id,
+            base_url=self.base_url,
+            analytics_db_id=self.analytics_db_id,
+            rate_per_s=self.rate_per_s,
+        )
 
 
 class EmailSenderResource(dg.ConfigurableResource):
@@ -247,21 +250,38 @@ class CalcomResource(dg.ConfigurableResource):
         return CalcomClient(self.api_key, self.api_url)
 
 
-def store_resource(settings: Settings, *, as_env: bool = True) -> StateStoreResource:
-    return StateStoreResource(
-        database_url=settings.database_url,
-        notion_token=from_settings(settings, "notion_token", as_env=as_env),
-        notion_base_url=settings.notion_base_url,
-        notion_contacts_db_id=settings.notion_contacts_db_id,
-        notion_sequences_db_id=settings.notion_sequences_db_id,
-        notion_analytics_db_id=settings.notion_analytics_db_id,
-        notion_templates_db_id=settings.notion_templates_db_id,
+def store_resource(settings: Settings) -> StateStoreResource:
+    return StateStoreResource(database_url=settings.database_url)
+
+
+def build_store(settings: Settings) -> SqlStore:
+    """The store outside Dagster (CLI commands)."""
+    return store_resource(settings).get()
+
+
+def notion_resource(settings: Settings, *, as_env: bool = True) -> NotionResource | None:
+    """None when Notion is off (no NOTION_TOKEN); a clear error when it is half set."""
+    if not settings.notion_enabled:
+        return None
+    missing = [
+        name
+        for name, value in (
+            ("NOTION_CONTACTS_DB_ID", settings.notion_contacts_db_id),
+            ("NOTION_EMAIL_SEQUENCE_DB_ID", settings.notion_sequences_db_id),
+        )
+        if not value
+    ]
+    if missing:
+        raise SettingsError(f"NOTION_TOKEN is set but {', '.join(missing)} is not")
+    return NotionResource(
+        token=from_settings(settings, "notion_token", as_env=as_env),
+        base_url=settings.notion_base_url,
+        contacts_db_id=settings.notion_contacts_db_id or "",
+        sequences_db_id=settings.notion_sequences_db_id or "",
+        analytics_db_id=settings.notion_analytics_db_id,
+        templates_db_id=settings.notion_templates_db_id,
+        rate_per_s=settings.notion_rate_per_s,
     )
-
-
-def build_store(settings: Settings) -> StateStore:
-    """The configured store outside Dagster (CLI commands)."""
-    return store_resource(settings, as_env=False).get()
 
 
 def definitions(
@@ -292,6 +312,9 @@ def definitions(
             postal_address=settings.postal_address,
         ),
     }
+    notion = notion_resource(settings)
+    if notion is not None:
+        resources["notion"] = notion
     if settings.calcom_api_key is not None:
         resources["calcom"] = CalcomResource(
             api_key=from_settings(settings, "calcom_api_key"), api_url=settings.calcom_api_url

@@ -37,7 +37,7 @@ def test_templates_come_from_notion_and_override_the_shipped_ones(fake: FakeNoti
         ws.templates, {"Template Name": "draft", "Subject Line": "", "Email Body HTML": ""}
     )
     fake.reset_counts()
-    templates = load_notion_templates(ws.store(), ws.templates)
+    templates = load_notion_templates(ws.client(), ws.templates)
     assert fake.total == 3  # database, data source, one query
     assert set(templates) == {"email-2.critical"}
     found = templates["email-2.critical"]

@@ -92,13 +92,20 @@ def test_pipeline_on_notion_and_resend(
         with dg.instance_for_test() as instance:
             ingest = env.ingest(today(), instance)
             assert ingest.success
-            assert materializations(ingest, "email_sequences")[0]["store"] == "notion"
+            assert materializations(ingest, "email_sequences")[0]["store"] == "sql"
             send = env.send(today(), instance, catch_up=True)
             assert send.success
             meta = materializations(send, "deliveries")[0]
             assert meta["sent"] == 2 and meta["sender"] == "resend"
             again = env.send(today(), instance, catch_up=True)
             assert materializations(again, "deliveries")[0]["sent"] == 0
+            assert notion.rows(ws.sequences) == []  # sending never waited for Notion
+            sync = env.defs.resolve_job_def("sync_notion").execute_in_process(
+                instance=instance, raise_on_error=False
+            )
+            assert sync.success
+            synced = materializations(sync, "notion_email_sequence")[0]
+            assert synced["pages created"] == 2 and synced["queue depth"] == 0
         accepted = resend.accepted
     assert sorted(a.to[0] for a in accepted) == ["crit@x.com", "opt@x.com"]
     for mail in accepted:

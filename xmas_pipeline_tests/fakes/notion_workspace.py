@@ -1,16 +1,14 @@
 """The BusOS Notion workspace (its databases as the team has them) on the fake server,
-plus store helpers."""
+plus sync helpers."""
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from xmas_pipeline.adapters.notion.store import NotionStore
-from xmas_pipeline.adapters.sql.store import SqlStore
+from xmas_pipeline.adapters.notion.sync import NotionSync
 from xmas_pipeline.core.signup import Signup, SignupEvent
 
 from .notion_api import FakeNotion
@@ -112,18 +110,15 @@ class Workspace:
     analytics: str | None = None
     templates: str | None = None
 
-    def store(self, **options: Any) -> NotionStore:
-        """A store on this workspace; tests pace nothing and never really sleep."""
+    def client(self, **options: Any) -> NotionSync:
+        """The sync's Notion client on this workspace; tests pace nothing and never
+        really sleep (unless told otherwise)."""
         options.setdefault("rate_per_s", float("inf"))
         options.setdefault("timeout_s", 5.0)
-        if "ledger" not in options:
-            # The store's SQL ledger (bookings, events) in a throwaway SQLite file.
-            folder = tempfile.mkdtemp(prefix="notion-ledger-")
-            options["ledger"] = SqlStore(f"sqlite:///{folder}/ledger.db")
         if "sleep" not in options:
             clock = VirtualClock()
             options["sleep"], options["clock"] = clock.sleep, clock.now
-        return NotionStore(
+        return NotionSync(
             token=self.fake.token,
             contacts_db_id=self.contacts,
             sequences_db_id=self.sequences,

@@ -266,12 +266,17 @@ class NotionApi:
         )
 
     def query(
-        self, data_source_id: str, filter: dict[str, Any] | None = None
+        self,
+        data_source_id: str,
+        filter: dict[str, Any] | None = None,
+        sorts: list[dict[str, Any]] | None = None,
     ) -> list[dict[str, Any]]:
         """Every page matching `filter`, 100 a page (the SDK's pagination helper)."""
         kwargs: dict[str, Any] = {"data_source_id": data_source_id, "page_size": PAGE_SIZE}
         if filter is not None:
             kwargs["filter"] = filter
+        if sorts:
+            kwargs["sorts"] = sorts
         page_fn = partial(self.call, "data_sources.query", self.client.data_sources.query)
         return list(iterate_paginated_api(page_fn, **kwargs))
 
@@ -303,6 +308,7 @@ class DataSource:
     def __init__(self, role: str, database_id: str, payload: dict[str, Any]) -> None:
         self.role = role
         self.database_id = database_id
+        self.payload = payload  # kept whole, so the schema can be cached and rebuilt
         self.id: str = payload["id"]
         self.properties: dict[str, Any] = payload.get("properties") or {}
         self.title: str | None = next(

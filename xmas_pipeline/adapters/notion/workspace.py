@@ -1,13 +1,15 @@
-"""The Notion databases the store works on: their data sources, property schema and
-the shape of values and filters written to them (requests paced and retried by
+"""The Notion databases the sync works on: their data sources, property schema and the
+shape of values and filters written to them (requests paced and retried by
 `adapters.notion.http.NotionApi`).
 
-Request budget: `prepare` costs 2 requests per database (database -> data source id,
-then its schema), once per store object.
+Request budget: looking a database's schema up costs 2 requests (database -> data source
+id, then its schema). The sync keeps what it found (`export_schema`, `import_schema`) in
+the SQL store, so a run does not pay that again while the schema is fresh.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -27,7 +29,6 @@ from xmas_pipeline.adapters.notion.schema import (
     sequence_specs,
     template_specs,
 )
-from xmas_pipeline.adapters.sql.store import SqlStore
 from xmas_pipeline.core.campaign import Campaign
 from xmas_pipeline.core.ports import StoreSchemaError
 
@@ -42,19 +43,6 @@ TEMPLATES = "Templates DB"
 # 100 keeps each query small and matches its other array limits.
 FILTER_CHUNK = 100
 
-SENT_LOG_COLUMNS = [
-    "message_id",
-    "contact_key",
-    "kind",
-    "step_id",
-    "step_number",
-    "segment",
-    "booking_uid",
-    "due_at",
-    "sent_at",
-    "provider_id",
-    "idempotency_key",
-]
 
 T = TypeVar("T")
 
@@ -92,7 +80,7 @@ def cached_value(value: Any) -> Any:
 
 
 class NotionWorkspace:
-    """The databases, their schema (looked up once) and the caches the store keeps."""
+    """The databases and their schema (looked up once, or taken from a cache)."""
 
     def __init__(
         self,
@@ -100,7 +88,6 @@ class NotionWorkspace:
         contacts_db_id: str,
         sequences_db_id: str,
         *,
-        ledger: SqlStore,
         base_url: str = "https://api.notion.com",
         schema: NotionSchema | None = None,
         analytics_db_id: str | None = None,
@@ -111,9 +98,6 @@ class NotionWorkspace:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.schema = schema or NotionSchema()
-        # Bookings, reminder outcomes and email events live in this SQL store; Notion gets
-        # what people read (see `adapters.notion.bookings`).
-        self.ledger = ledger
         self.api = NotionApi(
             token,
             base_url,
@@ -128,11 +112,7 @@ class NotionWorkspace:
             self.database_ids[ANALYTICS] = analytics_db_id
         self._sources: dict[str, DataSource] = {}
         self._prepared: set[tuple[str, int, int, str]] = set()
-        self._rows: dict[str, dict[str, SequenceRow]] = {}  # campaign slug -> contact key -> row
-        self._complete: set[str] = set()  # campaigns whose rows were all loaded
         self._lock = threading.RLock()
-        self.duplicates = 0  # extra pages found for one contact (the oldest one is used)
-        self.analytics_failures = 0
 
     def close(self) -> None:
         self.api.close()
@@ -178,6 +158,42 @@ class NotionWorkspace:
             raise StoreSchemaError(problems)
         with self._lock:
             self._prepared.add(key)
+
+    def export_schema(self) -> str:
+        """The data sources looked up so far, as JSON (for `import_schema` in a later run)."""
+        with self._lock:
+            return json.dumps(
+                {
+                    role: {"database_id": s.database_id, "payload": s.payload}
+                    for role, s in self._sources.items()
+                },
+                sort_keys=True,
+            )
+
+    def import_schema(self, text: str) -> bool:
+        """Take data sources from `export_schema`'s JSON, for the databases this workspace
+        is configured with (one configured differently since is ignored). True when every
+        configured database was in it."""
+        try:
+            saved = json.loads(text)
+        except ValueError:
+            return False
+        taken = {}
+        for role, database_id in self.database_ids.items():
+            entry = saved.get(role) if isinstance(saved, dict) else None
+            if not isinstance(entry, dict) or entry.get("database_id") != database_id:
+                continue
+            taken[role] = DataSource(role, database_id, entry["payload"])
+        with self._lock:
+            self._sources.update(taken)
+            self._prepared.clear()
+        return len(taken) == len(self.database_ids)
+
+    def forget_schema(self) -> None:
+        """Look every schema up again (a write was refused: a property may have changed)."""
+        with self._lock:
+            self._sources.clear()
+            self._prepared.clear()
 
     def encode_values(self, role: str, values: dict[str, Any]) -> dict[str, Any]:
         source = self._sources[role]

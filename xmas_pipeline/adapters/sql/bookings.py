@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from xmas_pipeline.adapters.sql.engine import SqlDatabase, lock_campaign, upsert, utc
+from xmas_pipeline.adapters.sql.notion_queue import mark_dirty
 from xmas_pipeline.adapters.sql.tables import (
     booking_events,
     bookings,
@@ -160,6 +161,7 @@ class SqlBookings(SqlDatabase):
                     )
                     .values(booked=update.booked, updated_at=now)
                 )
+            mark_dirty(conn, campaign.slug, [u.contact_key for u in updates], now)
         return BookingUpsertReport(
             new_events=len(new),
             repeats=len(events) - len(new),
@@ -273,6 +275,7 @@ class SqlBookings(SqlDatabase):
                 )
                 .values(**seq_values, updated_at=now)
             )
+            mark_dirty(conn, campaign.slug, [contact_key], now)
 
     def record_delivery_event(self, campaign: Campaign, event: DeliveryEvent) -> bool:
         """Store one email event and move its message's status up. False: seen before."""

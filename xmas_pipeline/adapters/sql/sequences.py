@@ -10,6 +10,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from xmas_pipeline.adapters.sql.engine import SqlDatabase, upsert, utc
+from xmas_pipeline.adapters.sql.notion_queue import mark_dirty
 from xmas_pipeline.adapters.sql.tables import messages, outcomes, sequences
 from xmas_pipeline.core.campaign import Campaign
 from xmas_pipeline.core.ports import OutcomeRecord, SentRecord, UpsertReport
@@ -79,6 +80,7 @@ class SqlSequences(SqlDatabase):
                         .values(**profile, updated_at=now)
                     )
                     report.updated.append(key)
+            mark_dirty(conn, campaign.slug, report.created + report.updated, now)
         return report
 
     # -- state -----------------------------------------------------------------------------
@@ -144,6 +146,7 @@ class SqlSequences(SqlDatabase):
                     )
                     .values(completed=True, updated_at=datetime.now(UTC))
                 )
+            mark_dirty(conn, campaign.slug, [record.contact_key], datetime.now(UTC))
 
     def record_outcome(self, campaign: Campaign, record: OutcomeRecord) -> None:
         self.prepare(campaign)
@@ -173,6 +176,8 @@ class SqlSequences(SqlDatabase):
                 },
             )
             conn.execute(stmt)
+            if record.status == "failed":  # Notion shows failures (Last Error), not skips
+                mark_dirty(conn, campaign.slug, [record.contact_key], utc(record.at))
 
     def record_exit(self, campaign: Campaign, contact_key: str, reason: str) -> None:
         self.prepare(campaign)
@@ -184,6 +189,7 @@ class SqlSequences(SqlDatabase):
                 )
                 .values(completed=True, exit_reason=reason, updated_at=datetime.now(UTC))
             )
+            mark_dirty(conn, campaign.slug, [contact_key], datetime.now(UTC))
 
     def set_flags(self, campaign: Campaign, contact_key: str, **flags: Any) -> bool:
         """Set exit flags (booked, unsubscribed, paused, delivery_state). False: no contact."""
@@ -200,6 +206,8 @@ class SqlSequences(SqlDatabase):
                 )
                 .values(**flags, updated_at=datetime.now(UTC))
             )
+            if result.rowcount:
+                mark_dirty(conn, campaign.slug, [contact_key], datetime.now(UTC))
         return bool(result.rowcount)
 
     def sent_log(self, campaign: Campaign, start_day: str, end_day: str) -> pd.DataFrame:

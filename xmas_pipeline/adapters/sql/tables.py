@@ -23,6 +23,18 @@ Shared by every run and host:
 - `alerts_sent`: which alerts went out (CRITICAL signups, dead runs, stuck messages);
 - `secrets`: values the deployment generated once and every process shares (the
   unsubscribe signing key when none is configured).
+
+The Notion sync (the SQL store is the state; Notion is kept in step with it):
+- `notion_queue`: contacts whose Notion pages are behind the store, one row per contact
+  however many changes (a change bumps `version`); written in the same transaction as the
+  change, so none is lost;
+- `notion_pages`: each contact's Email Sequence page and the values last written to (or
+  read from) it, so a sync writes only what differs;
+- `notion_contacts`: the CRM's contact pages by address (an empty page id: not in the CRM)
+  and their values as last seen;
+- `notion_templates`: email templates kept in the Templates DB, as last read;
+- `notion_logged`: messages already written to the optional Email Analytics DB;
+- `notion_state`: cursors and the databases' schema, looked up once and kept.
 """
 
 import sqlalchemy as sa
@@ -208,4 +220,65 @@ secrets = sa.Table(
     sa.Column("name", sa.String(100), primary_key=True),
     sa.Column("value", sa.Text, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+notion_queue = sa.Table(
+    "notion_queue",
+    metadata,
+    sa.Column("campaign", sa.String(100), primary_key=True),
+    sa.Column("contact_key", sa.String(320), primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False, default=1),
+    sa.Column("queued_at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("holder", sa.String(100), nullable=False, default=""),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("next_try_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("last_error", sa.Text, nullable=False, default=""),
+)
+
+notion_pages = sa.Table(
+    "notion_pages",
+    metadata,
+    sa.Column("campaign", sa.String(100), primary_key=True),
+    sa.Column("contact_key", sa.String(320), primary_key=True),
+    sa.Column("page_id", sa.String(64), nullable=False, default=""),
+    sa.Column("written", sa.Text, nullable=False, default="{}"),  # property -> value, JSON
+    # Set before a page is created: a create that may have happened is looked up first.
+    sa.Column("create_started_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("synced_at", sa.DateTime(timezone=True), nullable=True),
+)
+
+notion_contacts = sa.Table(
+    "notion_contacts",
+    metadata,
+    sa.Column("contact_key", sa.String(320), primary_key=True),
+    sa.Column("page_id", sa.String(64), nullable=False, default=""),  # "": not in the CRM
+    sa.Column("values", sa.Text, nullable=False, default="{}"),
+    sa.Column("seen_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+notion_templates = sa.Table(
+    "notion_templates",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("page_id", sa.String(64), nullable=False),
+    sa.Column("subject", sa.Text, nullable=False),
+    sa.Column("html", sa.Text, nullable=False),
+    sa.Column("edited_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+notion_logged = sa.Table(
+    "notion_logged",
+    metadata,
+    sa.Column("campaign", sa.String(100), primary_key=True),
+    sa.Column("message_key", sa.String(700), primary_key=True),  # idempotency key or failure
+    sa.Column("page_id", sa.String(64), nullable=False, default=""),
+    sa.Column("logged_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+notion_state = sa.Table(
+    "notion_state",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
