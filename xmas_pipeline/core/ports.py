@@ -1,13 +1,14 @@
 """The interfaces the services work against, and the records that cross them.
 
-Adapters implement these (the SQL and Notion stores, the Resend and outbox senders);
-services and the Dagster assets only ever see them. Each protocol is small and every
-backend implements all of it, so nobody probes a backend for what it can do:
+Adapters implement these (the SQL store, the Resend and outbox senders, the Notion sync's
+queue); services and the Dagster assets only ever see them. Each protocol is small and
+every backend implements all of it, so nobody probes a backend for what it can do:
 
 - `SequenceStore`: contacts' sequences, what was sent, failed or skipped;
 - `BookingLedger`: Cal.com bookings, reminder outcomes, contact exit flags, email events;
 - `StateStore`: both (what the pipeline is configured with);
-- `EmailSender`: hands emails to a provider, at most once per idempotency key.
+- `EmailSender`: hands emails to a provider, at most once per idempotency key;
+- `NotionQueue`: the contacts whose Notion pages are behind the store.
 """
 
 from __future__ import annotations
@@ -44,7 +45,6 @@ class UpsertReport:
     created: list[str] = field(default_factory=list)  # contact keys given a new sequence
     updated: list[str] = field(default_factory=list)  # already had one: profile refreshed
     unchanged: list[str] = field(default_factory=list)  # exact re-delivery
-    contact_missing: list[str] = field(default_factory=list)  # no CRM contact (Notion only)
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,6 @@ class BookingUpsertReport:
     repeats: int = 0  # re-delivered webhooks, re-polled API versions: no-ops
     bookings: list[str] = field(default_factory=list)  # booking uids whose state changed
     updates: list[ContactBookingUpdate] = field(default_factory=list)  # contacts rewritten
-    contact_missing: list[str] = field(default_factory=list)  # no CRM contact (Notion only)
 
 
 @dataclass(frozen=True)
@@ -95,7 +94,7 @@ class OutcomeRecord:
 @runtime_checkable
 class SequenceStore(Protocol):
     def prepare(self, campaign: Campaign) -> None:
-        """Create (SQL) or verify (Notion) the schema. Raises StoreSchemaError."""
+        """Create the schema (and bring an older one up to date)."""
 
     def upsert_signups(self, campaign: Campaign, events: list[SignupEvent]) -> UpsertReport:
         """Create a sequence per new contact; a re-delivery never restarts a sequence."""

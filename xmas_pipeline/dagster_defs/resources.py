@@ -272,7 +272,7 @@ def notion_resource(settings: Settings, *, as_env: bool = True) -> NotionResourc
         if not value
     ]
     if missing:
-        raise SettingsError(f"NOTION_TOKEN is set but {', '.join(missing)} is not")
+        raise SettingsError({name: "must be set when NOTION_TOKEN is set" for name in missing})
     return NotionResource(
         token=from_settings(settings, "notion_token", as_env=as_env),
         base_url=settings.notion_base_url,

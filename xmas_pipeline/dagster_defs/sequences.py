@@ -82,9 +82,10 @@ def definitions(
         partitions_def=partitions,
         deps=["signups"],
         description=(
-            "Contacts and their email sequences in the state store (Notion's Email Sequence "
-            "DB, or SQL). A new contact starts the sequence; a re-delivered signup changes "
-            "nothing; a newer assessment refreshes the profile but never restarts the clock."
+            "Contacts and their email sequences in the SQL store (Notion's Email Sequence DB "
+            "follows through notion_email_sequence). A new contact starts the sequence; a "
+            "re-delivered signup changes nothing; a newer assessment refreshes the profile but "
+            "never restarts the clock."
         ),
     )
     def email_sequences(
@@ -126,7 +127,6 @@ def definitions(
                 "new sequences": len(report.created),
                 "refreshed": len(report.updated),
                 "unchanged": len(report.unchanged),
-                "no CRM contact": len(report.contact_missing),
                 "store": store.backend,
                 **{f"signups {k}": v for k, v in segments.items()},
                 **alert_meta,
@@ -178,7 +178,6 @@ def definitions(
                 "bookings changed": len(report.bookings),
                 "contacts booked": sum(u.booked for u in report.updates),
                 "contacts not booked": sum(not u.booked for u in report.updates),
-                "no CRM contact": len(report.contact_missing),
                 "store": store.backend,
                 "contacts updated": md_table(rows, ["contact", "status", "call (UTC)", "booking"]),
             }

@@ -30,7 +30,7 @@ def test_every_asset_has_group_kinds_owners_and_description(env: PipelineEnv) ->
     assert {"signups", "email_sequences", "templates", "due_emails", "deliveries"} <= keys
     assert {"bookings", "booking_state", "email_events"} <= keys
     for spec in env.defs.resolve_all_asset_specs():
-        assert spec.group_name in {"ingestion", "sequences", "delivery"}, spec.key
+        assert spec.group_name in {"ingestion", "sequences", "delivery", "notion"}, spec.key
         assert spec.kinds, spec.key
         assert spec.owners, spec.key
         assert spec.description and len(spec.description) > 40, spec.key

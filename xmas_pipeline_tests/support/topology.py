@@ -101,10 +101,19 @@ REQUIRED_PIPELINE_ENV = (
     "RESEND_WEBHOOK_SECRET",
     "CALCOM_WEBHOOK_SECRET",
 )
+# The Notion sync runs in the code server's runs only (the intake never talks to Notion).
+# All optional: without NOTION_TOKEN there is no sync.
+NOTION_ENV = (
+    "NOTION_TOKEN",
+    "NOTION_CONTACTS_DB_ID",
+    "NOTION_EMAIL_SEQUENCE_DB_ID",
+    "NOTION_TEMPLATES_DB_ID",
+    "NOTION_EMAIL_ANALYTICS_DB_ID",
+)
 # Which process gets which variables.
 PROCESS_ENV: dict[str, tuple[str, ...]] = {
     "migrate": DAGSTER_ENV,
-    "code-server": (*DAGSTER_ENV, *PIPELINE_ENV),
+    "code-server": (*DAGSTER_ENV, *PIPELINE_ENV, *NOTION_ENV),
     "webserver": DAGSTER_ENV,
     "daemon": DAGSTER_ENV,
     "intake": PIPELINE_ENV,
