@@ -14,9 +14,12 @@ from pathlib import Path
 
 import dagster as dg
 
+from xmas_pipeline.adapters.notion.http import NotionCallError
 from xmas_pipeline.adapters.notion.setup import setup_notion
-from xmas_pipeline.dagster_defs.resources import notion_resource
+from xmas_pipeline.core.ports import StoreSchemaError
+from xmas_pipeline.dagster_defs.resources import build_store, notion_resource
 from xmas_pipeline.intake.server import serve, worker_count
+from xmas_pipeline.services.notion_import import import_from_notion
 from xmas_pipeline.services.previews import render_preview
 from xmas_pipeline.settings import Settings, SettingsError
 
@@ -191,6 +194,31 @@ def _notion_setup(args: argparse.Namespace) -> int:
     return 0
 
 
+def _notion_import(args: argparse.Namespace) -> int:
+    """The existing pages and CRM contacts into the store, once (idempotent)."""
+    settings = Settings.from_env()
+    if not settings.notion_enabled:
+        print("error: NOTION_TOKEN is not set", file=sys.stderr)
+        return 2
+    resource = notion_resource(settings, as_env=False)
+    assert resource is not None  # NOTION_TOKEN is set
+    store = build_store(settings)
+    notion = resource.client()
+    try:
+        report = import_from_notion(store=store, notion=notion, campaign=settings.campaign())
+    except StoreSchemaError as exc:  # found while reading, before the store is touched
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except NotionCallError as exc:  # Notion unavailable while reading: run it again later
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        notion.close()
+        store.dispose()
+    print(report.summary())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="xmas-pipeline", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -219,6 +247,10 @@ def build_parser() -> argparse.ArgumentParser:
     notion_sub = notion.add_subparsers(dest="notion_command", required=True)
     setup = notion_sub.add_parser("setup", help="add the properties the pipeline needs")
     setup.set_defaults(func=_notion_setup)
+    notion_import = notion_sub.add_parser(
+        "import", help="take the existing Email Sequence pages and CRM contacts into the store"
+    )
+    notion_import.set_defaults(func=_notion_import)
     return parser
 
 

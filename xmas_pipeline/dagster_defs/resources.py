@@ -130,6 +130,9 @@ class NotionResource(dg.ConfigurableResource):
     analytics_db_id: str | None = None
     templates_db_id: str | None = None
     rate_per_s: float = 3.0
+    # Few attempts per call: a sync that gives up is simply run again by the next tick,
+    # and nothing else waits for it (a 429's Retry-After is still honoured).
+    max_attempts: int = 4
 
     def client(self) -> NotionSync:
         return NotionSync(
@@ -139,6 +142,7 @@ class NotionResource(dg.ConfigurableResource):
             base_url=self.base_url,
             analytics_db_id=self.analytics_db_id,
             rate_per_s=self.rate_per_s,
+            max_attempts=self.max_attempts,
         )
 
 

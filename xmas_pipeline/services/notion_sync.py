@@ -44,6 +44,10 @@ from xmas_pipeline.core.ports import (
 
 SCHEMA_STATE = "schema"
 CONTACTS_COMPLETE = "contacts_complete"  # the whole CRM was read: unknown means absent
+# The Email Sequence DB was read whole (`notion import`): a contact without a recorded
+# page has none. Until then every create looks for an existing page first (1 query), so
+# pages the first tool made are never duplicated.
+SEQUENCES_COMPLETE = "sequences_complete"
 SCHEMA_TTL = timedelta(hours=1)
 MAX_RETRY_DELAY = timedelta(minutes=30)
 
@@ -144,12 +148,13 @@ def _sync_batch(
         report.stopped = f"Notion unavailable: {error}"
         return
     records = pages.sequence_pages(campaign, keys)
+    imported = pages.state(SEQUENCES_COMPLETE) == "yes"
     done: list[QueueEntry] = []
     for index, entry in enumerate(entries):
         snap = snaps.get(entry.contact_key)
         try:
             if snap is not None:
-                _sync_contact(snap, records, contacts, pages, notion, campaign, report)
+                _sync_contact(snap, records, contacts, pages, notion, campaign, report, imported)
         except NotionCallError as error:
             if _transient(error):
                 queue.give_back(campaign, entries[index:])
@@ -201,13 +206,15 @@ def _sync_contact(
     notion: NotionSync,
     campaign: Campaign,
     report: SyncReport,
+    imported: bool,
 ) -> None:
     key = snap.contact_key
     if snap.sequence is not None:
-        wanted = sequence_values(notion.schema, campaign, snap, notion.sequence_title)
+        title = notion.sequence_title
+        wanted = sequence_values(notion.schema, campaign, snap, title)
         record = records.get(key)
         if record is None or not record.page_id:
-            look_first = record is not None and record.create_started
+            look_first = (record is not None and record.create_started) or not imported
             pages.start_create(campaign, key)
             page, created = notion.create_sequence(campaign, key, for_create(wanted), look_first)
             seen = {**_jsonable(wanted), **page_values(page)} if created else page_values(page)
@@ -215,14 +222,15 @@ def _sync_contact(
                 report.created += 1
             else:
                 report.found += 1
-                changes = differences(seen, wanted)
+                changes = differences(seen, {k: v for k, v in wanted.items() if k != title})
                 if changes:
                     notion.update_sequence(page["id"], changes)
                     report.sequence_updates += 1
                     seen.update(_jsonable(changes))
             pages.save_sequence_page(campaign, key, page["id"], _jsonable(seen))
         else:
-            changes = differences(record.written, wanted)
+            # The title is set once, on create: a row people renamed keeps its name.
+            changes = differences(record.written, {k: v for k, v in wanted.items() if k != title})
             if changes:
                 notion.update_sequence(record.page_id, changes)
                 report.sequence_updates += 1

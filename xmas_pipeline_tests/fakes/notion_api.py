@@ -17,6 +17,11 @@ What it enforces, answering with Notion's error body `{"object": "error", "statu
 - `page_size` 1..100, cursors (`start_cursor`/`next_cursor`/`has_more`), filters nested at
   most two levels, and (a conservative stand-in; Notion documents none) at most
   `max_filter_conditions` conditions in one `and`/`or`;
+- timestamp filters (`{"timestamp": "last_edited_time", "last_edited_time": {"after": ...}}`,
+  the same for `created_time`; `equals`, `before`, `after`, `on_or_before`, `on_or_after`),
+  alone or inside `and`/`or`. A page's `created_time` and `last_edited_time` are rounded
+  down to the minute, as Notion's are, and every create or update sets `last_edited_time`
+  from the fake's wall clock (`now`, which tests may freeze and move: `freeze`, `advance`);
 - a rate limit (`rate_limit` requests/s, a token bucket allowing `burst`): 429
   `rate_limited` with an integer `Retry-After`;
 - seeded fault injection (`FaultPlan`) and scripted faults (`inject`): 429, 500 (a write
@@ -38,9 +43,9 @@ import threading
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.message import Message
 from http.server import BaseHTTPRequestHandler
 from typing import Any
@@ -113,8 +118,8 @@ def _compact(object_id: str) -> str:
     return object_id.replace("-", "").lower()
 
 
-def _now_iso(minute: bool = False) -> str:
-    moment = datetime.now(UTC)
+def _now_iso(minute: bool = False, moment: datetime | None = None) -> str:
+    moment = moment or datetime.now(UTC)
     if minute:  # Notion's created_time / last_edited_time are rounded to the minute
         moment = moment.replace(second=0, microsecond=0)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -165,8 +170,12 @@ class FakeNotion:
         faults: FaultPlan | None = None,
         max_filter_conditions: int = 100,
         clock: Callable[[], float] = time.monotonic,
+        now: Callable[[], datetime] | None = None,
     ) -> None:
         self.token = token
+        # The wall clock page timestamps come from (the rate limit uses `clock`).
+        self.now: Callable[[], datetime] = now or (lambda: datetime.now(UTC))
+        self._frozen: list[datetime] | None = None
         self.rate_limit = rate_limit
         self.burst = burst
         self.faults = faults or FaultPlan()
@@ -307,6 +316,31 @@ class FakeNotion:
     def raw_page(self, page_id: str) -> dict[str, Any]:
         with self._lock:
             return self._page_object(self.pages[_compact(page_id)])
+
+    def edit_row(
+        self, page_id: str, values: dict[str, Any], *, in_trash: bool | None = None
+    ) -> None:
+        """Change a page as a person would in Notion (plain values, as `add_row` takes
+        them; `in_trash` moves it to or out of the trash): `last_edited_time` moves on."""
+        with self._lock:
+            page = self.pages[_compact(page_id)]
+            ds = self.data_sources[page["data_source"]]
+            raw = {n: self._simple_value(ds, n, v) for n, v in values.items()}
+            payload: dict[str, Any] = {"properties": raw}
+            if in_trash is not None:
+                payload["in_trash"] = in_trash
+            self._update_page(page, payload)
+
+    def freeze(self, moment: datetime) -> None:
+        """Stop the wall clock at `moment` (page timestamps; `advance` moves it on)."""
+        frozen = [moment]
+        self.now = lambda: frozen[0]
+        self._frozen = frozen
+
+    def advance(self, delta: timedelta) -> None:
+        if self._frozen is None:
+            raise RuntimeError("freeze the fake's clock before advancing it")
+        self._frozen[0] += delta
 
     # -- request handling ----------------------------------------------------------------------
 
@@ -655,7 +689,7 @@ class FakeNotion:
             raise _invalid("body failed validation: body.properties should be an object.")
         values = self._validated_values(ds, properties)
         page_id = str(uuid.uuid4())
-        now = _now_iso(minute=True)
+        now = _now_iso(minute=True, moment=self.now())
         self._created += 1
         page = {
             "id": page_id,
@@ -679,7 +713,7 @@ class FakeNotion:
         for flag in ("in_trash", "archived"):
             if flag in payload:
                 page["in_trash"] = bool(payload[flag])
-        page["last_edited_time"] = _now_iso(minute=True)
+        page["last_edited_time"] = _now_iso(minute=True, moment=self.now())
         return self._page_object(page)
 
     def _validated_values(self, ds: dict[str, Any], properties: dict[str, Any]) -> dict[str, Any]:
@@ -807,13 +841,18 @@ class FakeNotion:
             )
         return out
 
-    def _page_object(self, page: dict[str, Any]) -> dict[str, Any]:
+    def _page_object(self, page: dict[str, Any], copied: bool = True) -> dict[str, Any]:
+        """The page as the API shows it. `copied=False` shares the stored values: only for
+        reading inside one request (filters, sorts), never for an answer."""
         ds = self.data_sources[page["data_source"]]
-        properties = {}
-        for name, prop in ds["properties"].items():
-            kind = prop["type"]
-            stored = page["values"].get(prop["id"], _EMPTY.get(kind))
-            properties[name] = {"id": prop["id"], "type": kind, kind: copy.deepcopy(stored)}
+        properties: Mapping[str, Any]
+        if copied:
+            properties = {
+                name: _property(prop, page, copy.deepcopy)
+                for name, prop in ds["properties"].items()
+            }
+        else:
+            properties = _PropertyView(ds["properties"], page)
         return {
             "object": "page",
             "id": page["id"],
@@ -856,9 +895,11 @@ class FakeNotion:
             for p in sorted(self.pages.values(), key=lambda p: p["order"])
             if p["data_source"] == _compact(ds["id"]) and not p["in_trash"]
         ]
-        objects = [self._page_object(p) for p in pages]
+        # Filtered and sorted on uncopied views (a large database stays cheap to query);
+        # only the pages answered are copied.
+        objects = [self._page_object(p, copied=False) for p in pages]
         if match is not None:
-            objects = [o for o in objects if match(o["properties"])]
+            objects = [o for o in objects if match(o)]
         for sort in reversed(payload.get("sorts") or []):
             objects.sort(
                 key=self._sort_key(ds, sort), reverse=sort.get("direction") == "descending"
@@ -872,7 +913,9 @@ class FakeNotion:
                     f"body failed validation: body.start_cursor `{cursor}` is not a valid cursor."
                 )
             start = ids.index(_compact(str(cursor)))
-        chunk = objects[start : start + size]
+        chunk = [
+            self._page_object(self.pages[_compact(o["id"])]) for o in objects[start : start + size]
+        ]
         more = start + size < len(objects)
         return {
             "object": "list",
@@ -918,8 +961,10 @@ class FakeNotion:
                     )
                 matchers = [self._compile(ds, part, depth + 1) for part in parts]
                 if compound == "and":
-                    return lambda props: all(m(props) for m in matchers)
-                return lambda props: any(m(props) for m in matchers)
+                    return lambda page: all(m(page) for m in matchers)
+                return lambda page: any(m(page) for m in matchers)
+        if "timestamp" in spec:
+            return _timestamp_matcher(spec)
         name = spec.get("property")
         if not isinstance(name, str):
             raise _failed("body.filter.property", "defined", "undefined")
@@ -943,7 +988,7 @@ class FakeNotion:
         op, operand = next(iter(condition.items()))
         test = _operator(kind, op, operand, name)
         prop_name = prop["name"]
-        return lambda props: test(_plain(props[prop_name]))
+        return lambda page: test(_plain(page["properties"][prop_name]))
 
     def _simple_value(self, ds: dict[str, Any], name: str, value: Any) -> dict[str, Any]:
         """Seeding helper: a plain Python value in the write shape for the property's type."""
@@ -964,6 +1009,32 @@ class FakeNotion:
                 value = value.isoformat()
             return {kind: {"start": value} if value else None}
         return {kind: value}
+
+
+def _property(
+    prop: dict[str, Any], page: dict[str, Any], copied: Callable[[Any], Any] = lambda v: v
+) -> dict[str, Any]:
+    """One property of a page in the response shape."""
+    kind = prop["type"]
+    stored = page["values"].get(prop["id"], _EMPTY.get(kind))
+    return {"id": prop["id"], "type": kind, kind: copied(stored)}
+
+
+class _PropertyView(Mapping[str, Any]):
+    """A page's properties built only when read: a filter on a large database reads one or
+    two of each page's thirty properties."""
+
+    def __init__(self, props: dict[str, Any], page: dict[str, Any]) -> None:
+        self._props, self._page = props, page
+
+    def __getitem__(self, name: str) -> dict[str, Any]:
+        return _property(self._props[name], self._page)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._props)
+
+    def __len__(self) -> int:
+        return len(self._props)
 
 
 _EMPTY: dict[str, Any] = {
@@ -987,6 +1058,41 @@ def _plain(value: dict[str, Any]) -> Any:
     if kind == "date":
         return data["start"] if data else None
     return data
+
+
+TIMESTAMPS = ("created_time", "last_edited_time")
+TIMESTAMP_OPERATORS = ("equals", "before", "after", "on_or_before", "on_or_after")
+
+
+def _timestamp_matcher(spec: dict[str, Any]) -> Callable[[dict[str, Any]], bool]:
+    """A `{"timestamp": ..., <timestamp>: {<operator>: <ISO date>}}` condition, as Notion
+    documents it, matched against the page's own timestamp (minute resolution)."""
+    field = spec["timestamp"]
+    if field not in TIMESTAMPS:
+        raise _failed(
+            "body.filter.timestamp", "`created_time` or `last_edited_time`", _shown(field)
+        )
+    extra = sorted(k for k in spec if k not in ("timestamp", field, "type"))
+    if extra:
+        raise _invalid(
+            f"body failed validation: body.filter should have only `timestamp` and `{field}`, "
+            f"instead had `{extra[0]}`."
+        )
+    condition = spec.get(field)
+    if not isinstance(condition, dict):
+        raise _failed(f"body.filter.{field}", "an object", _shown(condition))
+    if len(condition) != 1:
+        raise _invalid(f"body failed validation: body.filter.{field} should have one operator.")
+    op, operand = next(iter(condition.items()))
+    if op not in TIMESTAMP_OPERATORS:
+        raise _invalid(
+            f"body failed validation: body.filter.{field}.{op} is not a supported operator; "
+            f"use one of {', '.join(TIMESTAMP_OPERATORS)}."
+        )
+    if _parse_date(operand) is None:
+        raise _failed(f"body.filter.{field}.{op}", "an ISO 8601 date string", _shown(operand))
+    test = _operator("date", op, operand, field)
+    return lambda page: test(page[field])
 
 
 def _operator(kind: str, op: str, operand: Any, name: str) -> Callable[[Any], bool]:

@@ -4,6 +4,7 @@ through the real notion-client SDK."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -224,3 +225,92 @@ def test_faults_can_be_scripted(fake: FakeNotion) -> None:
     assert [r["email"] for r in fake.rows(ws.contacts)] == ["a@x.com"]  # it happened anyway
     assert fake.counts["POST /v1/pages"] == 1
     assert fake.faults_injected == {"529": 1, "500": 1}
+
+
+# -- timestamp filters (what `notion_edits_sensor` reads changes with) ------------------------
+
+T0 = datetime(2025, 11, 3, 10, 7, 42, 500000, tzinfo=UTC)
+
+
+def edited(since: str, op: str = "on_or_after", field: str = "last_edited_time") -> dict:
+    return {"timestamp": field, field: {op: since}}
+
+
+def test_timestamps_are_rounded_to_the_minute_and_moved_by_every_write(fake: FakeNotion) -> None:
+    ws = busos_workspace(fake)
+    fake.freeze(T0)
+    page_id = fake.add_row(ws.contacts, {"email": "a@x.com"})
+    page = fake.raw_page(page_id)
+    assert page["created_time"] == page["last_edited_time"] == "2025-11-03T10:07:00.000Z"
+    fake.advance(timedelta(minutes=3))
+    sdk(fake).pages.update(page_id=page_id, properties={"Booking Status": {"select": None}})
+    page = fake.raw_page(page_id)
+    assert page["created_time"] == "2025-11-03T10:07:00.000Z"
+    assert page["last_edited_time"] == "2025-11-03T10:10:00.000Z"
+    fake.advance(timedelta(minutes=1))
+    fake.edit_row(page_id, {"Booking Status": "Completed"})  # a person, in Notion
+    assert fake.raw_page(page_id)["last_edited_time"] == "2025-11-03T10:11:00.000Z"
+
+
+def test_queries_filter_on_last_edited_and_created_time(fake: FakeNotion) -> None:
+    ws = busos_workspace(fake)
+    client = sdk(fake)
+    source = fake.data_source_id(ws.contacts)
+    fake.freeze(T0)  # 10:07
+    a = fake.add_row(ws.contacts, {"email": "a@x.com"})
+    fake.advance(timedelta(minutes=2))  # 10:09
+    b = fake.add_row(ws.contacts, {"email": "b@x.com", "Booking Status": "Booked"})
+    fake.advance(timedelta(minutes=3))  # 10:12
+    fake.edit_row(a, {"Booking Status": "No-Show"})
+
+    def ids(filter: dict, **options: object) -> list[str]:
+        pages = collect_paginated_api(
+            client.data_sources.query, data_source_id=source, filter=filter, **options
+        )
+        return [p["id"] for p in pages]
+
+    oldest_edit_first = [{"timestamp": "last_edited_time", "direction": "ascending"}]
+    assert ids(edited("2025-11-03T10:09:00Z"), sorts=oldest_edit_first) == [b, a]
+    assert ids(edited("2025-11-03T10:09:00Z", "after")) == [a]
+    assert ids(edited("2025-11-03T10:12:00Z", "before")) == [b]
+    assert ids(edited("2025-11-03T10:09:00.000Z", "on_or_before")) == [b]
+    assert ids(edited("2025-11-03T10:12:00+00:00", "equals")) == [a]
+    assert ids(edited("2025-11-03")) == [a, b]  # a date alone compares dates
+    assert ids(edited("2025-11-03T10:08:00Z", "before", "created_time")) == [a]
+    assert ids(edited("2025-11-03T10:09:00Z", field="created_time")) == [b]
+    both = {
+        "and": [
+            edited("2025-11-03T10:08:00Z"),
+            {"property": "Booking Status", "select": {"equals": "Booked"}},
+        ]
+    }
+    assert ids(both) == [b]
+    either = {"or": [edited("2025-11-03T10:10:00Z"), edited("2025-11-03T10:08:00Z", "before")]}
+    assert ids(either) == [a]
+
+
+def test_bad_timestamp_filters_are_validation_errors(fake: FakeNotion) -> None:
+    ws = busos_workspace(fake)
+    client = sdk(fake)
+    source = fake.data_source_id(ws.contacts)
+    cases = [
+        ({"timestamp": "updated_time", "updated_time": {"after": "2025-11-03"}}, "timestamp"),
+        ({"timestamp": "last_edited_time"}, "last_edited_time should be an object"),
+        (edited("2025-11-03", "greater_than"), "greater_than is not a supported operator"),
+        (edited("yesterday"), "should be an ISO 8601 date string"),
+        ({**edited("2025-11-03"), "created_time": {"after": "2025-11-03"}}, "only `timestamp`"),
+        (
+            {"timestamp": "created_time", "created_time": {"after": "2025-11-03", "before": "x"}},
+            "one operator",
+        ),
+    ]
+    for filter, message in cases:
+        error = error_of(
+            lambda f=filter: client.data_sources.query(data_source_id=source, filter=f)
+        )
+        assert (error.status, error.code) == (400, "validation_error")
+        assert message in str(error), (filter, str(error))
+    # The same inside a compound filter.
+    nested = {"and": [edited("never")]}
+    error = error_of(lambda: client.data_sources.query(data_source_id=source, filter=nested))
+    assert error.code == "validation_error"

@@ -19,7 +19,12 @@ from xmas_pipeline.adapters.sql.tables import notion_queue
 from xmas_pipeline.core.bookings import BookingEvent
 from xmas_pipeline.core.campaign import Campaign
 from xmas_pipeline.core.ports import ContactPageRecord, OutcomeRecord, SentRecord
-from xmas_pipeline.services.notion_sync import CONTACTS_COMPLETE, SyncReport, sync_to_notion
+from xmas_pipeline.services.notion_sync import (
+    CONTACTS_COMPLETE,
+    SEQUENCES_COMPLETE,
+    SyncReport,
+    sync_to_notion,
+)
 from xmas_pipeline_tests.fakes.notion_api import FakeNotion
 from xmas_pipeline_tests.fakes.notion_workspace import (
     Workspace,
@@ -82,9 +87,10 @@ class Rig:
 @pytest.fixture
 def rig(tmp_path: Path, campaign: Campaign) -> Iterator[Rig]:
     with FakeNotion() as fake:
-        yield Rig(
-            SqlStore(f"sqlite:///{tmp_path / 'state.db'}"), fake, busos_workspace(fake), campaign
-        )
+        store = SqlStore(f"sqlite:///{tmp_path / 'state.db'}")
+        # As after `notion import` on empty databases: no page exists that the store lacks.
+        SqlNotionPages(store.url, engine=store.engine).set_state(SEQUENCES_COMPLETE, "yes")
+        yield Rig(store, fake, busos_workspace(fake), campaign)
 
 
 def test_a_new_contact_gets_one_page_with_everything_known(rig: Rig) -> None:
@@ -295,3 +301,22 @@ def test_the_send_log_gets_one_page_per_message(tmp_path: Path, campaign: Campai
             rig.sequence_rows()["person2@example.com"]["Last Error"] == "email-1: invalid address"
         )
         assert rig.sync().logged == 0  # once each
+
+
+def test_before_the_import_a_page_the_first_tool_made_is_reused(rig: Rig) -> None:
+    rig.pages.set_state(SEQUENCES_COMPLETE, "")
+    old = rig.fake.add_row(
+        rig.ws.sequences,
+        {
+            "Name": "Person 1 (old tool)",
+            "Email": "person1@example.com",
+            "Campaign": "Christmas 2025",
+        },
+    )
+    rig.store.upsert_signups(rig.campaign, [signup_event(1), signup_event(2)])
+    report = rig.sync()
+    assert (report.found, report.created) == (1, 1)  # each create looked first
+    rows = rig.sequence_rows()
+    assert len(rows) == 2 and str(rows["person1@example.com"]["_id"]) == old
+    assert rows["person1@example.com"]["Name"] == "Person 1 (old tool)"  # its title kept
+    assert rows["person1@example.com"]["First Name"] == "Person1"

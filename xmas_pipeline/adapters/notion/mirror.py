@@ -97,16 +97,19 @@ def sequence_values(
             p.paused: snap.paused,
             p.delivery_status: snap.delivery_state or None,
             p.last_error: snap.last_error or None,
-            p.booking_uid: snap.booking_uid or None,
-            p.meeting_time: snap.meeting_time,
         }
     )
     for step in campaign.steps:
         values[p.sent(step.number)] = snap.nurture_sent.get(step.number)
-    for reminder in campaign.reminders:
-        values[p.reminder(reminder.number)] = snap.reminders_sent.get(reminder.number)
+    if snap.booking_status:
+        # Only what the store knows of the contact's bookings: a page imported from the
+        # first tool keeps the booking it shows until Cal.com tells the store otherwise.
+        values[p.booking_uid] = snap.booking_uid or None
+        values[p.meeting_time] = snap.meeting_time
+        for reminder in campaign.reminders:
+            values[p.reminder(reminder.number)] = snap.reminders_sent.get(reminder.number)
     if title and title not in values:
-        values[title] = snap.contact_key  # a readable, unique row name
+        values[title] = snap.contact_key  # a readable, unique row name (set on create only)
     return values
 
 

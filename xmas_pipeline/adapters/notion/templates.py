@@ -3,62 +3,74 @@
 Each page is one template: `Template Name` (the title, e.g. `email-2` or
 `email-2.critical`), `Subject Line` and `Email Body HTML` (rich_text; Notion stores long
 text as pieces of at most 2,000 characters, so every piece is joined). They override the
-shipped templates of the same name. One paginated query per run (plus two requests to
-find the data source and check its properties).
+shipped templates of the same name.
+
+Sending never reads Notion: `notion_edits_sensor` copies the templates into the SQL store
+(changed pages each tick, the whole database now and then) and a send run reads them
+there. The rules are here: a page without a name, subject or body is a draft and is
+skipped (a half-written draft must not replace a working shipped template); of two pages
+with one name, the one edited last wins.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
+from typing import Any
 
-from xmas_pipeline.adapters.notion.http import NotionApi, fetch_data_source
+from xmas_pipeline.adapters.notion.edits import changed_pages, edited_at
+from xmas_pipeline.adapters.notion.http import NotionApi
 from xmas_pipeline.adapters.notion.props import page_values
-from xmas_pipeline.adapters.notion.schema import (
-    TemplateProperties,
-    check_properties,
-    template_specs,
-)
+from xmas_pipeline.adapters.notion.schema import TemplateProperties
 from xmas_pipeline.adapters.notion.workspace import TEMPLATES, NotionWorkspace
-from xmas_pipeline.core.ports import StoreSchemaError
-from xmas_pipeline.core.render import TemplateSource
+from xmas_pipeline.core.ports import NotionTemplate
 
 log = logging.getLogger("xmas_pipeline.notion")
 
 
-def load_notion_templates(
-    client_or_store: NotionWorkspace | NotionApi,
-    templates_db_id: str,
-    properties: TemplateProperties | None = None,
-) -> dict[str, TemplateSource]:
-    """{template name: TemplateSource(origin="notion")} from the templates database.
+def watch_templates(notion: NotionWorkspace, templates_db_id: str) -> None:
+    """Add the Templates DB to the databases this client checks and caches the schema of."""
+    notion.database_ids[TEMPLATES] = templates_db_id
 
-    Pages without a name, subject or body are skipped with a warning (a half-written draft
-    must not replace a working shipped template); of two pages with one name, the one
-    edited last wins.
-    """
-    if isinstance(client_or_store, NotionWorkspace):
-        api = client_or_store.api
-        props = properties or client_or_store.schema.templates
-    else:
-        api = client_or_store
-        props = properties or TemplateProperties()
-    source = fetch_data_source(api, TEMPLATES, templates_db_id)
-    result = check_properties(source.properties, template_specs(props))
-    if not result.ok:
-        raise StoreSchemaError({TEMPLATES: result.problems()})
-    pages = sorted(api.query(source.id), key=lambda page: page.get("last_edited_time") or "")
-    templates: dict[str, TemplateSource] = {}
-    for page in pages:
-        values = page_values(page)
-        name = str(values.get(props.name) or "").strip()
-        subject = str(values.get(props.subject) or "").strip()
-        body = str(values.get(props.body) or "")
-        if not name or not subject or not body.strip():
+
+def template_of(page: dict[str, Any], props: TemplateProperties) -> NotionTemplate | None:
+    """The template a page holds; None for a draft (no name, subject or body) or a page in
+    the trash."""
+    values = page_values(page)
+    name = str(values.get(props.name) or "").strip()
+    subject = str(values.get(props.subject) or "").strip()
+    body = str(values.get(props.body) or "")
+    if page.get("in_trash") or page.get("archived"):
+        return None
+    if not name or not subject or not body.strip():
+        log.warning(
+            "Notion template %r skipped: it needs a name, a subject and a body", name or "?"
+        )
+        return None
+    return NotionTemplate(
+        name=name, page_id=str(page["id"]), subject=subject, html=body, edited_at=edited_at(page)
+    )
+
+
+def latest_by_name(templates: Iterable[NotionTemplate]) -> dict[str, NotionTemplate]:
+    """One template per name: the one edited last (then the greater page id, so the choice
+    is the same on every read)."""
+    chosen: dict[str, NotionTemplate] = {}
+    for template in templates:
+        other = chosen.get(template.name)
+        if other is not None:
             log.warning(
-                "Notion template %r skipped: it needs a name, a subject and a body", name or "?"
+                "two Notion templates are named %r; using the one edited last", template.name
             )
-            continue
-        if name in templates:
-            log.warning("two Notion templates are named %r; using the one edited last", name)
-        templates[name] = TemplateSource(name=name, subject=subject, html=body, origin="notion")
-    return templates
+            if (other.edited_at, other.page_id) > (template.edited_at, template.page_id):
+                continue
+        chosen[template.name] = template
+    return chosen
+
+
+def read_notion_templates(
+    api: NotionApi, data_source_id: str, props: TemplateProperties
+) -> dict[str, NotionTemplate]:
+    """Every template in the database, by name (1 request per 100 pages)."""
+    pages = changed_pages(api, data_source_id, None)
+    return latest_by_name(t for t in (template_of(p, props) for p in pages) if t is not None)

@@ -19,6 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from xmas_pipeline.adapters.sql.engine import SqlDatabase, upsert, utc
+from xmas_pipeline.adapters.sql.notion_queue import mark_dirty
 from xmas_pipeline.adapters.sql.tables import (
     messages,
     notion_contacts,
@@ -292,3 +293,36 @@ class SqlNotionPages(SqlDatabase):
                 )
                 .on_conflict_do_nothing()
             )
+
+    # -- edits read back from Notion (`services.notion_edits`) ---------------------------------
+
+    def observe_sequence_page(
+        self,
+        campaign: Campaign,
+        key: str,
+        page_id: str,
+        before: Mapping[str, Any],
+        observed: Mapping[str, Any],
+    ) -> bool:
+        """Make what the page was seen to hold the sync's diff base, unless the sync wrote
+        the page in the meantime (its record is no longer `before`). True when stored."""
+        self.prepare()
+        p = notion_pages.c
+        with self.engine.begin() as conn:
+            done = conn.execute(
+                notion_pages.update()
+                .where(
+                    p.campaign == campaign.slug,
+                    p.contact_key == key,
+                    p.page_id == page_id,
+                    p.written == json.dumps(dict(before), sort_keys=True, default=str),
+                )
+                .values(written=json.dumps(dict(observed), sort_keys=True, default=str))
+            ).rowcount
+        return bool(done)
+
+    def requeue(self, campaign: Campaign, keys: Iterable[str]) -> None:
+        """Queue these contacts for the sync (a CRM page just appeared for them)."""
+        self.prepare()
+        with self.engine.begin() as conn:
+            mark_dirty(conn, campaign.slug, keys, datetime.now(UTC))

@@ -1,0 +1,360 @@
+"""What people change in Notion, brought into the store (`notion_edits_sensor`), by the
+ownership rule of `adapters.notion.mirror`: the store wins for what the pipeline does, Notion
+for what people decide.
+
+- Email Sequence DB: `Paused` (either way) and `Unsubscribed` ticked by hand go into the
+  store as the contact's flags (which queue the contact). A value differs from what the
+  sync last wrote only when someone changed it, so a page the sync wrote itself comes back
+  without effect; a value still as written while the store moved on is the store's change
+  on its way to Notion, not an edit. Whatever people changed, the sync's diff base
+  (`notion_pages.written`) becomes what the page shows, so the next sync of the contact puts
+  back what the pipeline owns and leaves the rest. Pages the store does not know (another
+  contact, a page it did not create) are left to the import command.
+- Contacts DB (the CRM): each changed contact page is recorded as seen (`notion_contacts`),
+  which is where the sync reads a Booking Status set to Completed or No-Show by hand. The
+  first look reads the whole CRM, then only what changes: from then on an address the CRM
+  did not show is known to be absent, and the sync stops looking signups up. A CRM page
+  that appears for a contact of the store queues the contact, so the sync fills it in.
+- Templates DB: changed templates are copied into the store, where send runs read them. A
+  page emptied or renamed gives up its template; the whole database is then read again,
+  as it is every `TEMPLATE_SWEEP` (a page moved to the trash is no longer returned by a
+  query, so only a whole read notices it): the shipped template applies again.
+
+Cost: the databases' schema comes from the store (`load_schema`), then one query per
+database (100 pages a request) of what was edited since its cursor. Nothing changed: one
+request per database. Each cursor is saved once its changes are applied: a tick that fails
+half way is read again in full by the next one, and applying twice changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from xmas_pipeline.adapters.notion.edits import EditCursor, changed_pages, edited_at
+from xmas_pipeline.adapters.notion.mirror import comparable, contact_changes, same, sequence_values
+from xmas_pipeline.adapters.notion.pages import NotionPages
+from xmas_pipeline.adapters.notion.props import parse_datetime
+from xmas_pipeline.adapters.notion.schema import TemplateProperties
+from xmas_pipeline.adapters.notion.sync import NotionSync
+from xmas_pipeline.adapters.notion.templates import (
+    latest_by_name,
+    template_of,
+    watch_templates,
+)
+from xmas_pipeline.adapters.notion.workspace import CONTACTS, SEQUENCES, TEMPLATES, ContactPage
+from xmas_pipeline.adapters.sql.notion_pages import SqlNotionPages
+from xmas_pipeline.adapters.sql.store import SqlStore
+from xmas_pipeline.core.campaign import Campaign
+from xmas_pipeline.core.ports import ContactPageRecord, NotionTemplate
+from xmas_pipeline.services.notion_sync import CONTACTS_COMPLETE, load_schema
+
+TEMPLATES_SWEPT = "edits:templates:swept_at"
+TEMPLATE_SWEEP = timedelta(minutes=5)  # a template moved to the trash is dropped by then
+
+Page = dict[str, Any]
+
+
+def cursor_state(role: str) -> str:
+    """The `notion_state` name of a database's cursor."""
+    return f"edits:{role}"
+
+
+@dataclass
+class EditsReport:
+    pages: int = 0  # pages read that had changed since they were last applied
+    paused: int = 0
+    unpaused: int = 0
+    unsubscribed: int = 0
+    hand_edits: int = 0  # Email Sequence pages whose edits the sync's diff base now holds
+    not_ours: int = 0  # pages of contacts or pages the store does not know: left alone
+    contacts: int = 0  # CRM contact pages recorded
+    new_contacts: int = 0  # of which new to a contact of the store (queued for the sync)
+    templates: int = 0  # templates stored (new or changed)
+    templates_dropped: int = 0  # templates given back to the shipped ones
+    requests: int = 0  # HTTP requests to Notion, retries included
+
+    def summary(self) -> str:
+        counts = [
+            (self.paused, "paused"),
+            (self.unpaused, "unpaused"),
+            (self.unsubscribed, "unsubscribed by hand"),
+            (self.hand_edits, "hand-edited pages noted"),
+            (self.contacts, "CRM contacts"),
+            (self.new_contacts, "new CRM contacts queued"),
+            (self.templates, "templates"),
+            (self.templates_dropped, "templates dropped"),
+            (self.not_ours, "pages not the store's"),
+        ]
+        said = ", ".join(f"{n} {label}" for n, label in counts if n) or "nothing changed"
+        return f"{said} ({self.pages} changed pages read; {self.requests} Notion requests)"
+
+
+def apply_notion_edits(
+    *,
+    store: SqlStore,
+    pages: SqlNotionPages,
+    notion: NotionSync,
+    campaign: Campaign,
+    templates_db_id: str | None = None,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> EditsReport:
+    """Read what changed in each database since its cursor and apply it (see above);
+    `now` is the clock of the cursors (Notion's, as near as this host knows it).
+    Raises `NotionCallError` when Notion fails: the cursors of databases not yet applied
+    stay where they were."""
+    report = EditsReport()
+    start = notion.api.requests_sent
+    try:
+        if templates_db_id:
+            watch_templates(notion, templates_db_id)
+        load_schema(notion, pages, campaign)
+        _sequence_edits(store, pages, notion, campaign, report, now)
+        _contact_edits(store, pages, notion, campaign, report, now)
+        if templates_db_id:
+            _template_edits(pages, notion, report, now)
+    finally:
+        report.requests = notion.api.requests_sent - start
+    return report
+
+
+class _Poll:
+    """One database's cursor and what its query returned: the pages edited since the
+    cursor, or (`whole`, or nothing read before) every page."""
+
+    def __init__(
+        self,
+        pages: SqlNotionPages,
+        notion: NotionPages,
+        role: str,
+        condition: dict[str, Any] | None = None,
+        scope: str = "",
+        whole: bool = False,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.store = pages
+        self.role = role
+        self.notion = notion
+        self.condition = condition
+        self.source_id = notion.source(role).id
+        self.cursor = EditCursor.loads(
+            pages.state(cursor_state(role)), f"{notion.database_ids[role]}{scope}"
+        )
+        self.first = self.cursor.since is None  # never read: this read is the whole database
+        self.whole = whole or self.first
+        since = None if self.whole else self.cursor.since
+        self.read_at = now()  # before the query: an edit made during it is read next time
+        self.read: list[Page] = changed_pages(notion.api, self.source_id, since, condition)
+
+    def fresh(self) -> list[Page]:
+        """The pages edited since the cursor that were not applied as they are now."""
+        since = self.cursor.since
+        recent = [p for p in self.read if since is None or edited_at(p) >= since]
+        return self.cursor.fresh(recent)
+
+    def read_whole(self) -> list[Page]:
+        """Every page now (after an incremental read), remembered with the rest."""
+        everything = changed_pages(self.notion.api, self.source_id, None, self.condition)
+        self.read += everything
+        self.whole = True
+        return everything
+
+    def save(self) -> None:
+        """Called once what was read is applied."""
+        after = self.cursor.advance(self.read, self.read_at)
+        if after != self.cursor:
+            self.store.set_state(cursor_state(self.role), after.dumps())
+
+
+# -- Email Sequence DB ---------------------------------------------------------------------
+
+
+def _sequence_edits(
+    store: SqlStore,
+    pages: SqlNotionPages,
+    notion: NotionSync,
+    campaign: Campaign,
+    report: EditsReport,
+    now: Callable[[], datetime],
+) -> None:
+    condition = notion.campaign_condition(campaign)
+    poll = _Poll(pages, notion, SEQUENCES, condition, f"|{campaign.notion_select}", now=now)
+    fresh = poll.fresh()
+    report.pages += len(fresh)
+    rows = [row for row in (notion.to_row(page) for page in fresh) if row is not None]
+    keys = [row.contact_key for row in rows]
+    snaps = store.contact_snapshots(campaign, keys)
+    records = pages.sequence_pages(campaign, keys)
+    p = notion.schema.sequences
+    for row in rows:
+        key, seen = row.contact_key, row.values
+        snap, record = snaps.get(key), records.get(key)
+        if snap is None or record is None or record.page_id != row.page_id:
+            report.not_ours += 1
+            continue
+        written = record.written
+
+        def edited(
+            name: str, seen: dict[str, Any] = seen, written: dict[str, Any] = written
+        ) -> bool:
+            # A checkbox: unset and unticked are alike.
+            return name in seen and bool(seen[name]) != bool(written.get(name))
+
+        # The store first, the diff base after: a tick that dies in between is applied
+        # again by the next one, not lost.
+        paused = bool(seen.get(p.paused))
+        if edited(p.paused) and paused != snap.paused:
+            store.set_contact_flags(campaign, key, paused=paused)
+            if paused:
+                report.paused += 1
+            else:
+                report.unpaused += 1
+        if edited(p.unsubscribed) and seen.get(p.unsubscribed) and not snap.unsubscribed:
+            store.set_contact_flags(campaign, key, unsubscribed=True)  # never undone
+            report.unsubscribed += 1
+        managed = set(sequence_values(notion.schema, campaign, snap, notion.sequence_title))
+        shown = {name: comparable(seen[name]) for name in managed | set(written) if name in seen}
+        if all(same(written.get(name), value) for name, value in shown.items()):
+            continue  # as the sync left it (its own write, read back)
+        # Left as it is when the sync wrote the page meanwhile: it knows better.
+        if pages.observe_sequence_page(campaign, key, row.page_id, written, {**written, **shown}):
+            report.hand_edits += 1
+    poll.save()
+
+
+# -- Contacts DB (the CRM) -----------------------------------------------------------------
+
+
+def _contact_edits(
+    store: SqlStore,
+    pages: SqlNotionPages,
+    notion: NotionSync,
+    campaign: Campaign,
+    report: EditsReport,
+    now: Callable[[], datetime],
+) -> None:
+    poll = _Poll(pages, notion, CONTACTS, now=now)
+    fresh = poll.fresh()
+    report.pages += len(fresh)
+    candidates: dict[str, list[tuple[Page, ContactPage]]] = {}
+    for page in fresh:
+        known = notion.contact_of(page)
+        if known is not None:
+            candidates.setdefault(known[0], []).append((page, known[1]))
+    records = pages.contact_pages(candidates)
+    changed: dict[str, ContactPageRecord] = {}
+    appeared: list[str] = []
+    for key, found in candidates.items():
+        record = records.get(key)
+        chosen = _contact_page(found, record)
+        if chosen is None:
+            report.not_ours += 1  # a second page with an address the CRM already has
+            continue
+        if record is not None and record.page_id == chosen.page_id:
+            names = set(record.values) | set(chosen.values)
+            if all(same(record.values.get(n), chosen.values.get(n)) for n in names):
+                continue  # as the sync left it (its own write, read back)
+        else:
+            appeared.append(key)
+        changed[key] = ContactPageRecord(chosen.page_id, chosen.values)
+    pages.save_contact_pages(changed)
+    report.contacts += len(changed)
+    # A contact of the store with a CRM page it did not know: the sync fills the page in.
+    snaps = store.contact_snapshots(campaign, appeared)
+    queue = [
+        key
+        for key, snap in snaps.items()
+        if contact_changes(notion.schema, snap, changed[key].values)
+    ]
+    pages.requeue(campaign, queue)
+    report.new_contacts += len(queue)
+    if poll.first and pages.state(CONTACTS_COMPLETE) != "yes":
+        pages.set_state(CONTACTS_COMPLETE, "yes")  # every CRM page is known from now on
+    poll.save()
+
+
+def _contact_page(
+    found: list[tuple[Page, ContactPage]], record: ContactPageRecord | None
+) -> ContactPage | None:
+    """The page to keep for one address: the one already known, else the oldest; None when
+    only other pages than the known one were read."""
+    if record is not None and record.page_id:
+        mine = [contact for _, contact in found if contact.page_id == record.page_id]
+        return mine[-1] if mine else None
+    oldest = min(found, key=lambda item: (item[0].get("created_time") or "", item[1].page_id))
+    # The latest read of that page (one page may come back twice in one read).
+    return [contact for _, contact in found if contact.page_id == oldest[1].page_id][-1]
+
+
+# -- Templates DB --------------------------------------------------------------------------
+
+
+def _template_edits(
+    pages: SqlNotionPages, notion: NotionSync, report: EditsReport, now: Callable[[], datetime]
+) -> None:
+    props = notion.schema.templates
+    swept = _moment(pages.state(TEMPLATES_SWEPT))
+    # Now and then the whole database instead of what changed: the same one request.
+    sweep = swept is None or now() - swept >= TEMPLATE_SWEEP
+    poll = _Poll(pages, notion, TEMPLATES, whole=sweep, now=now)
+    stored = {t.name: t for t in pages.notion_templates()}
+    fresh = poll.fresh()
+    report.pages += len(fresh)
+    everything = poll.read
+    if not poll.whole:
+        saved, lost = _changed_templates(fresh, stored, props)
+        if not lost:
+            pages.save_notion_templates(saved)
+            report.templates += len(saved)
+            poll.save()
+            return
+        everything = poll.read_whole()  # which other page, if any, now has that name?
+    found = latest_by_name(t for t in (template_of(p, props) for p in everything) if t)
+    saved = [t for name, t in found.items() if not _same_template(stored.get(name), t)]
+    dropped = [name for name in stored if name not in found]
+    pages.save_notion_templates(saved)
+    pages.drop_notion_templates(dropped)
+    report.templates += len(saved)
+    report.templates_dropped += len(dropped)
+    pages.set_state(TEMPLATES_SWEPT, poll.read_at.isoformat())
+    poll.save()
+
+
+def _changed_templates(
+    fresh: list[Page], stored: dict[str, NotionTemplate], props: TemplateProperties
+) -> tuple[list[NotionTemplate], bool]:
+    """The templates to store from the pages edited; True when a template lost its page
+    (emptied, renamed): the whole database must then be read again."""
+    by_page = {t.page_id: t for t in stored.values()}
+    chosen: dict[str, NotionTemplate] = {}
+    lost = False
+    for page in fresh:
+        template = template_of(page, props)
+        old = by_page.get(str(page["id"]))
+        if old is not None and (template is None or template.name != old.name):
+            lost = True
+        if template is None:
+            continue
+        current = chosen.get(template.name) or stored.get(template.name)
+        later = current is not None and (current.edited_at, current.page_id) > (
+            template.edited_at,
+            template.page_id,
+        )
+        if current is not None and current.page_id != template.page_id and later:
+            continue  # another page of that name was edited later
+        if not _same_template(current, template):
+            chosen[template.name] = template
+    return list(chosen.values()), lost
+
+
+def _same_template(a: NotionTemplate | None, b: NotionTemplate) -> bool:
+    return a is not None and (a.page_id, a.subject, a.html) == (b.page_id, b.subject, b.html)
+
+
+def _moment(text: str | None) -> datetime | None:
+    try:
+        return parse_datetime(text)
+    except ValueError:
+        return None
