@@ -76,7 +76,7 @@ from xmas_pipeline.core.unsubscribe import unsubscribe_url  # noqa: E402
 from xmas_pipeline.dagster_defs.notion import BACKLOG  # noqa: E402
 from xmas_pipeline.services.notion_edits import apply_notion_edits  # noqa: E402
 from xmas_pipeline.services.notion_import import import_from_notion  # noqa: E402
-from xmas_pipeline.services.notion_sync import SyncReport, sync_to_notion  # noqa: E402
+from xmas_pipeline.services.notion_sync import SyncReport  # noqa: E402
 from xmas_pipeline.services.planning import due_plan  # noqa: E402
 from xmas_pipeline.services.sending import Envelope, deliver  # noqa: E402
 from xmas_pipeline.settings import Settings  # noqa: E402
@@ -87,6 +87,7 @@ from xmas_pipeline_tests.fakes.notion_workspace import (  # noqa: E402
     signup_event,
 )
 from xmas_pipeline_tests.fakes.resend_api import DEFAULT_API_KEY, running_fake  # noqa: E402
+from xmas_pipeline_tests.support.notion_sync import sync_pass as one_pass  # noqa: E402
 
 NOTION_RATE = 3.0
 RESEND_RATE = 2
@@ -251,18 +252,7 @@ def send_run(store: SqlStore, campaign: Campaign, sender: ResendSender, run: int
 def sync_pass(
     store: SqlStore, ws: Workspace, campaign: Campaign, rate: float, holder: str
 ) -> SyncReport:
-    client = paced_client(ws, rate)
-    try:
-        return sync_to_notion(
-            snapshots=store.contact_snapshots,
-            queue=SqlNotionQueue(store.url, engine=store.engine),
-            pages=SqlNotionPages(store.url, engine=store.engine),
-            notion=client,
-            campaign=campaign,
-            holder=holder,
-        )
-    finally:
-        client.close()
+    return one_pass(store, paced_client(ws, rate), campaign, holder)
 
 
 def check_pages(fake: LedgerNotion, ws: Workspace, addresses: list[str], step: int) -> list[str]:

@@ -11,7 +11,6 @@ from pathlib import Path
 
 from xmas_pipeline.adapters.resend_sender import ResendSender
 from xmas_pipeline.adapters.sql.journal import SqlSendJournal
-from xmas_pipeline.adapters.sql.notion_pages import SqlNotionPages
 from xmas_pipeline.adapters.sql.notion_queue import SqlNotionQueue
 from xmas_pipeline.adapters.sql.store import SqlStore
 from xmas_pipeline.core.campaign import Campaign
@@ -19,28 +18,18 @@ from xmas_pipeline.core.context import nurture_context
 from xmas_pipeline.core.due import compute_due
 from xmas_pipeline.core.render import Renderer, load_template_dir
 from xmas_pipeline.core.send_plan import with_profile as plan_with_fields
-from xmas_pipeline.services.notion_sync import SyncReport, sync_to_notion
+from xmas_pipeline.services.notion_sync import SyncReport
 from xmas_pipeline.services.sending import Envelope, deliver
 from xmas_pipeline_tests.fakes.notion_api import FakeNotion, FaultPlan
 from xmas_pipeline_tests.fakes.notion_workspace import Workspace, busos_workspace, signup_event
 from xmas_pipeline_tests.fakes.resend_api import DEFAULT_API_KEY, running_fake
+from xmas_pipeline_tests.support.notion_sync import sync_pass
 
 PEOPLE = 40
 
 
 def _sync(store: SqlStore, ws: Workspace, campaign: Campaign, run: int) -> SyncReport:
-    client = ws.client(timeout_s=0.4, max_attempts=3)
-    try:
-        return sync_to_notion(
-            snapshots=store.contact_snapshots,
-            queue=SqlNotionQueue(store.url, engine=store.engine),
-            pages=SqlNotionPages(store.url, engine=store.engine),
-            notion=client,
-            campaign=campaign,
-            holder=f"sync-{run}",
-        )
-    finally:
-        client.close()
+    return sync_pass(store, ws.client(timeout_s=0.4, max_attempts=3), campaign, f"sync-{run}")
 
 
 def test_twenty_percent_faults_on_both_services(campaign: Campaign, tmp_path: Path) -> None:

@@ -12,8 +12,6 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from xmas_pipeline.adapters.sql.notion_pages import SqlNotionPages
-from xmas_pipeline.adapters.sql.notion_queue import SqlNotionQueue
 from xmas_pipeline.adapters.sql.store import SqlStore
 from xmas_pipeline.adapters.sql.tables import messages, sequences
 from xmas_pipeline.core.campaign import Campaign, message_id
@@ -21,7 +19,7 @@ from xmas_pipeline.core.context import nurture_context
 from xmas_pipeline.core.ports import OutgoingEmail, SendResult
 from xmas_pipeline.core.render import Renderer, load_template_dir
 from xmas_pipeline.core.sequence_frame import PROFILE_FIELDS
-from xmas_pipeline.services.notion_sync import SyncReport, sync_to_notion
+from xmas_pipeline.services.notion_sync import SyncReport
 from xmas_pipeline.services.planning import due_plan
 from xmas_pipeline.services.sending import DeliveryReport, Envelope, deliver
 from xmas_pipeline_tests.fakes.notion_api import FakeNotion
@@ -31,6 +29,7 @@ from xmas_pipeline_tests.fakes.notion_workspace import (
     busos_workspace,
     signup_event,
 )
+from xmas_pipeline_tests.support.notion_sync import sync_pass
 
 SEQUENCES = 10_000
 WATCHED = "watched@example.com"  # the one contact this test follows through Notion
@@ -119,18 +118,7 @@ def send_run(
 
 def sync(store: SqlStore, ws: Workspace, campaign: Campaign, holder: str) -> SyncReport:
     """One pass with a fresh client, as each sync run makes one (nothing in memory)."""
-    client = ws.client()
-    try:
-        return sync_to_notion(
-            snapshots=store.contact_snapshots,
-            queue=SqlNotionQueue(store.url, engine=store.engine),
-            pages=SqlNotionPages(store.url, engine=store.engine),
-            notion=client,
-            campaign=campaign,
-            holder=holder,
-        )
-    finally:
-        client.close()
+    return sync_pass(store, ws.client(), campaign, holder)
 
 
 @pytest.mark.timeout(120)

@@ -22,7 +22,7 @@ from xmas_pipeline.core.bookings import BookingEvent
 from xmas_pipeline.core.campaign import Campaign
 from xmas_pipeline.core.ports import SentRecord, StoreSchemaError
 from xmas_pipeline.services.notion_edits import EditsReport, apply_notion_edits, cursor_state
-from xmas_pipeline.services.notion_sync import CONTACTS_COMPLETE, SyncReport, sync_to_notion
+from xmas_pipeline.services.notion_sync import CONTACTS_COMPLETE, SyncReport
 from xmas_pipeline_tests.fakes.notion_api import FakeNotion
 from xmas_pipeline_tests.fakes.notion_workspace import (
     Workspace,
@@ -30,6 +30,7 @@ from xmas_pipeline_tests.fakes.notion_workspace import (
     busos_workspace,
     signup_event,
 )
+from xmas_pipeline_tests.support.notion_sync import sync_pass
 
 T0 = datetime(2025, 11, 3, 10, 0, 20, tzinfo=UTC)  # Notion's clock, as the fake keeps it
 QUERY = "POST /v1/data_sources/{id}/query"
@@ -51,18 +52,7 @@ class Rig:
         return SqlNotionQueue(self.store.url, engine=self.store.engine)
 
     def sync(self) -> SyncReport:
-        notion = self.ws.client()
-        try:
-            return sync_to_notion(
-                snapshots=self.store.contact_snapshots,
-                queue=self.queue,
-                pages=self.pages,
-                notion=notion,
-                campaign=self.campaign,
-                holder="run-test",
-            )
-        finally:
-            notion.close()
+        return sync_pass(self.store, self.ws.client(), self.campaign, "run-test")
 
     def edits(self, templates: bool = True, **options: Any) -> EditsReport:
         """One tick's work, with a fresh client (nothing cached in memory)."""

@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 
 from xmas_pipeline.adapters.sql.journal import SqlSendJournal
-from xmas_pipeline.adapters.sql.notion_pages import SqlNotionPages
 from xmas_pipeline.adapters.sql.notion_queue import SqlNotionQueue
 from xmas_pipeline.adapters.sql.store import SqlStore
 from xmas_pipeline.core.bookings import BookingEvent
@@ -21,7 +20,7 @@ from xmas_pipeline.core.campaign import Campaign, message_id
 from xmas_pipeline.core.ports import ALREADY_SENT, OutgoingEmail, SentRecord
 from xmas_pipeline.core.signup import SignupEvent
 from xmas_pipeline.services.notion_import import ImportReport, import_from_notion
-from xmas_pipeline.services.notion_sync import SyncReport, sync_to_notion
+from xmas_pipeline.services.notion_sync import SyncReport
 from xmas_pipeline.services.planning import due_plan
 from xmas_pipeline_tests.fakes.notion_api import FakeNotion
 from xmas_pipeline_tests.fakes.notion_workspace import (
@@ -30,6 +29,7 @@ from xmas_pipeline_tests.fakes.notion_workspace import (
     busos_workspace,
     signup_event,
 )
+from xmas_pipeline_tests.support.notion_sync import sync_pass
 
 NOW = datetime.now(UTC).replace(microsecond=0)  # Notion keeps milliseconds at most
 START = NOW - timedelta(days=14)  # every nurture step of the campaign is due
@@ -108,18 +108,7 @@ def run_import(store: SqlStore, ws: Workspace, campaign: Campaign) -> ImportRepo
 
 
 def run_sync(store: SqlStore, ws: Workspace, campaign: Campaign) -> SyncReport:
-    client = ws.client()
-    try:
-        return sync_to_notion(
-            snapshots=store.contact_snapshots,
-            queue=SqlNotionQueue(store.url, engine=store.engine),
-            pages=SqlNotionPages(store.url, engine=store.engine),
-            notion=client,
-            campaign=campaign,
-            holder="test-sync",
-        )
-    finally:
-        client.close()
+    return sync_pass(store, ws.client(), campaign)
 
 
 def queue_depth(store: SqlStore, campaign: Campaign) -> int:

@@ -46,7 +46,6 @@ from xmas_pipeline.core.campaign import Campaign
 from xmas_pipeline.core.context import nurture_context
 from xmas_pipeline.core.render import Renderer, load_template_dir
 from xmas_pipeline.services.notion_import import import_from_notion
-from xmas_pipeline.services.notion_sync import SyncReport, sync_to_notion
 from xmas_pipeline.services.planning import due_plan
 from xmas_pipeline.services.sending import DeliveryReport, Envelope, deliver
 from xmas_pipeline_tests.fakes.notion_api import FakeNotion, FaultPlan
@@ -58,6 +57,7 @@ from xmas_pipeline_tests.fakes.notion_workspace import (
     signup_event,
 )
 from xmas_pipeline_tests.fakes.resend_api import DEFAULT_API_KEY, FakeResendAPI, running_fake
+from xmas_pipeline_tests.support.notion_sync import sync_pass
 
 RATE = 25.0  # requests/s for the catch-up: seconds of work instead of minutes at 3/s
 SLACK = 1.10  # the catch-up may take 10% more than its requests at the rate limit
@@ -94,20 +94,6 @@ def client(
         base_url=base_url or ws.fake.base_url,
         **options,
     )
-
-
-def sync(store: SqlStore, notion: NotionSync, campaign: Campaign, holder: str) -> SyncReport:
-    try:
-        return sync_to_notion(
-            snapshots=store.contact_snapshots,
-            queue=SqlNotionQueue(store.url, engine=store.engine),
-            pages=SqlNotionPages(store.url, engine=store.engine),
-            notion=notion,
-            campaign=campaign,
-            holder=holder,
-        )
-    finally:
-        notion.close()
 
 
 def send_run(
@@ -175,7 +161,7 @@ def test_ten_minutes_without_notion_delay_no_email_and_lose_nothing(
         # Before: signed up, welcomed, synced (the schema is now kept in the store).
         store.upsert_signups(testing, before)
         send_run(store, resend, testing, t0, 0)
-        first = sync(store, client(ws), testing, "sync-0")
+        first = sync_pass(store, client(ws), testing, "sync-0")
         assert (first.created, first.contact_updates, first.failed) == (BEFORE, BEFORE, [])
 
         if outage == "every request 503":
@@ -195,7 +181,7 @@ def test_ten_minutes_without_notion_delay_no_email_and_lose_nothing(
             assert due == expected and len(report.sent) == due, (minute, report.problems())
             assert due_plan(store, testing, now)[0].empty
             # The sensor tries again every minute or so: each pass stops at once.
-            down = sync(store, client(ws, base_url=down_url), testing, f"sync-{minute}")
+            down = sync_pass(store, client(ws, base_url=down_url), testing, f"sync-{minute}")
             assert down.stopped.startswith("Notion unavailable"), down
             assert (down.contacts, down.created, down.failed) == (0, 0, [])
             stats = queue.stats(testing)
@@ -215,7 +201,7 @@ def test_ten_minutes_without_notion_delay_no_email_and_lose_nothing(
         time.sleep(0.1)  # the fake's bucket full, as after any quiet spell
         fake.reset_counts()
         started = time.monotonic()
-        back = sync(
+        back = sync_pass(
             store,
             client(ws, rate_per_s=RATE, sleep=time.sleep, clock=time.monotonic),
             testing,
@@ -288,7 +274,7 @@ def test_a_create_whose_answer_is_lost_is_found_not_made_again(
         if lost == "process dies":
             broken = client(ws, DiesAfterTheFirstCreate)
             with pytest.raises(Crash):
-                sync(store, broken, campaign, "sync-dead")
+                sync_pass(store, broken, campaign, "sync-dead")
             # Nothing lost: every contact still queued (held by the dead run, freed as
             # `notion_email_sequence` frees them when its run starts).
             assert queue.stats(campaign).depth == people
@@ -296,14 +282,14 @@ def test_a_create_whose_answer_is_lost_is_found_not_made_again(
         else:
             # A short timeout: the held-back create reply is given up on.
             broken = client(ws, losing_the_first_create(fake), timeout_s=0.2)
-            report = sync(store, broken, campaign, "sync-1")
+            report = sync_pass(store, broken, campaign, "sync-1")
             assert report.stopped.startswith("Notion unavailable") and not report.created
             assert queue.stats(campaign).ready == people
         assert len(fake.rows(ws.sequences)) == 1  # Notion made the page...
         assert_store_matches_notion(store, fake, ws, campaign)  # ...the store knows a create began
 
         fake.set_faults(FaultPlan())
-        again = sync(store, client(ws), campaign, "sync-2")
+        again = sync_pass(store, client(ws), campaign, "sync-2")
         assert (again.found, again.created, again.failed) == (1, people - 1, [])
         rows = fake.rows(ws.sequences)
         assert sorted(row["Email"] for row in rows) == sorted(e.contact_key for e in events)
