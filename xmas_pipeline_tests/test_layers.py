@@ -183,6 +183,18 @@ def test_the_package_imports_only_downward_without_cycles() -> None:
     assert problems(ROOT) == []
 
 
+MAX_LINES = 500  # past this a module holds several jobs: split it by what it holds
+
+
+def test_no_module_is_over_500_lines() -> None:
+    sizes = {
+        str(path.relative_to(ROOT)): len(path.read_text(encoding="utf-8").splitlines())
+        for path in ROOT.rglob("*.py")
+    }
+    assert len(sizes) > 50  # the package was found
+    assert {name: n for name, n in sizes.items() if n > MAX_LINES} == {}
+
+
 # -- the checker itself, on a small made-up package ------------------------------------------
 
 
