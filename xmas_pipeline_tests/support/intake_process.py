@@ -69,8 +69,9 @@ class IntakeProcess:
         serve = [sys.executable, "-m", "xmas_pipeline.cli", "serve", *where]
         return [*serve, "--workers", str(self.workers)]
 
-    def start(self, ready_within: float = 30.0) -> IntakeProcess:
-        """Start the server and return once /healthz answers."""
+    def start(self, ready_within: float = 90.0) -> IntakeProcess:
+        """Start the server and return once /healthz answers (several workers importing the
+        package at once on a loaded 2-core machine have taken over 30 s)."""
         command = self.command()
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         try:
