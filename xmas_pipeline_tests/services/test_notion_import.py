@@ -4,7 +4,6 @@ follows writes only what really differs (counted by the fake Notion)."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -156,9 +155,7 @@ def test_importing_2000_existing_pages_creates_no_duplicates(
     extra_dates = sum(shown[k] > steps[k] for k in shown)
     fake.reset_counts()
 
-    clock = time.monotonic()
     report = run_import(store, ws, campaign)
-    took = time.monotonic() - clock
 
     assert report.pages == 2050 and report.contacts == 2000
     assert len(report.duplicate_pages) == 50 and report.without_email == 0
@@ -167,7 +164,6 @@ def test_importing_2000_existing_pages_creates_no_duplicates(
     assert report.emails == sum(shown.values())
     # 4 schema reads, 21 pages of sequences, 20 of contacts: nothing else.
     assert report.requests == fake.total == 4 + 21 + 20
-    assert took < 60, f"{took:.1f} s"
     sequences = store.load_sequences(campaign)
     assert len(sequences) == 2000 and sequences["contact_key"].is_unique
     by_key = sent_steps(store, campaign)
