@@ -42,6 +42,9 @@ def check_exposure(host: str, settings: Settings) -> None:
         raise ExposedWithoutSecret(host)
 
 
+WORKER_HEALTHCHECK_S = 60
+
+
 def _log_config() -> dict[str, Any]:
     config = copy.deepcopy(LOGGING_CONFIG)
     # The intake's own lines (accepted kind + file, rejections) through uvicorn's handler.
@@ -62,6 +65,11 @@ def _options(host: str, port: int) -> dict[str, Any]:
         "log_config": _log_config(),
         "server_header": False,
         "timeout_graceful_shutdown": 10,
+        # uvicorn kills a worker that has not answered its supervisor's ping within this
+        # many seconds. A new worker answers only once it has imported the app: 5 s (the
+        # default) was not always enough on a busy 2-core host, and every replacement was
+        # killed the same way, so the intake never came up.
+        "timeout_worker_healthcheck": WORKER_HEALTHCHECK_S,
     }
 
 
