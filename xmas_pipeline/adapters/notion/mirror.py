@@ -24,27 +24,15 @@ from xmas_pipeline.adapters.notion.schema import NotionSchema
 from xmas_pipeline.core.booking_state import BOOKED
 from xmas_pipeline.core.campaign import Campaign
 from xmas_pipeline.core.ports import ContactSnapshot
+from xmas_pipeline.core.sequence_frame import PROFILE_FIELDS
 
 # Booking Status values people set after the call; a booking re-read must not undo them.
 AFTER_CALL = ("Completed", "No-Show")
 
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
-PROFILE = (
-    "first_name",
-    "business_name",
-    "assessment_score",
-    "red_systems",
-    "orange_systems",
-    "yellow_systems",
-    "green_systems",
-    "gps_score",
-    "money_score",
-    "weakest_system_1",
-    "weakest_system_2",
-    "revenue_leak_total",
-    "segment",
-)
+# The signup profile and its segment: the values a page shows of who the contact is.
+PROFILE = (*PROFILE_FIELDS, "segment")
 
 
 def comparable(value: Any) -> Any:
