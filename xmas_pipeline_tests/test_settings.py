@@ -21,7 +21,7 @@ def test_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.campaign().name == "Christmas 2025"
     assert settings.intake_public_url == "http://localhost:8000"
     assert settings.public_url is None
-    assert settings.send_cron == "*/5 * * * *" and settings.sensor_interval_seconds == 30
+    assert settings.effective_send_cron == "*/5 * * * *" and settings.sensor_interval_seconds == 30
     for secret in ("signup_token", "calcom_webhook_secret", "resend_webhook_secret"):
         assert getattr(settings, secret) is None
     assert settings.unsubscribe_secret is None and settings.notion_token is None

@@ -19,12 +19,10 @@ senders (say, a test's and the app's) never see each other's key or server.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import os
 import random
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -37,20 +35,23 @@ import resend
 from resend.exceptions import ResendError
 
 from xmas_pipeline.adapters.ratelimit import RateLimiter
+from xmas_pipeline.adapters.resend_params import (
+    batch_key,
+    local_problem,
+    provider_key,
+    to_params,
+)
 from xmas_pipeline.core.ports import OutgoingEmail, SenderQuotaExceeded, SendResult
 
 log = logging.getLogger(__name__)
 
 DEFAULT_API_URL = "https://api.resend.com"
 MAX_BATCH = 100  # Resend's limit for POST /emails/batch
-MAX_KEY_LENGTH = 256  # Resend refuses longer idempotency keys (400 invalid_idempotency_key)
 PACE = 0.95  # pace a little under the limit so scheduling jitter never drains the window
 
 _QUOTA_ERRORS = frozenset({"daily_quota_exceeded", "monthly_quota_exceeded"})
 _AUTH_ERRORS = frozenset({"missing_api_key", "invalid_api_key", "restricted_api_key"})
 _MESSAGE_ERRORS = frozenset({400, 413, 422})  # this message is wrong (a bad address, ...)
-_NOT_TAG_CHARS = re.compile(r"[^A-Za-z0-9_-]")
-_HEADER_NAME = re.compile(r"^[!-9;-~]+$")  # RFC 5322: printable ASCII except ":"
 
 # The SDK reads its configuration from module globals at request time.
 _SDK_LOCK = threading.Lock()
@@ -78,6 +79,9 @@ class _Reply:
     kind: str  # "ok" | "rejected" (permanent 4xx) | "conflict" (key reused) | "gave_up"
     body: Mapping[str, Any] | None = None
     reason: str = ""
+    # "gave_up" only: an attempt may have been taken (a timeout, a 5xx, a lost answer),
+    # so the request must be repeated exactly as it was; False after refusals only (429).
+    unknown: bool = False
 
 
 class HttpxClient(resend.HTTPClient):
@@ -227,7 +231,7 @@ class ResendSender:
             if len(ids) != len(chunk) or not all(ids):
                 reason = "Resend accepted the batch but did not return one id per email"
                 for i in chunk:
-                    results[i] = _retry(emails[i], reason)
+                    results[i] = _retry(emails[i], reason, unknown=True)
                 return
             for i, provider_id in zip(chunk, ids, strict=True):
                 results[i] = _sent(emails[i], provider_id)
@@ -242,7 +246,7 @@ class ResendSender:
                 results[i] = _already_sent(emails[i], reply.reason)
         else:
             for i in chunk:
-                results[i] = _retry(emails[i], reply.reason)
+                results[i] = _retry(emails[i], reply.reason, unknown=reply.unknown)
 
     def _send_one(self, email: OutgoingEmail, index: int, results: list[SendResult | None]) -> None:
         reply = self._post("/emails", to_params(email), provider_key(email.idempotency_key))
@@ -251,18 +255,20 @@ class ResendSender:
             if provider_id:
                 results[index] = _sent(email, provider_id)
             else:
-                results[index] = _retry(email, "Resend accepted the email but returned no id")
+                reason = "Resend accepted the email but returned no id"
+                results[index] = _retry(email, reason, unknown=True)
         elif reply.kind == "conflict":
             results[index] = _already_sent(email, reply.reason)
         elif reply.kind == "rejected":
             results[index] = _failed(email, reply.reason)
         else:
-            results[index] = _retry(email, reply.reason)
+            results[index] = _retry(email, reply.reason, unknown=reply.unknown)
 
     # -- one request with its retries ----------------------------------------------------
 
     def _post(self, path: str, params: Any, key: str) -> _Reply:
         last = ""
+        unknown = False
         for attempt in range(1, self.max_attempts + 1):
             self._limiter.acquire()
             self.requests += 1
@@ -289,15 +295,22 @@ class ResendSender:
                     # message would end every sequence, so the run stops instead.
                     raise _Stop(f"Resend refused the request ({reason})", config=True) from None
                 last = reason
+                unknown = unknown or _maybe_taken(code, name)
                 if attempt == self.max_attempts:
                     break
                 log.info("Resend %s: attempt %d failed (%s)", path, attempt, reason)
                 if not self._wait_before_retry(code, headers, attempt):
-                    return _Reply("gave_up", reason=f"Resend asked to wait too long: {reason}")
+                    return _Reply(
+                        "gave_up",
+                        reason=f"Resend asked to wait too long: {reason}",
+                        unknown=unknown,
+                    )
                 continue
             self._observe(_lower(body.get("http_headers")))
             return _Reply("ok", body=body)
-        return _Reply("gave_up", reason=f"gave up after {self.max_attempts} attempts: {last}")
+        return _Reply(
+            "gave_up", reason=f"gave up after {self.max_attempts} attempts: {last}", unknown=unknown
+        )
 
     def _call(self, path: str, params: Any, key: str) -> Mapping[str, Any]:
         options: dict[str, Any] = {"idempotency_key": key}
@@ -339,92 +352,6 @@ class ResendSender:
         return True
 
 
-# -- mapping an OutgoingEmail to Resend's parameters ----------------------------------------
-
-
-def to_params(email: OutgoingEmail) -> dict[str, Any]:
-    params: dict[str, Any] = {
-        "from": email.from_email,
-        "to": [email.to],
-        "subject": email.subject,
-    }
-    if email.html:
-        params["html"] = email.html
-    if email.text:
-        params["text"] = email.text
-    if email.headers:
-        params["headers"] = dict(email.headers)
-    if email.reply_to:
-        params["reply_to"] = [email.reply_to]
-    tags = resend_tags(email.tags)
-    if tags:
-        params["tags"] = tags
-    return params
-
-
-def resend_tags(tags: Mapping[str, str]) -> list[dict[str, str]]:
-    """Tags as Resend takes them: `[{"name", "value"}]`.
-
-    Resend allows only ASCII letters, digits, `_` and `-` (at most 256) in tag names and
-    values and refuses the email otherwise, so other characters become `_` ("Christmas
-    2025" -> "Christmas_2025"). A tag that holds an email address is dropped instead:
-    tags show up in Resend's analytics and webhooks, and an address there is personal
-    data that a mangled `jane_x_com` would still leak.
-    """
-    out: list[dict[str, str]] = []
-    for name, value in tags.items():
-        if "@" in name or "@" in value:
-            log.warning("tag dropped: an email address cannot be a Resend tag")
-            continue
-        clean_name = _NOT_TAG_CHARS.sub("_", name)[:256]
-        clean_value = _NOT_TAG_CHARS.sub("_", value)[:256]
-        if not clean_name:
-            continue
-        tag = {"name": clean_name}
-        if clean_value:
-            tag["value"] = clean_value
-        out.append(tag)
-    return out
-
-
-def local_problem(email: OutgoingEmail) -> str:
-    """What makes an email unsendable before any request ("" when nothing does).
-
-    Header injection is stopped here as well as upstream: no CR/LF in the subject or in
-    any header, and header names must be plain field names.
-    """
-    if not email.to.strip():
-        return "no recipient address"
-    for text, what in (
-        (email.to, "recipient"),
-        (email.from_email, "sender"),
-        (email.reply_to, "reply-to"),
-    ):
-        if "\r" in text or "\n" in text:
-            return f"the {what} address contains a line break"
-    if "\r" in email.subject or "\n" in email.subject:
-        return "the subject contains a line break"
-    for name, value in email.headers.items():
-        if not _HEADER_NAME.match(name):
-            return f"invalid header name {name[:40]!r}"
-        if "\r" in value or "\n" in value:
-            return f"header {name} contains a line break"
-    return ""
-
-
-def provider_key(idempotency_key: str) -> str:
-    """The key sent to Resend: the message's own key, or a stable hash if it is too long."""
-    if 0 < len(idempotency_key) <= MAX_KEY_LENGTH:
-        return idempotency_key
-    return "sha256-" + hashlib.sha256(idempotency_key.encode()).hexdigest()
-
-
-def batch_key(keys: Sequence[str]) -> str:
-    """One stable key for a batch: the same emails in the same order give the same key."""
-    digest = hashlib.sha256("\n".join(keys).encode()).hexdigest()
-    return f"batch-{len(keys)}-{digest}"
-
-
 def describe(exc: ResendError) -> str:
     """A short reason for reports: status, Resend's error name and message (no secrets)."""
     code = _status(exc)
@@ -448,6 +375,15 @@ def _transient(code: int, name: str) -> bool:
         return True
     # 409 here is concurrent_idempotent_requests (the first request is still in flight).
     return code in (408, 409, 429) or code >= 500
+
+
+def _maybe_taken(code: int, name: str) -> bool:
+    """Whether a failed attempt may still have been accepted: a timeout or a dropped
+    connection (the answer was lost; any network error counts, to be safe), a 5xx, or the
+    same key still in flight (409). A 429 is answered before anything is sent."""
+    if name == "HttpClientError":
+        return True
+    return code == 409 or code >= 500
 
 
 def _status(exc: ResendError) -> int:
@@ -486,5 +422,7 @@ def _already_sent(email: OutgoingEmail, reason: str) -> SendResult:
     return SendResult(email.message_id, email.idempotency_key, "sent", error=reason)
 
 
-def _retry(email: OutgoingEmail, reason: str) -> SendResult:
-    return SendResult(email.message_id, email.idempotency_key, "retry", error=reason)
+def _retry(email: OutgoingEmail, reason: str, *, unknown: bool) -> SendResult:
+    return SendResult(
+        email.message_id, email.idempotency_key, "retry", error=reason, fate_unknown=unknown
+    )

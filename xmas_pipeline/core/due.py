@@ -82,7 +82,7 @@ def compute_due(sequences: pd.DataFrame, campaign: Campaign, now: datetime) -> p
     step_numbers = first + 1
     due_at = pd.to_datetime(due_ns[has_due, first], utc=True)
 
-    action, reason = exit_actions(rows, campaign, "nurture")
+    action, reason = exit_actions(rows, campaign, "nurture", step_numbers)
     keys = rows["contact_key"].astype(str).to_numpy()
     step_ids = np.char.add("email-", step_numbers.astype(str))
     ids = np.char.add(np.char.add(f"{campaign.slug}/", keys.astype(str)), "/")

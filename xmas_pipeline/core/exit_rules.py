@@ -5,8 +5,10 @@ The first condition that holds wins, in order of finality:
 
 1. unsubscribed -> ``exit`` (nothing more from any step);
 2. bounced, complained (each when the campaign's `exit.stop_all_on` names it) -> ``exit``;
-3. booked -> ``exit``, nurture emails only (`exit.stop_nurture_on_booking`): the nurture
-   exists to get the booking, the reminders exist because of it;
+3. booked -> ``exit``, nurture emails after the first only (`exit.stop_nurture_on_booking`):
+   the nurture exists to get the booking and the reminders exist because of it, while the
+   first email is the person's own assessment results, owed whichever came first, the
+   booking or the signup;
 4. paused -> ``skip``: not now, reconsidered on every run until someone unpauses.
 
 ``exit`` is final (recorded once, the sequence or the reminder offset is settled); ``skip``
@@ -35,13 +37,22 @@ def _flag(frame: pd.DataFrame, name: str) -> np.ndarray:
     return filled.astype(bool).to_numpy()
 
 
+# The nurture step a booking never stops: the results of the assessment the person took.
+RESULTS_STEP = 1
+
+
 def exit_actions(
-    flags: pd.DataFrame, campaign: Campaign, kind: MessageKind
+    flags: pd.DataFrame,
+    campaign: Campaign,
+    kind: MessageKind,
+    step_numbers: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(action, reason) per row of `flags`, vectorised.
 
     `flags` has the per-contact columns `unsubscribed`, `delivery_state` ("", "bounced" or
-    "complained"), `paused` and, for nurture, `booked`; a missing column means "no".
+    "complained"), `paused` and, for nurture, `booked`; a missing column means "no". For
+    nurture, the step of each row comes from `step_numbers`, else from a `step_number`
+    column; without either, a booking stops every nurture step (a forecast of later steps).
     """
     state = (
         flags["delivery_state"].fillna("").astype(str).to_numpy()
@@ -62,7 +73,12 @@ def exit_actions(
             actions.append(EXIT)
             reasons.append(delivery)
     if kind == "nurture" and campaign.exit.stop_nurture_on_booking:
-        conditions.append(_flag(flags, "booked"))
+        booked = _flag(flags, "booked")
+        if step_numbers is None and "step_number" in flags:
+            step_numbers = flags["step_number"].to_numpy()
+        if step_numbers is not None:
+            booked = booked & (np.asarray(step_numbers, dtype="int64") > RESULTS_STEP)
+        conditions.append(booked)
         actions.append(EXIT)
         reasons.append("booked")
     conditions.append(_flag(flags, "paused"))

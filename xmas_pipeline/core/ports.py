@@ -99,8 +99,9 @@ class SequenceStore(Protocol):
     def upsert_signups(self, campaign: Campaign, events: list[SignupEvent]) -> UpsertReport:
         """Create a sequence per new contact; a re-delivery never restarts a sequence."""
 
-    def load_sequences(self, campaign: Campaign) -> pd.DataFrame:
-        """All sequences of the campaign, in `core.sequence_frame.sequence_columns` shape."""
+    def load_sequences(self, campaign: Campaign, keys: Iterable[str] | None = None) -> pd.DataFrame:
+        """The campaign's sequences (all, or these contacts'), in
+        `core.sequence_frame.sequence_columns` shape."""
 
     def record_sent(self, campaign: Campaign, record: SentRecord) -> None:
         """Mark one message sent (one write per email)."""
@@ -133,9 +134,11 @@ class BookingLedger(Protocol):
         """Every reminder sent, skipped or failed: booking_uid, step_number, status
         ("sent" | "skipped" | "failed"), reason, due_at."""
 
-    def load_contact_flags(self, campaign: Campaign) -> pd.DataFrame:
-        """Exit flags of contacts, including those without a sequence: contact_key,
-        unsubscribed, paused, delivery_state."""
+    def load_contact_flags(
+        self, campaign: Campaign, keys: Iterable[str] | None = None
+    ) -> pd.DataFrame:
+        """Exit flags kept on contact rows, including contacts without a sequence (all, or
+        these): contact_key, unsubscribed, paused, delivery_state, booked."""
 
     def set_contact_flags(
         self, campaign: Campaign, contact_key: str, email: str = "", **flags: Any
@@ -180,6 +183,10 @@ class SendResult:
     status: str  # "sent" | "failed" (permanent, e.g. bad address) | "retry" (try next run)
     provider_id: str = ""
     error: str = ""
+    # A "retry" the provider may nonetheless have taken (a timeout, a 5xx, a lost answer):
+    # its batch must go again exactly as it was. False: it was definitely not accepted (a
+    # 429, a quota): the message is planned again under the rules.
+    fate_unknown: bool = False
 
 
 class SenderQuotaExceeded(RuntimeError):
@@ -259,6 +266,51 @@ class AlertLedger(Protocol):
     def seen(self, key: str) -> bool: ...
 
     def mark(self, key: str) -> None: ...
+
+
+# -- the pause switch and the checked templates ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class SwitchState:
+    """Whether a campaign's sending is paused, and why."""
+
+    paused: bool = False
+    reason: str = ""
+    by: str = ""  # who changed it last: a run id, "reputation guard", ...
+    since: datetime | None = None
+
+    def describe(self) -> str:
+        if not self.paused:
+            return "sending"
+        when = f" since {self.since:%Y-%m-%d %H:%M} UTC" if self.since else ""
+        who = f" by {self.by}" if self.by else ""
+        return f"paused{when}{who}: {self.reason or 'no reason given'}"
+
+
+@runtime_checkable
+class SendSwitch(Protocol):
+    """The one pause switch of a campaign, read by every send path before each batch."""
+
+    def state(self, campaign: Campaign) -> SwitchState: ...
+
+    def set(self, campaign: Campaign, *, paused: bool, reason: str, by: str) -> SwitchState: ...
+
+
+@dataclass(frozen=True)
+class TemplateSnapshot:
+    """The templates a blocking check rendered, and what it found."""
+
+    sources: dict[str, Any]  # name -> TemplateSource fields
+    problems: list[str]
+    created_at: datetime
+
+
+@runtime_checkable
+class TemplateSnapshots(Protocol):
+    def save(self, campaign: Campaign, run_id: str, snapshot: TemplateSnapshot) -> None: ...
+
+    def load(self, run_id: str) -> TemplateSnapshot | None: ...
 
 
 # -- the Notion sync ---------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import pandas as pd
 from xmas_pipeline.core.booking_state import empty_bookings
 from xmas_pipeline.core.campaign import Campaign
 from xmas_pipeline.core.due import compute_due
-from xmas_pipeline.core.email_events import stronger_state
+from xmas_pipeline.core.flags import merge_contact_flags
 from xmas_pipeline.core.reminders import (
     REMINDER_EXTRA_COLUMNS,
     compute_due_reminders,
@@ -27,8 +27,6 @@ from xmas_pipeline.core.reminders import (
     settled_reminders,
 )
 from xmas_pipeline.core.sequence_frame import PROFILE_FIELDS
-
-CONTACT_COLUMNS = ["contact_key", "segment", "unsubscribed", "paused", "delivery_state"]
 
 
 @dataclass(frozen=True)
@@ -39,37 +37,6 @@ class CampaignState:
     contact_flags: pd.DataFrame | None = None  # flags kept outside the sequences
     bookings: pd.DataFrame | None = None  # `core.booking_state.BOOKING_COLUMNS`
     reminder_log: pd.DataFrame | None = None  # every reminder sent, skipped or failed
-
-
-def merge_contact_flags(
-    sequences: pd.DataFrame, extra: pd.DataFrame | None
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Exit flags from both places they live: the sequences, and contact-level flags (the
-    only ones a booker without a sequence has).
-
-    Returns the sequences with the sticky flags (unsubscribed, bounced, complained) of
-    `extra` added, and the per-contact flags `compute_due_reminders` reads (a sequence's
-    `paused` is the one a marketer edits, so it wins for contacts that have one).
-    """
-    seq = sequences.copy()
-    if extra is not None and not extra.empty and not seq.empty:
-        known = extra.drop_duplicates("contact_key", keep="last").set_index("contact_key")
-        keys = seq["contact_key"]
-        unsub = keys.map(known["unsubscribed"]).fillna(False).astype(bool)
-        seq["unsubscribed"] = seq["unsubscribed"].astype(bool) | unsub.to_numpy()
-        other = keys.map(known["delivery_state"]).fillna("").astype(str).to_numpy()
-        seq["delivery_state"] = [
-            stronger_state(str(a), str(b))
-            for a, b in zip(seq["delivery_state"].fillna(""), other, strict=True)
-        ]
-    parts = [seq.reindex(columns=CONTACT_COLUMNS)] if not seq.empty else []
-    if extra is not None and not extra.empty:
-        strangers = extra[~extra["contact_key"].isin(set(seq.get("contact_key", [])))]
-        parts.append(strangers.assign(segment="").reindex(columns=CONTACT_COLUMNS))
-    contacts = (
-        pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=CONTACT_COLUMNS)
-    )
-    return seq, contacts
 
 
 def with_profile(due: pd.DataFrame, sequences: pd.DataFrame) -> pd.DataFrame:

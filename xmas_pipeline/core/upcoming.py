@@ -31,7 +31,8 @@ from xmas_pipeline.core.booking_state import normalise_bookings
 from xmas_pipeline.core.campaign import Campaign
 from xmas_pipeline.core.due import step_due_times
 from xmas_pipeline.core.exit_rules import SEND, exit_actions
-from xmas_pipeline.core.send_plan import CampaignState, merge_contact_flags
+from xmas_pipeline.core.flags import merge_contact_flags
+from xmas_pipeline.core.send_plan import CampaignState
 from xmas_pipeline.core.sequence_frame import sent_column
 
 DEFAULT_DAYS = 7

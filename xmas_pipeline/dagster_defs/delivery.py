@@ -13,7 +13,7 @@ from xmas_pipeline.core.exit_rules import SEND
 from xmas_pipeline.core.segments import ALL_SEGMENTS
 from xmas_pipeline.core.send_plan import plan_due
 from xmas_pipeline.core.upcoming import upcoming_from_state
-from xmas_pipeline.dagster_defs.executor import run_is_live
+from xmas_pipeline.dagster_defs.executor import is_backfill, request_id, run_is_live
 from xmas_pipeline.dagster_defs.jobs import SEND_POOL
 from xmas_pipeline.dagster_defs.metadata import (
     counts,
@@ -27,17 +27,21 @@ from xmas_pipeline.dagster_defs.resources import (
     EmailSenderResource,
     StateStoreResource,
 )
+from xmas_pipeline.services.checked_templates import TemplatesRefused, templates_to_send
 from xmas_pipeline.services.forced_sends import forced_backfill_plan
-from xmas_pipeline.services.planning import booking_hold, due_plan, load_state
+from xmas_pipeline.services.planning import due_plan, load_state, send_gate
 from xmas_pipeline.services.sending import DeliveryReport
 from xmas_pipeline.settings import Settings
 
 
 class DeliveriesConfig(dg.Config):
-    """Launchpad / backfill options for `deliveries`."""
+    """Launchpad / backfill options for `deliveries`. A backfill is an explicit request: it
+    sends even while sending is paused; any other run does not."""
 
     force: bool = False
-    """Re-send even what was already sent in the selected days (fresh idempotency keys)."""
+    """Re-send the nurture emails already sent in the selected days, under keys derived
+    from this backfill (re-executing it sends nothing twice). Reminders are not re-sent
+    (use resend_contact)."""
     catch_up: bool = False
     """Also send anything due before the selected days (the schedule sets this)."""
 
@@ -102,6 +106,7 @@ def definitions(
                 "due by segment": dg.MetadataValue.json(counts(to_send["segment"])),
                 "next 7 days": frame_table(upcoming_from_state(state, camp, now)),
                 "evaluated at": now.isoformat(timespec="seconds"),
+                "sending": store.send_switch().state(camp).describe(),
             },
         )
 
@@ -115,7 +120,8 @@ def definitions(
             "Emails sent, per day they fell due: render, send (Resend or the outbox), then "
             "write sent-status back. The schedule's run for today also catches up anything "
             "overdue. A backfill over past days sends what is missing there; with "
-            "`force: true` in its run config it re-sends those days' emails."
+            "`force: true` in its run config it re-sends those days' nurture emails. While "
+            "sending is paused only a backfill sends."
         ),
     )
     def deliveries(
@@ -129,6 +135,18 @@ def definitions(
         window = context.partition_key_range
         start_day = camp.start_date if config.catch_up else window.start
         backend = store.prepared(camp)
+        # A backfill is a person's explicit request: it goes while sending is paused.
+        switch = None if is_backfill(context.run) else store.send_switch()
+        if switch is not None and switch.state(camp).paused:
+            paused = switch.state(camp).describe()
+            context.log.info(f"nothing sent: sending is {paused}")
+            return dg.MaterializeResult(metadata={"sent": 0, "sending": paused})
+        try:
+            templates = templates_to_send(
+                store.template_snapshots(), store.templates, camp, context.run_id
+            )
+        except TemplatesRefused as exc:
+            raise dg.Failure(description=f"Nothing sent: {exc}") from None
         # The plan is made here, once this op holds the send pool, from the store as it is
         # now: never a list computed earlier, nor one left on some host's disk.
         due, _ = due_plan(backend, camp, datetime.now(UTC))
@@ -138,15 +156,17 @@ def definitions(
             forced = forced_backfill_plan(backend, camp, window.start, window.end)
             plan = pd.concat([plan, forced]).drop_duplicates("message_id", keep="last")
             plan = plan.reset_index(drop=True)
-            suffix = f"/resend-{context.run_id[:8]}"
+            # The same key for every attempt at this request: a re-execution sends only
+            # what the first attempt did not.
+            suffix = f"/resend-{request_id(context.instance, context.run)}"
         report = sender.deliver(
             backend,
             camp,
-            store.templates(),
+            templates,
             plan,
             idempotency_suffix=suffix,
-            # Reminders: the booking is read again just before sending (cancelled? moved?).
-            hold=booking_hold(backend, camp),
+            # Just before each batch: the pause, the person's flags, each reminder's booking.
+            gate=send_gate(backend, camp, switch),
             journal=store.journal(context.run_id),
             # An open batch of a run still going is that run's; one of a run that ended
             # (marked failed by the watchdog if it died) is replayed here.
@@ -169,6 +189,8 @@ def delivery_metadata(report: DeliveryReport, backend: str, forced: bool) -> dic
         "retry next run": len(report.retry),
         "skipped": len(report.skipped),
         "in another run's hands": len(report.elsewhere),
+        "replayed as they were": report.replayed,
+        "sending": report.paused or "on",
         "sent by step": dg.MetadataValue.json(report.counts_by_step()),
         "sender": backend,
         "forced": forced,

@@ -47,6 +47,30 @@ def run_is_live(instance: dg.DagsterInstance, run_id: str) -> bool:
     return run is not None and run.status in LIVE_STATUSES
 
 
+BACKFILL_TAG = "dagster/backfill"
+_ROOT_BACKFILL_TAG = "dagster/root_backfill_id"
+_ROOT_RUN_TAG = "dagster/root_run_id"
+
+
+def is_backfill(run: dg.DagsterRun) -> bool:
+    """Whether a person launched this run as (part of) a backfill."""
+    return bool(run.tags.get(BACKFILL_TAG) or run.tags.get(_ROOT_BACKFILL_TAG))
+
+
+def request_id(instance: dg.DagsterInstance, run: dg.DagsterRun) -> str:
+    """What a person asked for, the same for every attempt at it: the backfill (its first
+    one, when a backfill was re-executed), else the first run of a chain of re-executions.
+    A forced send's idempotency key is derived from it, so re-executing a failed run
+    sends only what the first attempt did not."""
+    root_id = run.tags.get(_ROOT_RUN_TAG) or run.run_id
+    root = run if root_id == run.run_id else (instance.get_run_by_id(root_id) or run)
+    for source in (run, root):
+        backfill = source.tags.get(_ROOT_BACKFILL_TAG) or source.tags.get(BACKFILL_TAG)
+        if backfill:
+            return f"backfill-{backfill}"
+    return root_id
+
+
 class HeartbeatExecutor(dg.Executor):
     """Runs another executor's steps while a thread keeps the run's heartbeat fresh."""
 

@@ -19,13 +19,16 @@ from pydantic import Field
 
 from xmas_pipeline.core.campaign import Campaign
 from xmas_pipeline.core.forced_sends import SendRefused
+from xmas_pipeline.dagster_defs.executor import request_id, run_is_live
 from xmas_pipeline.dagster_defs.metadata import md_table
 from xmas_pipeline.dagster_defs.resources import (
     CampaignResource,
     EmailSenderResource,
     StateStoreResource,
 )
+from xmas_pipeline.services.checked_templates import TemplatesRefused, templates_to_send
 from xmas_pipeline.services.forced_sends import plan_contact_send
+from xmas_pipeline.services.planning import send_gate
 from xmas_pipeline.services.sending import DeliveryReport
 from xmas_pipeline.settings import Settings
 
@@ -70,7 +73,10 @@ def contact_send_metadata(report: DeliveryReport, email: str, steps: list[str]) 
 @dg.op(
     name="resend_to_contact",
     pool=SEND_POOL,
-    description="Send the chosen steps to one contact now, under fresh idempotency keys.",
+    description=(
+        "Send the chosen steps to one contact now, under keys derived from this launch "
+        "(re-executing it sends nothing twice). Sends even while sending is paused."
+    ),
 )
 def resend_to_contact(
     context: dg.OpExecutionContext,
@@ -84,15 +90,25 @@ def resend_to_contact(
     now = datetime.now(UTC)
     try:
         asked = plan_contact_send(backend, camp, config.email, config.steps, now)
-    except SendRefused as exc:
+        templates = templates_to_send(
+            store.template_snapshots(), store.templates, camp, context.run_id, now
+        )
+    except (SendRefused, TemplatesRefused) as exc:
         raise dg.Failure(description=f"Not sent: {exc}") from None
     report = sender.deliver(
         backend,
         camp,
-        store.templates(),
+        templates,
         asked.plan,
         now=now,
-        idempotency_suffix=f"/resend-{context.run_id[:8]}",
+        # The same key for every attempt at this launch: re-executing a failed run sends
+        # only what the first attempt did not.
+        idempotency_suffix=f"/resend-{request_id(context.instance, context.run)}",
+        # An explicit request: it goes while sending is paused, and only what stops the
+        # person for good (unsubscribed, bounced, complained) refuses it, at the last moment.
+        gate=send_gate(backend, camp, None, one_off=True),
+        journal=store.journal(context.run_id),
+        holder_alive=lambda run_id: run_is_live(context.instance, run_id),
     )
     metadata = contact_send_metadata(report, asked.contact_key, asked.steps)
     if report.failed or report.retry or report.stopped:
@@ -113,7 +129,8 @@ def resend_to_contact(
     description=(
         "Re-send chosen emails to one person now. In the launchpad set "
         "`email` and `steps` (e.g. [email-3]). Refused for an unknown contact or step, "
-        "and for anyone unsubscribed or whose address bounced."
+        "and for anyone unsubscribed or whose address bounced. An explicit request: it "
+        "sends even while sending is paused."
     ),
 )
 def resend_contact() -> None:
@@ -155,8 +172,8 @@ def definitions(
             tags={SEND_TAG: "1"},
             description=(
                 "Check the templates, compute what is due, send it. Backfill a range of days "
-                "to re-send; set `force: true` under `deliveries` to re-send what was "
-                "already sent."
+                "to re-send; set `force: true` under `deliveries` to re-send the nurture "
+                "emails already sent. A backfill sends even while sending is paused."
             ),
         ),
         dg.define_asset_job(

@@ -23,6 +23,7 @@ from xmas_pipeline.adapters.sql.journal import SqlSendJournal
 from xmas_pipeline.adapters.sql.notion_pages import SqlNotionPages
 from xmas_pipeline.adapters.sql.notion_queue import SqlNotionQueue
 from xmas_pipeline.adapters.sql.secrets import unsubscribe_secret
+from xmas_pipeline.adapters.sql.send_switch import SqlSendSwitch, SqlTemplateSnapshots
 from xmas_pipeline.adapters.sql.store import SqlStore
 from xmas_pipeline.core.campaign import Campaign, load_campaign
 from xmas_pipeline.core.context import message_context
@@ -89,6 +90,15 @@ class StateStoreResource(dg.ConfigurableResource):
     def alert_ledger(self, campaign: Campaign) -> AlertLedger:
         database = self.database()
         return SqlAlertLedger(database.url, campaign, engine=database.engine)
+
+    def send_switch(self) -> SqlSendSwitch:
+        """The campaigns' pause switch."""
+        database = self.database()
+        return SqlSendSwitch(database.url, engine=database.engine)
+
+    def template_snapshots(self) -> SqlTemplateSnapshots:
+        database = self.database()
+        return SqlTemplateSnapshots(database.url, engine=database.engine)
 
     def notion_queue(self) -> SqlNotionQueue:
         database = self.database()
@@ -218,7 +228,7 @@ class EmailSenderResource(dg.ConfigurableResource):
         **options: Any,
     ) -> DeliveryReport:
         """The send path (`services.sending.deliver`) with this sender, its envelope and
-        unsubscribe links; `options` go to `deliver` (suffix, hold, journal, now). Refuses,
+        unsubscribe links; `options` go to `deliver` (suffix, gate, journal, now). Refuses,
         before anything is sent, when the sender is not fit for bulk mail (`problem`)."""
         problem = self.problem()
         if problem:

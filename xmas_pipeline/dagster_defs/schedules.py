@@ -4,6 +4,7 @@ import dagster as dg
 
 from xmas_pipeline.core.campaign import Campaign
 from xmas_pipeline.dagster_defs.jobs import FUNNEL_JOB, SEND_JOB, SEND_TAG
+from xmas_pipeline.dagster_defs.resources import CampaignResource, StateStoreResource
 from xmas_pipeline.settings import Settings
 
 IN_FLIGHT = [
@@ -21,12 +22,23 @@ def definitions(
     @dg.schedule(
         name="send_schedule",
         job_name=SEND_JOB,
-        cron_schedule=settings.send_cron,
+        cron_schedule=settings.effective_send_cron,
         execution_timezone="UTC",
         default_status=dg.DefaultScheduleStatus.RUNNING,
-        description="Sends everything due. Stop this schedule to pause the whole campaign.",
+        description=(
+            "Sends everything due, on the campaign's cadence. To pause the campaign use "
+            "pause_sending: stopping this schedule stops only these runs (new signups are "
+            "still welcomed)."
+        ),
     )
-    def send_schedule(context: dg.ScheduleEvaluationContext):  # type: ignore[no-untyped-def]
+    def send_schedule(  # type: ignore[no-untyped-def]
+        context: dg.ScheduleEvaluationContext,
+        store: StateStoreResource,
+        campaign_config: CampaignResource,
+    ):
+        state = store.send_switch().state(campaign_config.campaign)
+        if state.paused:
+            return dg.SkipReason(f"sending is {state.describe()}")
         in_flight = context.instance.get_runs(
             filters=dg.RunsFilter(job_name=SEND_JOB, statuses=IN_FLIGHT), limit=1
         )

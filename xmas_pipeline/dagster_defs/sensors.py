@@ -176,7 +176,11 @@ def send_after_signups_sensor(interval: int) -> dg.SensorDefinition:
             "and exactly-once rules as send_schedule, which keeps the rest of the cadence."
         ),
     )
-    def _sensor(context: dg.SensorEvaluationContext):  # type: ignore[no-untyped-def]
+    def _sensor(  # type: ignore[no-untyped-def]
+        context: dg.SensorEvaluationContext,
+        store: StateStoreResource,
+        campaign_config: CampaignResource,
+    ):
         instance = context.instance
         # Cursor: when the last ingest run it looked at finished (ISO), so each once. The
         # first look starts the clock: what finished before it was welcomed by the cron.
@@ -199,6 +203,12 @@ def send_after_signups_sensor(interval: int) -> dg.SensorDefinition:
         started = sum(new_sequences(instance, r.dagster_run.run_id) for r in records)
         if not started:
             return dg.SkipReason(f"{len(records)} ingest run(s), no new sequence to welcome")
+        state = store.send_switch().state(campaign_config.campaign)
+        if state.paused:
+            # Not asked again later: resuming catches up through the schedule's next run.
+            return dg.SkipReason(
+                f"{started} new sequence(s), not welcomed now: sending is {state.describe()}"
+            )
         waiting = instance.get_runs(
             filters=dg.RunsFilter(job_name=SEND_JOB, statuses=WAITING), limit=1
         )

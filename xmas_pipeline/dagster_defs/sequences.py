@@ -16,8 +16,9 @@ import pandas as pd
 from xmas_pipeline.core.campaign import Campaign
 from xmas_pipeline.core.funnel import steps_reached
 from xmas_pipeline.core.render import Renderer, TemplateError
-from xmas_pipeline.core.samples import is_reminder, sample_context
+from xmas_pipeline.core.samples import sample_context
 from xmas_pipeline.core.segments import ALL_SEGMENTS
+from xmas_pipeline.core.template_check import check_templates, template_bases
 from xmas_pipeline.dagster_defs.metadata import (
     email_preview,
     in_group,
@@ -31,33 +32,19 @@ from xmas_pipeline.dagster_defs.resources import (
     InboxResource,
     StateStoreResource,
 )
+from xmas_pipeline.services.checked_templates import keep_checked
 from xmas_pipeline.services.critical_alerts import send_critical_alerts
 from xmas_pipeline.services.inbox_days import read_booking_day, read_signup_day
 from xmas_pipeline.settings import Settings
-
-
-def template_bases(campaign: Campaign) -> list[str]:
-    return [s.template for s in campaign.steps] + [r.template for r in campaign.reminders]
 
 
 def render_check(
     renderer: Renderer, campaign: Campaign, now: datetime
 ) -> tuple[list[str], dict[str, dg.MetadataValue]]:
     """Every template for every segment's sample contact: problems, and the previews."""
-    bases = template_bases(campaign)
-    problems: list[str] = []
-    for kind_bases in (
-        [b for b in bases if not is_reminder(b)],
-        [b for b in bases if is_reminder(b)],
-    ):
-        if kind_bases:
-            contexts = {
-                segment: sample_context(kind_bases[0], segment, campaign, now)
-                for segment in ALL_SEGMENTS
-            }
-            problems += renderer.check(kind_bases, contexts)
+    problems = check_templates(renderer, campaign, now)
     previews: dict[str, dg.MetadataValue] = {}
-    for base in bases:
+    for base in template_bases(campaign):
         for segment in ALL_SEGMENTS:
             try:
                 rendered = renderer.render(
@@ -197,18 +184,24 @@ def definitions(
                 asset="templates",
                 blocking=True,
                 description=(
-                    "Every template renders for every segment with no unknown variable; "
-                    "a failure stops the send run before anything is sent."
+                    "Every template renders for every segment with no unknown variable and "
+                    "carries what every bulk email must; a failure stops the send run before "
+                    "anything is sent. The run sends exactly the templates checked here."
                 ),
             )
         ],
     )
     def templates(
-        store: StateStoreResource, campaign_config: CampaignResource
+        context: dg.AssetExecutionContext,
+        store: StateStoreResource,
+        campaign_config: CampaignResource,
     ) -> dg.MaterializeResult:
         camp = campaign_config.campaign
         sources = store.templates()
         problems, previews = render_check(Renderer(sources), camp, datetime.now(UTC))
+        # What this run's `deliveries` sends with: exactly what was checked here, even if
+        # someone edits a template in Notion meanwhile.
+        keep_checked(store.template_snapshots(), camp, context.run_id, sources, problems)
         check = dg.AssetCheckResult(
             check_name="every_template_renders",
             passed=not problems,

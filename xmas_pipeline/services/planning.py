@@ -1,24 +1,28 @@
-"""What a send run sends: the campaign's state read from the store, planned by the core.
+"""What a send run sends: the campaign's state read from the store, planned by the core,
+and the gate every batch passes just before it goes.
 
 `due_plan` is the plan of a send run (`core.send_plan.plan_due` over what the store holds
-now). `booking_hold` is the last-moment check the send path runs on each batch: every
-reminder's booking is read again just before it goes, so a cancellation or a reschedule
-that arrived meanwhile stops it.
+now). `send_gate` is the last-moment check the send path runs on each batch
+(`services.sending.Gate`): the pause switch, then the person's flags and each reminder's
+booking read again and judged by `core.send_gate`, so whatever changed since the plan
+(an unsubscribe, a bounce, a booking, a cancellation, a pause) holds.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
 
 from xmas_pipeline.core.booking_state import bookings_from_frame
 from xmas_pipeline.core.campaign import Campaign
-from xmas_pipeline.core.ports import StateStore
-from xmas_pipeline.core.reminders import stale_reason
+from xmas_pipeline.core.flags import merge_contact_flags
+from xmas_pipeline.core.ports import SendSwitch, StateStore
+from xmas_pipeline.core.send_gate import gate_rows
 from xmas_pipeline.core.send_plan import CampaignState, plan_due
-from xmas_pipeline.services.sending import HoldCheck
+from xmas_pipeline.services.sending import Gate, GateDecision
 
 
 def load_state(store: StateStore, campaign: Campaign) -> CampaignState:
@@ -39,20 +43,44 @@ def due_plan(
     return plan_due(load_state(store, campaign), campaign, now)
 
 
-def booking_hold(store: StateStore, campaign: Campaign) -> HoldCheck:
-    """The last-moment check: each reminder's booking re-read just before its batch goes."""
+def merged_flags(store: StateStore, campaign: Campaign, keys: list[str]) -> pd.DataFrame:
+    """These contacts' flags as they are now, sequence and contact rows merged."""
+    _, contacts = merge_contact_flags(
+        store.load_sequences(campaign, keys), store.load_contact_flags(campaign, keys)
+    )
+    return contacts
 
-    def check(rows: list[dict[str, Any]]) -> dict[str, str]:
-        reminders = [r for r in rows if r.get("kind") == "reminder"]
-        if not reminders:
-            return {}
-        uids = {str(r["booking_uid"]) for r in reminders}
-        current = bookings_from_frame(store.load_bookings(campaign, uids))
-        held: dict[str, str] = {}
-        for row in reminders:
-            reason = stale_reason(row, current.get(str(row["booking_uid"])))
-            if reason:
-                held[row["message_id"]] = reason
-        return held
+
+def send_gate(
+    store: StateStore,
+    campaign: Campaign,
+    switch: SendSwitch | None,
+    *,
+    one_off: bool = False,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> Gate:
+    """The gate of every batch. `switch` None: this send was asked for explicitly (a
+    backfill, the one-off re-send) and goes while sending is paused. `one_off`: the
+    one-off re-send's rule (only what stops a person for good refuses it)."""
+
+    def check(rows: list[dict[str, Any]]) -> GateDecision:
+        if switch is not None:
+            state = switch.state(campaign)
+            if state.paused:
+                return GateDecision(paused=state.describe())
+        if not rows:
+            return GateDecision()
+        keys = sorted({str(r["contact_key"]) for r in rows})
+        uids = {str(r["booking_uid"]) for r in rows if r.get("kind") == "reminder"}
+        bookings = bookings_from_frame(store.load_bookings(campaign, uids)) if uids else {}
+        stopped = gate_rows(
+            rows,
+            merged_flags(store, campaign, keys),
+            bookings,
+            campaign,
+            clock(),
+            one_off=one_off,
+        )
+        return GateDecision(stopped=stopped)
 
     return check

@@ -1,9 +1,15 @@
 """The send path: render each due message, send it, write its status back.
 
 Plain Python over the store and sender interfaces (the Dagster asset is thin wiring
-around `deliver`). Exactly once (docs/architecture.md, "Exactly once"): a message's sent-status is
-written only after the sender accepted it; if the process dies in between, the next run
-sends it again under the same idempotency key and the provider drops the duplicate.
+around `deliver`). Exactly once (docs/architecture.md, "Exactly once"): a message's
+sent-status is written only after the sender accepted it; if the process dies in between,
+the next run sends it again under the same idempotency key and the provider drops the
+duplicate.
+
+Every batch passes the gate (`Gate`, built by `services.planning.send_gate`) just before it
+goes: the pause switch, then the exit rule on the person's flags as they are now and each
+reminder's booking. A batch whose fate is unknown (the provider may have taken it) is the
+one thing sent again without the rules: exactly as it was, so the provider recognises it.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pandas as pd
@@ -38,10 +44,24 @@ log = logging.getLogger(__name__)
 # reminders: plus the meeting). Raises KeyError/ValueError when the data is missing.
 ContextBuilder = Callable[[Mapping[str, Any]], dict[str, Any]]
 
-# Called with a batch's rows just before it is sent; returns {message_id: reason} for rows
-# that must not go now (a reminder whose booking was cancelled or moved meanwhile). Held
-# rows are recorded as skipped with the reason and stay due for the next run to recompute.
-HoldCheck = Callable[[list[dict[str, Any]]], Mapping[str, str]]
+# A journaled batch older than this is never replayed: the provider forgets idempotency
+# keys after 24 h, so a replay could no longer be recognised. Its messages are planned
+# again under the rules instead.
+REPLAY_HORIZON = timedelta(hours=23)
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    """What the gate says of one batch just before it goes."""
+
+    paused: str = ""  # sending is paused (why, and since when): nothing goes
+    # message_id -> (action, reason) for rows that must not go: "exit" is final (recorded
+    # once), "skip" is reconsidered by the next run.
+    stopped: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+
+
+# Called with a batch's rows just before they are sent.
+Gate = Callable[[list[dict[str, Any]]], GateDecision]
 
 
 @dataclass
@@ -54,6 +74,8 @@ class DeliveryReport:
     # In another run's hands (an overlap): that run sends it or a later one replays it.
     elsewhere: list[dict[str, Any]] = field(default_factory=list)
     stopped: str = ""  # why the run stopped early (quota), empty when it ran through
+    paused: str = ""  # sending is paused: what was not sent stays due
+    replayed: int = 0  # messages of batches with an unknown fate, sent again as they were
 
     def problems(self) -> pd.DataFrame:
         rows = [
@@ -110,33 +132,24 @@ def deliver(
     now: datetime | None = None,
     idempotency_suffix: str = "",
     batch_size: int = 100,
-    hold: HoldCheck | None = None,
+    gate: Gate | None = None,
     journal: SendJournal | None = None,
     holder_alive: Callable[[str], bool] = lambda _holder: False,
 ) -> DeliveryReport:
     """Act on every row of `plan` (columns of `core.due.DUE_COLUMNS`).
 
-    `idempotency_suffix` is set for a forced re-send: a fresh key per run, recorded.
-    `holder_alive` says whether the run that wrote an open journal batch is still running:
-    such a batch is left to it; the open batches of ended runs are replayed first.
+    `idempotency_suffix` is set for a forced re-send: a key derived from the request (the
+    backfill or the launch), recorded. `gate` is asked before each batch (and before a
+    replay, for the pause only). `holder_alive` says whether the run that wrote an open
+    journal batch is still running: such a batch is left to it; the open batches of
+    ended runs are replayed first.
     """
     now = now or datetime.now(UTC)
     report = DeliveryReport(due=len(plan))
-    replayed: set[str] = set()
     if journal is not None:
-        # Batches a previous run may have had accepted without recording: sent again
-        # verbatim first, so the provider deduplicates them by their original keys.
-        for open_entry in journal.pending(campaign):
-            if open_entry.holder != journal.holder and holder_alive(open_entry.holder):
-                continue  # another run is sending it now: its claims keep us off
-            entry = journal.adopt(open_entry)
-            if entry is None:
-                continue  # settled meanwhile, or another run adopted it
-            replayed.update(row["message_id"] for row, _ in entry.chunk)
-            if not _send_chunk(
-                store, sender, campaign, entry.chunk, [], now, report, journal, entry
-            ):
-                return report
+        replayed = _replay(store, sender, campaign, journal, holder_alive, gate, now, report)
+        if replayed is None:
+            return report
         plan = plan[~plan["message_id"].isin(replayed)]
     rows = plan.to_dict("records")
 
@@ -157,8 +170,12 @@ def deliver(
 
     for start in range(0, len(outgoing), batch_size):
         chunk = outgoing[start : start + batch_size]
-        if hold is not None:
-            chunk = _held_back(store, campaign, chunk, hold, now, report)
+        if gate is not None:
+            decision = gate([row for row, _ in chunk])
+            if decision.paused:
+                report.paused = decision.paused
+                return report
+            chunk = _let_through(store, campaign, chunk, decision, now, report)
             if not chunk:
                 continue
         entry = None
@@ -173,6 +190,43 @@ def deliver(
         if not _send_chunk(store, sender, campaign, chunk, rest, now, report, journal, entry):
             break
     return report
+
+
+def _replay(
+    store: SequenceStore,
+    sender: EmailSender,
+    campaign: Campaign,
+    journal: SendJournal,
+    holder_alive: Callable[[str], bool],
+    gate: Gate | None,
+    now: datetime,
+    report: DeliveryReport,
+) -> set[str] | None:
+    """Send again, exactly as they were, the batches ended runs left with an unknown fate
+    (the provider may have taken them: only the same batch under the same key is
+    recognised). The message ids replayed; None when the run must stop (paused, quota)."""
+    replayed: set[str] = set()
+    for open_entry in journal.pending(campaign):
+        if open_entry.holder != journal.holder and holder_alive(open_entry.holder):
+            continue  # another run is sending it now: its claims keep us off
+        entry = journal.adopt(open_entry)
+        if entry is None:
+            continue  # settled meanwhile, or another run adopted it
+        if now - entry.created_at > REPLAY_HORIZON:
+            # Too old for the provider to recognise: planned again, under the rules.
+            journal.finish(entry)
+            continue
+        if gate is not None:
+            paused = gate([]).paused
+            if paused:
+                report.paused = paused
+                return None
+        ids = {row["message_id"] for row, _ in entry.chunk}
+        replayed.update(ids)
+        report.replayed += len(ids)
+        if not _send_chunk(store, sender, campaign, entry.chunk, [], now, report, journal, entry):
+            return None
+    return replayed
 
 
 def _send_chunk(
@@ -209,10 +263,12 @@ def _finish(
     results: list[SendResult],
     recorded: bool,
 ) -> None:
-    # A "retry" may have been accepted (a timeout after the provider took it), and an
-    # accepted email whose status could not be written is not settled either: keep the
-    # entry so the next run replays the chunk under the same keys.
-    settled = recorded and all(r.status != "retry" for r in results)
+    # A "retry" whose fate is unknown may have been accepted (a timeout after the provider
+    # took it), and an accepted email whose status could not be written is not settled
+    # either: keep the entry so the next run replays the chunk under the same keys. A
+    # definite refusal (a 429, a quota) settles it: its messages stay due and are planned
+    # again, under the rules, by the next run.
+    settled = recorded and not any(r.status == "retry" and r.fate_unknown for r in results)
     if journal is not None and entry is not None and settled:
         journal.finish(entry)
 
@@ -288,23 +344,24 @@ def _apply(
     return recorded
 
 
-def _held_back(
+def _let_through(
     store: SequenceStore,
     campaign: Campaign,
     chunk: Chunk,
-    hold: HoldCheck,
+    decision: GateDecision,
     now: datetime,
     report: DeliveryReport,
 ) -> Chunk:
-    """The chunk without the rows `hold` stops; those are recorded as (non-final) skips."""
-    reasons = hold([row for row, _ in chunk])
+    """The chunk without the rows the gate stops; those are recorded with the reason (an
+    exit for good, a skip to be reconsidered)."""
     kept: Chunk = []
     for row, email in chunk:
-        reason = reasons.get(row["message_id"], "")
-        if reason:
-            _record_skip(store, campaign, {**row, "reason": reason}, now, report, final=False)
-        else:
+        action, reason = decision.stopped.get(row["message_id"], (SEND, ""))
+        if action == SEND:
             kept.append((row, email))
+            continue
+        stopped = {**row, "reason": reason}
+        _record_skip(store, campaign, stopped, now, report, final=action == EXIT)
     return kept
 
 

@@ -75,10 +75,13 @@ def test_all_sent_or_completed_means_nothing_due(campaign: Campaign) -> None:
 
 def test_exit_rules(campaign: Campaign) -> None:
     start = NOW - timedelta(days=2)
+    # Welcomed two days ago, in a zone where it is daytime now: email-2 is due.
+    welcomed = {sent_column(1): start, "time_zone": "Europe/London"}
     seqs = frame(
         campaign,
         [
-            {"contact_key": "booked@x.com", "signup_at": start, "booked": True},
+            {"contact_key": "booked@x.com", "signup_at": start, "booked": True, **welcomed},
+            {"contact_key": "booked-first@x.com", "signup_at": start, "booked": True},
             {"contact_key": "unsub@x.com", "signup_at": start, "unsubscribed": True},
             {"contact_key": "bounce@x.com", "signup_at": start, "delivery_state": "bounced"},
             {"contact_key": "compl@x.com", "signup_at": start, "delivery_state": "complained"},
@@ -88,6 +91,9 @@ def test_exit_rules(campaign: Campaign) -> None:
     )
     due = compute_due(seqs, campaign, NOW).set_index("contact_key")
     assert due.loc["booked@x.com", ["action", "reason"]].tolist() == ["exit", "booked"]
+    # A booking stops the follow-ups, never the person's own results (email 1).
+    first = due.loc["booked-first@x.com"]
+    assert [first["step_id"], first["action"]] == ["email-1", "send"]
     assert due.loc["unsub@x.com", ["action", "reason"]].tolist() == ["exit", "unsubscribed"]
     assert due.loc["bounce@x.com", ["action", "reason"]].tolist() == ["exit", "bounced"]
     assert due.loc["compl@x.com", ["action", "reason"]].tolist() == ["exit", "complained"]

@@ -94,6 +94,7 @@ def test_schedule_requests_todays_catch_up_run(env: PipelineEnv) -> None:
             instance=instance,
             scheduled_execution_time=when,
             repository_def=env.defs.get_repository_def(),
+            resources=env.resources("store", "campaign_config"),
         )
         request = schedule.evaluate_tick(context).run_requests[0]
         assert request.partition_key == "2025-12-03"
@@ -112,6 +113,7 @@ def test_schedule_skips_while_a_send_run_is_in_flight(env: PipelineEnv) -> None:
             instance=instance,
             scheduled_execution_time=datetime.now(UTC),
             repository_def=env.defs.get_repository_def(),
+            resources=env.resources("store", "campaign_config"),
         )
         result = schedule.evaluate_tick(context)
         assert not result.run_requests

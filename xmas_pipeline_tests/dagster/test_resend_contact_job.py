@@ -63,7 +63,7 @@ def test_resends_one_step_under_a_fresh_recorded_key(env: PipelineEnv) -> None:
         assert meta["sent"] == 1 and meta["failed"] == 0 and meta["contact"] == "jane@x.com"
 
         [new] = set(env.outbox_files()) - before
-        run = result.run_id[:8]
+        run = result.run_id
         assert new == f"christmas-2025__jane@x.com__email-1__resend-{run}.eml"
         log = env.store().sent_log(env.campaign, "2025-11-01", "2099-01-01")
         forced = log[log["forced"]]
@@ -146,7 +146,7 @@ def test_resends_a_reminder_for_the_contacts_booking(env: PipelineEnv) -> None:
         assert result.success, result.get_step_failure_events()
         early = resend(env, instance, "jane@x.com", ["reminder-3"])  # due 1 minute before
         assert "reminder-3 is not due for jane@x.com until" in failure(early)
-    run = result.run_id[:8]
+    run = result.run_id
     assert f"christmas-2025__jane@x.com__reminder-1__bk-42__resend-{run}.eml" in env.outbox_files()
     html = env.outbox / f"christmas-2025__jane@x.com__reminder-1__bk-42__resend-{run}.html"
     assert "https://app.cal.com/video/bk-42" in html.read_text()

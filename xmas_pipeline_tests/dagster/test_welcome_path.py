@@ -25,9 +25,15 @@ def test_a_send_run_follows_each_ingestion_that_started_sequences(env: PipelineE
     assert env.settings.sensor_interval_seconds == 30
     assert env.defs.resolve_sensor_def("signups_sensor").minimum_interval_seconds <= 10
     with dg.instance_for_test() as instance:
-        context = dg.build_sensor_context(instance=instance)
+        context = dg.build_sensor_context(
+            instance=instance, resources=env.resources("store", "campaign_config")
+        )
         assert isinstance(sensor(context), dg.SkipReason)  # the first look starts the clock
-        context = dg.build_sensor_context(instance=instance, cursor=context.cursor)
+        context = dg.build_sensor_context(
+            instance=instance,
+            cursor=context.cursor,
+            resources=env.resources("store", "campaign_config"),
+        )
 
         env.drop_signup(signup("new@x.com"))
         assert env.ingest(today(), instance).success
@@ -38,7 +44,11 @@ def test_a_send_run_follows_each_ingestion_that_started_sequences(env: PipelineE
         assert request.run_config["ops"]["deliveries"]["config"]["catch_up"] is True
 
         # The same day ingested again (a re-delivery): nothing new, no send requested.
-        context = dg.build_sensor_context(instance=instance, cursor=context.cursor)
+        context = dg.build_sensor_context(
+            instance=instance,
+            cursor=context.cursor,
+            resources=env.resources("store", "campaign_config"),
+        )
         env.drop_signup(signup("new@x.com"))
         assert env.ingest(today(), instance).success
         assert isinstance(sensor(context), dg.SkipReason)

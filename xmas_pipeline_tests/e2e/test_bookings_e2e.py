@@ -25,7 +25,7 @@ from xmas_pipeline.adapters.outbox import OutboxSender
 from xmas_pipeline.core.context import message_context
 from xmas_pipeline.core.render import Renderer, load_template_dir
 from xmas_pipeline.dagster_defs.resources import InboxResource
-from xmas_pipeline.services.planning import booking_hold, due_plan
+from xmas_pipeline.services.planning import due_plan, send_gate
 from xmas_pipeline.services.sending import Envelope, deliver
 from xmas_pipeline_tests.fakes.calcom_api import DEFAULT_API_KEY, FakeCalcomApi
 from xmas_pipeline_tests.support.calcom_payloads import (
@@ -91,11 +91,11 @@ def test_booking_in_the_inbox_becomes_a_reminder_in_the_outbox(
 
     sent = env.send(today(), instance, catch_up=True)
     assert sent.success
-    # Booked: no more nurture (email-1 exits with the reason); reminder-1 goes out.
-    assert env.outbox_files() == [reminder_file(1, "bkA1")]
+    # Booked: the results email (email-1) still goes, and reminder-1; no follow-ups.
+    welcome = "christmas-2025__jane@example.com__email-1.eml"
+    assert env.outbox_files() == [welcome, reminder_file(1, "bkA1")]
     meta = materializations(sent, "deliveries")[0]
-    assert meta["sent by step"] == {"reminder-1": 1}
-    assert "booked" in meta["problems"]
+    assert meta["sent by step"] == {"email-1": 1, "reminder-1": 1}
 
     message = read_eml(env, reminder_file(1, "bkA1"))
     assert message["To"] == "Jane@example.com"
@@ -116,7 +116,7 @@ def test_booking_in_the_inbox_becomes_a_reminder_in_the_outbox(
     assert run(env, "ingest_bookings", instance).success
     again = env.send(today(), instance, catch_up=True)
     assert materializations(again, "deliveries")[0]["sent"] == 0
-    assert env.outbox_files() == [reminder_file(1, "bkA1")]
+    assert env.outbox_files() == [welcome, reminder_file(1, "bkA1")]
 
 
 def test_cancelled_booking_gets_no_reminder(env: PipelineEnv, instance: dg.DagsterInstance) -> None:
@@ -184,7 +184,7 @@ def test_a_cancellation_landing_after_planning_is_caught_before_sending(
         plan=plan,
         context_for=lambda row: message_context(row, env.campaign, ""),
         envelope=Envelope(from_email=env.settings.from_email),
-        hold=booking_hold(store, env.campaign),
+        gate=send_gate(store, env.campaign, None),
     )
     assert not report.sent
     assert [item["reason"] for item in report.skipped] == ["booking-cancelled"]

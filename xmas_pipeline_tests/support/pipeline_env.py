@@ -37,6 +37,12 @@ class PipelineEnv:
     def store(self) -> SqlStore:
         return SqlStore(self.settings.database_url)
 
+    def resources(self, *keys: str) -> dict[str, Any]:
+        """The code location's resources (these keys, or all), for sensor and schedule
+        contexts built by hand."""
+        found = self.defs.get_repository_def().get_top_level_resources()
+        return {k: found[k] for k in keys or found}
+
     def drop_signup(
         self, payload: dict[str, Any] | bytes, age: timedelta = timedelta(0)
     ) -> InboxFile:

@@ -24,6 +24,7 @@ from xmas_pipeline.adapters.sql.tables import (
     sequences,
 )
 from xmas_pipeline.core.booking_state import (
+    BOOKED,
     BOOKING_COLUMNS,
     BookingState,
     bookings_from_frame,
@@ -212,19 +213,23 @@ class SqlBookings(SqlDatabase):
         frame["due_at"] = pd.to_datetime(frame["due_at"], utc=True, format="ISO8601")
         return frame
 
-    def load_contact_flags(self, campaign: Campaign) -> pd.DataFrame:
-        """Exit flags kept outside the sequences (`CONTACT_FLAG_COLUMNS`)."""
+    def load_contact_flags(
+        self, campaign: Campaign, keys: Iterable[str] | None = None
+    ) -> pd.DataFrame:
+        """Exit flags kept on contact rows (`CONTACT_FLAG_COLUMNS`, plus `booked`: the
+        contact has an active booking), of every contact or of these."""
         self.prepare(campaign)
+        query = sa.select(
+            *(contacts.c[name] for name in CONTACT_FLAG_COLUMNS), contacts.c.booking_status
+        ).where(contacts.c.campaign == campaign.slug)
+        if keys is not None:
+            query = query.where(contacts.c.contact_key.in_(sorted(set(keys))))
         with self.engine.connect() as conn:
-            frame = pd.read_sql(
-                sa.select(*(contacts.c[name] for name in CONTACT_FLAG_COLUMNS)).where(
-                    contacts.c.campaign == campaign.slug
-                ),
-                conn,
-            )
+            frame = pd.read_sql(query, conn)
         for name in ("unsubscribed", "paused"):
             frame[name] = as_bool(frame[name])
         frame["delivery_state"] = frame["delivery_state"].fillna("").astype(str)
+        frame["booked"] = frame.pop("booking_status").fillna("").astype(str) == BOOKED
         return frame
 
     def set_contact_flags(

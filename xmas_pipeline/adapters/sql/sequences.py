@@ -11,11 +11,36 @@ import sqlalchemy as sa
 
 from xmas_pipeline.adapters.sql.engine import SqlDatabase, upsert, utc
 from xmas_pipeline.adapters.sql.notion_queue import mark_dirty
-from xmas_pipeline.adapters.sql.tables import messages, outcomes, sequences
+from xmas_pipeline.adapters.sql.tables import contacts, messages, outcomes, sequences
+from xmas_pipeline.core.booking_state import BOOKED
 from xmas_pipeline.core.campaign import Campaign
 from xmas_pipeline.core.ports import OutcomeRecord, SentRecord, UpsertReport
 from xmas_pipeline.core.sequence_frame import PROFILE_FIELDS, normalise_sequences, sent_column
 from xmas_pipeline.core.signup import SignupEvent
+
+
+def _contact_flags(conn: sa.Connection, campaign: Campaign, key: str) -> dict[str, Any]:
+    """The exit flags a contact row holds for `key` (none when there is no row)."""
+    row = (
+        conn.execute(
+            sa.select(
+                contacts.c.unsubscribed,
+                contacts.c.paused,
+                contacts.c.delivery_state,
+                contacts.c.booking_status,
+            ).where(contacts.c.campaign == campaign.slug, contacts.c.contact_key == key)
+        )
+        .mappings()
+        .first()
+    )
+    if row is None:
+        return {}
+    return {
+        "unsubscribed": bool(row["unsubscribed"]),
+        "paused": bool(row["paused"]),
+        "delivery_state": row["delivery_state"] or "",
+        "booked": row["booking_status"] == BOOKED,
+    }
 
 
 class SqlSequences(SqlDatabase):
@@ -52,6 +77,9 @@ class SqlSequences(SqlDatabase):
                         "contact_key": key,
                         "email": key,
                         **profile,
+                        # What was recorded before the signup (a booking, an unsubscribe,
+                        # a bounce) is the new sequence's from the start.
+                        **_contact_flags(conn, campaign, key),
                         "signup_at": utc(event.received_at),
                         "signup_day": utc(event.received_at).strftime("%Y-%m-%d"),
                         "source": event.source,
@@ -85,22 +113,25 @@ class SqlSequences(SqlDatabase):
 
     # -- state -----------------------------------------------------------------------------
 
-    def load_sequences(self, campaign: Campaign) -> pd.DataFrame:
+    def load_sequences(self, campaign: Campaign, keys: Iterable[str] | None = None) -> pd.DataFrame:
         self.prepare(campaign)
+        rows = sa.select(sequences).where(sequences.c.campaign == campaign.slug)
+        sent_query = (
+            sa.select(
+                messages.c.contact_key,
+                messages.c.step_number,
+                sa.func.min(messages.c.sent_at).label("sent_at"),
+            )
+            .where(messages.c.campaign == campaign.slug, messages.c.kind == "nurture")
+            .group_by(messages.c.contact_key, messages.c.step_number)
+        )
+        if keys is not None:
+            wanted = sorted(set(keys))
+            rows = rows.where(sequences.c.contact_key.in_(wanted))
+            sent_query = sent_query.where(messages.c.contact_key.in_(wanted))
         with self.engine.connect() as conn:
-            frame = pd.read_sql(
-                sa.select(sequences).where(sequences.c.campaign == campaign.slug), conn
-            )
-            sent = pd.read_sql(
-                sa.select(
-                    messages.c.contact_key,
-                    messages.c.step_number,
-                    sa.func.min(messages.c.sent_at).label("sent_at"),
-                )
-                .where(messages.c.campaign == campaign.slug, messages.c.kind == "nurture")
-                .group_by(messages.c.contact_key, messages.c.step_number),
-                conn,
-            )
+            frame = pd.read_sql(rows, conn)
+            sent = pd.read_sql(sent_query, conn)
         if not sent.empty:
             wide = sent.pivot(index="contact_key", columns="step_number", values="sent_at")
             wide.columns = [sent_column(int(n)) for n in wide.columns]

@@ -21,6 +21,10 @@ Shared by every run and host:
 - `send_journal`: each batch handed to the sender and not yet settled (`core.ports.SendJournal`);
 - `send_claims`: the idempotency keys those open batches hold, one owner each;
 - `alerts_sent`: which alerts went out (CRITICAL signups, dead runs, stuck messages);
+- `send_switch`: per campaign, whether sending is paused, since when, by whom and why
+  (every send path reads it just before each batch);
+- `template_snapshots`: the templates a send run's blocking check rendered, by run, so
+  the run sends exactly those;
 - `secrets`: values the deployment generated once and every process shares (the
   unsubscribe signing key when none is configured).
 
@@ -212,6 +216,26 @@ alerts_sent = sa.Table(
     sa.Column("campaign", sa.String(100), primary_key=True),
     sa.Column("alert_key", sa.String(700), primary_key=True),
     sa.Column("sent_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+send_switch = sa.Table(
+    "send_switch",
+    metadata,
+    sa.Column("campaign", sa.String(100), primary_key=True),
+    sa.Column("paused", sa.Boolean, nullable=False, default=False),
+    sa.Column("reason", sa.Text, nullable=False, default=""),
+    sa.Column("changed_by", sa.String(200), nullable=False, default=""),
+    sa.Column("changed_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+template_snapshots = sa.Table(
+    "template_snapshots",
+    metadata,
+    sa.Column("run_id", sa.String(100), primary_key=True),
+    sa.Column("campaign", sa.String(100), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("problems", sa.Text, nullable=False, default="[]"),  # JSON list of text
+    sa.Column("body", sa.Text, nullable=False),  # the templates, JSON
 )
 
 secrets = sa.Table(

@@ -1,0 +1,123 @@
+"""The pause switch in the UI: the `send_switch` asset and the `pause_sending` /
+`resume_sending` jobs that set it.
+
+Sending is paused by state in the store, not by the on/off of a schedule: every send path
+reads it just before each batch (`services.planning.send_gate`), so a pause stops the
+schedule's runs, the welcome sensor's runs and a `deliveries` materialized by hand, even a
+run already under way. Backfills and `resend_contact` are explicit requests and go while
+paused (their descriptions say so). Resuming catches up with one email per person per run.
+"""
+
+from typing import Any
+
+import dagster as dg
+from pydantic import Field
+
+from xmas_pipeline.core.campaign import Campaign
+from xmas_pipeline.core.ports import SwitchState
+from xmas_pipeline.dagster_defs.metadata import in_group
+from xmas_pipeline.dagster_defs.resources import CampaignResource, StateStoreResource
+from xmas_pipeline.settings import Settings
+
+SWITCH_ASSET = "send_switch"
+PAUSE_JOB = "pause_sending"
+RESUME_JOB = "resume_sending"
+
+
+class SendSwitchConfig(dg.Config):
+    """What the launchpad of `pause_sending` / `resume_sending` asks for."""
+
+    pause: bool | None = Field(
+        default=None,
+        description="true: pause sending; false: resume; leave out to only show the state.",
+    )
+    reason: str = Field(
+        default="",
+        description="Why sending is paused (required to pause): shown wherever it is paused.",
+    )
+
+
+def switch_metadata(state: SwitchState) -> dict[str, Any]:
+    return {
+        "state": "paused" if state.paused else "sending",
+        "since": state.since.isoformat(timespec="seconds") if state.since else "",
+        "by": state.by,
+        "reason": state.reason,
+        "summary": state.describe(),
+    }
+
+
+def definitions(
+    settings: Settings, campaign: Campaign, partitions: dg.PartitionsDefinition
+) -> dg.Definitions:
+    @dg.asset(
+        name=SWITCH_ASSET,
+        **in_group("delivery"),
+        kinds={"sql"},
+        description=(
+            "Whether this campaign's sending is paused, since when, by whom and why. While "
+            "paused nothing is sent by the schedule, the welcome sensor or a deliveries "
+            "materialized by hand (a run under way stops before its next batch); backfills "
+            "and resend_contact still send. Set it with pause_sending / resume_sending."
+        ),
+        check_specs=[
+            dg.AssetCheckSpec(
+                "sending_not_paused",
+                asset=SWITCH_ASSET,
+                description="Warns while sending is paused, with the reason.",
+            )
+        ],
+    )
+    def send_switch(
+        context: dg.AssetExecutionContext,
+        config: SendSwitchConfig,
+        store: StateStoreResource,
+        campaign_config: CampaignResource,
+    ) -> dg.MaterializeResult:
+        camp = campaign_config.campaign
+        switch = store.send_switch()
+        if config.pause is None:
+            state = switch.state(camp)
+        elif config.pause and not config.reason.strip():
+            raise dg.Failure(description="Not paused: give a reason (`reason`) for the pause.")
+        else:
+            reason = config.reason if config.pause else ""
+            state = switch.set(
+                camp, paused=config.pause, reason=reason, by=f"run {context.run_id[:8]}"
+            )
+            context.log.info(f"sending {state.describe()}")
+        return dg.MaterializeResult(
+            metadata=switch_metadata(state),
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name="sending_not_paused",
+                    passed=not state.paused,
+                    severity=dg.AssetCheckSeverity.WARN,
+                    description=state.describe(),
+                )
+            ],
+        )
+
+    def switch_job(name: str, pause: bool, description: str) -> Any:
+        return dg.define_asset_job(
+            name,
+            selection=dg.AssetSelection.assets(SWITCH_ASSET),
+            config={"ops": {SWITCH_ASSET: {"config": {"pause": pause, "reason": ""}}}},
+            description=description,
+        )
+
+    jobs = [
+        switch_job(
+            PAUSE_JOB,
+            True,
+            "Pause every send of this campaign (schedule, welcome sensor, deliveries by "
+            "hand), including a run under way, until resume_sending. Set `reason` in the "
+            "launchpad. Backfills and resend_contact still send.",
+        ),
+        switch_job(
+            RESUME_JOB,
+            False,
+            "Resume sending: the next send run catches up, one email per person per run.",
+        ),
+    ]
+    return dg.Definitions(assets=[send_switch], jobs=jobs)
