@@ -101,7 +101,7 @@ def test_a_run_sends_its_snapshot_not_an_edit_made_after_its_check(env: Pipeline
     keep_checked(snapshots, env.campaign, "run-1", checked, [])
     edited = {
         **checked,
-        "email-1": checked["email-1"].__class__("email-1", BARE.subject, BARE.html),
+        "email-1": TemplateSource("email-1", BARE.subject, BARE.html),
     }
     # The edit lands between the check and the send: the run still sends what was checked.
     sources = templates_to_send(snapshots, lambda: edited, env.campaign, "run-1")
