@@ -13,14 +13,13 @@ import pytest
 import resend
 
 from xmas_pipeline.adapters.ratelimit import RateLimiter
-from xmas_pipeline.adapters.resend_sender import (
+from xmas_pipeline.adapters.resend_params import (
     MAX_KEY_LENGTH,
-    ResendSender,
-    SenderConfigError,
     batch_key,
     local_problem,
     resend_tags,
 )
+from xmas_pipeline.adapters.resend_sender import ResendSender, SenderConfigError
 from xmas_pipeline.core.ports import EmailSender, OutgoingEmail, SenderQuotaExceeded
 from xmas_pipeline_tests.fakes.resend_api import DEFAULT_API_KEY, FakeResendAPI, running_fake
 

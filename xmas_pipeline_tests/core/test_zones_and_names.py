@@ -13,7 +13,7 @@ import pytest
 from pydantic import ValidationError
 
 from xmas_pipeline.adapters.outbox import build_mime
-from xmas_pipeline.adapters.resend_sender import local_problem
+from xmas_pipeline.adapters.resend_params import local_problem
 from xmas_pipeline.core.bookings import clean_name, clean_time_zone
 from xmas_pipeline.core.campaign import Campaign, SendWindow, load_campaign
 from xmas_pipeline.core.context import meeting_times, nurture_context
