@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, cast
+from typing import Any, NoReturn, cast
 
 import httpx
 import resend
@@ -285,8 +285,9 @@ class ResendSender:
         """
         group = [emails[i] for i in chunk]
         reasons = set(refused.values())
-        if any(refusal_blames(why, group) == SETUP for why in reasons):
-            self._stop_for_setup(chunk, results, next(iter(reasons)))
+        for why in sorted(reasons):
+            if refusal_blames(why, group) == SETUP:
+                self._stop_for_setup(chunk, results, why)
         if len(chunk) > 1 and len(reasons) == 1:
             [reason] = reasons
             if refusal_blames(reason, group) != MESSAGE:
@@ -300,7 +301,7 @@ class ResendSender:
 
     def _stop_for_setup(
         self, chunk: list[int], results: list[SendResult | None], reason: str, every: int = 0
-    ) -> None:
+    ) -> NoReturn:
         for i in chunk:
             results[i] = None  # not accepted: the next run renders and chunks them anew
         what = (
