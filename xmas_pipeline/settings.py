@@ -13,7 +13,7 @@ import os
 import re
 from collections.abc import Mapping
 from contextvars import ContextVar
-from email.utils import parseaddr
+from email.utils import getaddresses
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from pydantic_settings import (
 )
 
 from xmas_pipeline.core.campaign import Campaign, load_campaign
+from xmas_pipeline.core.safe_text import first_unsafe
 
 DEFAULT_INTAKE_PORT = 8000
 MAX_BODY_BYTES = 64 * 1024
@@ -57,13 +58,24 @@ class _MappingEnvSource(EnvSettingsSource):
         }
 
 
+# One mailbox: `address` or `Display Name <address>` (the name may be quoted). A list ("a@x,
+# b@x", a group) must not pass: `parseaddr` reads only its first address, and the provider
+# then refuses every email of the run for it.
+_ADDRESS = r"[^\s@<>,;:\"()\[\]\\]+@[^\s@<>,;:\"()\[\]\\]+"
+_NAME = r'(?:"(?:[^"\\]|\\.)*"\s*|[^"<>,;:@\\]*)'  # quoted, or without specials
+_MAILBOX = re.compile(rf"^(?:{_ADDRESS}|{_NAME}<{_ADDRESS}>)$")
+
+
 def check_from_email(value: str) -> str:
-    """The sender header: one address, no line breaks (it goes straight into a header)."""
-    if re.search(r"[\r\n\x00]", value):
-        raise ValueError("must be a single line")
-    _, address = parseaddr(value)
-    if "@" not in address:
-        raise ValueError("is not an email address (e.g. BusOS <hello@example.com>)")
+    """A sender or reply-to header: exactly one address, on one line (it goes straight into
+    a header). Errors never echo the value."""
+    if first_unsafe(value) is not None:
+        raise ValueError("must be a single line, without control or invisible characters")
+    if not _MAILBOX.match(value):
+        count = len([address for _, address in getaddresses([value]) if address])
+        if count > 1:
+            raise ValueError(f"holds {count} addresses: give exactly one")
+        raise ValueError("is not one email address (e.g. BusOS <hello@example.com>)")
     return value
 
 

@@ -95,3 +95,57 @@ def test_a_sender_header_with_a_line_break_is_refused() -> None:
     with pytest.raises(SettingsError) as caught:
         Settings.from_env({"XMAS_FROM_EMAIL": "a@b.com\r\nBcc: x@evil.com"})
     assert "XMAS_FROM_EMAIL" in caught.value.problems
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "sam@busos.example.com, ops@busos.example.com",
+        "sam@busos.example.com; ops@busos.example.com",
+        "Sam <sam@busos.example.com>, ops@busos.example.com",
+        "Sam <sam@busos.example.com> <ops@busos.example.com>",
+        "team: sam@busos.example.com, ops@busos.example.com;",
+    ],
+)
+@pytest.mark.parametrize("variable", ["XMAS_REPLY_TO", "XMAS_FROM_EMAIL"])
+def test_two_addresses_are_refused_by_name_without_the_value(variable: str, value: str) -> None:
+    # parseaddr reads the first address of a list and passed it; Resend then refused every
+    # email of every run for it.
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({variable: value})
+    assert caught.value.problems[variable] == "holds 2 addresses: give exactly one"
+    assert "busos" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["sam busos.example.com", "sam@busos.example.com ops@busos.example.com", "@", "a@b@c.d"],
+)
+def test_a_reply_to_that_is_not_one_address_is_refused(value: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({"XMAS_REPLY_TO": value})
+    assert "XMAS_REPLY_TO" in caught.value.problems
+
+
+@pytest.mark.parametrize(
+    "value", ["Sam\x85Smith <sam@busos.example.com>", "Sam\u2028 <s@b.example>"]
+)
+def test_a_reply_to_with_a_unicode_line_break_is_refused(value: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({"XMAS_REPLY_TO": value})
+    assert "single line" in caught.value.problems["XMAS_REPLY_TO"]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "sam@busos.example.com",
+        "Sam at BusOS <sam@busos.example.com>",
+        '"Doe, Jane" <jane@busos.example.com>',
+        "Dr. Jane Doe <jane@busos.example.com>",
+        "<sam@busos.example.com>",
+    ],
+)
+def test_one_address_in_any_usual_form_is_accepted(value: str) -> None:
+    assert Settings.from_env({"XMAS_REPLY_TO": value}).reply_to == value
+    assert Settings.from_env({"XMAS_FROM_EMAIL": value}).from_email == value

@@ -1,5 +1,6 @@
-"""An `OutgoingEmail` as Resend's API takes it: parameters, tags, idempotency keys, and
-the checks that keep a malformed email from ever reaching the provider."""
+"""What the Resend sender sends and reads: an `OutgoingEmail` as Resend's parameters, the
+idempotency keys, what makes an email unsendable before any request, and whom a refusal
+blames (the email, or the setup every email of a request shares)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,29 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from resend.exceptions import ResendError
+
 from xmas_pipeline.core.ports import OutgoingEmail
 
 log = logging.getLogger(__name__)
 
 MAX_KEY_LENGTH = 256  # Resend refuses longer idempotency keys (400 invalid_idempotency_key)
+
 _NOT_TAG_CHARS = re.compile(r"[^A-Za-z0-9_-]")
 _HEADER_NAME = re.compile(r"^[!-9;-~]+$")  # RFC 5322: printable ASCII except ":"
+# Resend's validation errors name the field in backticks ("Invalid `reply_to` field",
+# "Missing `emails[3].from` field").
+_FIELD = re.compile(r"`(?:emails\[\d+\]\.)?([a-z_]+)`")
+# Fields every email of a run carries alike (XMAS_FROM_EMAIL, XMAS_REPLY_TO), and the one
+# that is each email's own.
+_SHARED_FIELDS = frozenset({"from", "reply_to"})
+_OWN_FIELDS = frozenset({"to"})
+
+SETUP = "setup"
+MESSAGE = "message"
+
+
+# -- mapping an OutgoingEmail to Resend's parameters ----------------------------------------
 
 
 def to_params(email: OutgoingEmail) -> dict[str, Any]:
@@ -99,3 +116,33 @@ def batch_key(keys: Sequence[str]) -> str:
     """One stable key for a batch: the same emails in the same order give the same key."""
     digest = hashlib.sha256("\n".join(keys).encode()).hexdigest()
     return f"batch-{len(keys)}-{digest}"
+
+
+def refusal_blames(reason: str, emails: Sequence[OutgoingEmail]) -> str:
+    """Whom Resend's refusal `reason` blames, when it names a field: SETUP for the sender or
+    the reply-to, which every one of `emails` carries alike (so no email of them could go),
+    MESSAGE for the recipient; "" when it names neither."""
+    fields = set(_FIELD.findall(reason))
+    shared = len({e.from_email for e in emails}) == 1 and len({e.reply_to for e in emails}) == 1
+    if shared and fields & _SHARED_FIELDS:
+        return SETUP
+    if fields & _OWN_FIELDS:
+        return MESSAGE
+    return ""
+
+
+def describe(exc: ResendError) -> str:
+    """A short reason for reports: status, Resend's error name and message (no secrets)."""
+    code = status_code(exc)
+    name = str(exc.error_type or "error")
+    message = " ".join(str(exc.message or "").split())
+    if name == "HttpClientError":
+        return f"network: {message}"[:300]
+    return f"{code} {name}: {message}"[:300]
+
+
+def status_code(exc: ResendError) -> int:
+    try:
+        return int(str(exc.code))
+    except ValueError:
+        return 0

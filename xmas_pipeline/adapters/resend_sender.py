@@ -11,6 +11,9 @@ How it keeps each message exactly once (docs/architecture.md, "Exactly once"):
   first attempt was accepted, the retry gets the same email ids back, not a second email.
 - A message is reported "sent" only with the id Resend returned for it; when retries run
   out it is reported "retry" (it stays due), never "sent".
+- A batch Resend refuses (strict validation: one bad email refuses all, nothing is sent)
+  is searched for the emails at fault, and only they fail; a refusal of what every email
+  carries (the sender, the reply-to) stops the run instead (`_refused_batch`, `_judge`).
 
 The SDK is configured through module globals (`resend.api_key`, `resend.api_url`,
 `resend.default_http_client`); each call sets them under a lock and restores them, so two
@@ -28,17 +31,22 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, cast
+from typing import Any, NoReturn, cast
 
-import httpx
 import resend
 from resend.exceptions import ResendError
 
 from xmas_pipeline.adapters.ratelimit import RateLimiter
+from xmas_pipeline.adapters.resend_http import HttpxClient
 from xmas_pipeline.adapters.resend_params import (
+    MESSAGE,
+    SETUP,
     batch_key,
+    describe,
     local_problem,
     provider_key,
+    refusal_blames,
+    status_code,
     to_params,
 )
 from xmas_pipeline.core.ports import OutgoingEmail, SenderQuotaExceeded, SendResult
@@ -82,48 +90,6 @@ class _Reply:
     # "gave_up" only: an attempt may have been taken (a timeout, a 5xx, a lost answer),
     # so the request must be repeated exactly as it was; False after refusals only (429).
     unknown: bool = False
-
-
-class HttpxClient(resend.HTTPClient):
-    """The SDK's HTTP client interface over one pooled `httpx.Client` with a timeout.
-
-    The SDK's default client has no configurable timeout per sender; this one also
-    returns response headers with lower-case names so `retry-after` and `ratelimit-*`
-    are found whatever case the server used. Errors never carry request headers (the
-    API key): the SDK turns the message into a ResendError("HttpClientError").
-    """
-
-    def __init__(self, timeout_s: float) -> None:
-        self.timeout_s = timeout_s
-        self._client = httpx.Client(timeout=timeout_s)
-
-    def request(
-        self,
-        method: str,
-        url: str,
-        headers: Mapping[str, str],
-        json: dict[str, object] | list[object] | None = None,
-        files: dict[str, Any] | None = None,
-        data: dict[str, str] | None = None,
-    ) -> tuple[bytes, int, Mapping[str, str]]:
-        try:
-            response = self._client.request(
-                method, url, headers=dict(headers), json=json, files=files, data=data
-            )
-        except httpx.TimeoutException as exc:
-            raise RuntimeError(
-                f"timed out after {self.timeout_s:g}s ({type(exc).__name__})"
-            ) from None
-        except httpx.HTTPError as exc:
-            raise RuntimeError(f"connection failed ({type(exc).__name__})") from None
-        return (
-            response.content,
-            response.status_code,
-            {name.lower(): value for name, value in response.headers.items()},
-        )
-
-    def close(self) -> None:
-        self._client.close()
 
 
 class ResendSender:
@@ -198,7 +164,7 @@ class ResendSender:
                     self._send_chunk(emails, chunk, results)
             else:
                 for index in pending:
-                    self._send_one(emails[index], index, results)
+                    self._send_chunk(emails, [index], results)
         except _Stop as stop:
             # The settled prefix, in order, so the caller can write their status back.
             settled: list[SendResult] = []
@@ -221,8 +187,110 @@ class ResendSender:
         self, emails: Sequence[OutgoingEmail], chunk: list[int], results: list[SendResult | None]
     ) -> None:
         if len(chunk) == 1:  # the message's own key dedupes better than a batch key
-            self._send_one(emails[chunk[0]], chunk[0], results)
+            reply = self._send_one(emails[chunk[0]], chunk[0], results)
+            if reply.kind == "rejected":
+                self._judge(emails, chunk, {chunk[0]: reply.reason}, results)
             return
+        reply = self._send_batch(emails, chunk, results)
+        if reply.kind == "rejected":
+            self._refused_batch(emails, chunk, reply.reason, results)
+
+    def _refused_batch(
+        self,
+        emails: Sequence[OutgoingEmail],
+        chunk: list[int],
+        reason: str,
+        results: list[SendResult | None],
+    ) -> None:
+        """Strict validation refused the whole batch (nothing of it was sent): find the
+        emails at fault without ending anyone else's sequence.
+
+        A reason naming the sender or the reply-to blames what every email carries: stop.
+        Otherwise the emails go alone, in order, until one is accepted, which clears the
+        request's setup; the rest is then split in halves until the refused ones are found
+        (one bad address in 100 costs about 15 requests). When none is accepted alone,
+        `_judge` decides between the emails and the setup.
+        """
+        log.warning("batch of %d refused (%s); finding the emails at fault", len(chunk), reason)
+        group = [emails[i] for i in chunk]
+        if refusal_blames(reason, group) == SETUP:
+            self._stop_for_setup(chunk, results, reason)
+        refused: dict[int, str] = {}
+        for position, index in enumerate(chunk):
+            reply = self._send_one(emails[index], index, results)
+            if reply.kind in ("ok", "conflict"):  # accepted: the setup is fine
+                for i, why in refused.items():
+                    results[i] = _failed(emails[i], why)
+                self._split(emails, chunk[position + 1 :], results)
+                return
+            if reply.kind == "rejected":
+                refused[index] = reply.reason
+                if refusal_blames(reply.reason, group) == SETUP:
+                    self._stop_for_setup(chunk, results, reply.reason)
+        self._judge(emails, chunk, refused, results)
+
+    def _judge(
+        self,
+        emails: Sequence[OutgoingEmail],
+        chunk: list[int],
+        refused: dict[int, str],
+        results: list[SendResult | None],
+    ) -> None:
+        """No email of `chunk` was accepted; `refused` holds those Resend refused alone.
+
+        Several refused for one same reason, none blaming its own recipient, is the
+        request's setup (the sender, the reply-to), not the emails: stop, every one due. If
+        some fates are unknown (retries ran out), all stay due and the next run, which sends
+        this chunk again, decides. Otherwise, and for a lone email, each refused one fails
+        with its reason (a lone refusal cannot tell the two apart unless it names a field).
+        """
+        group = [emails[i] for i in chunk]
+        reasons = set(refused.values())
+        for why in sorted(reasons):
+            if refusal_blames(why, group) == SETUP:
+                self._stop_for_setup(chunk, results, why)
+        if len(chunk) > 1 and len(reasons) == 1:
+            [reason] = reasons
+            if refusal_blames(reason, group) != MESSAGE:
+                if len(refused) == len(chunk):
+                    self._stop_for_setup(chunk, results, reason, every=len(chunk))
+                for i in refused:
+                    why = f"refused with the rest of its batch: {reason}"
+                    results[i] = _retry(emails[i], why, unknown=False)
+                return
+        for i, why in refused.items():
+            results[i] = _failed(emails[i], why)
+
+    def _stop_for_setup(
+        self, chunk: list[int], results: list[SendResult | None], reason: str, every: int = 0
+    ) -> NoReturn:
+        for i in chunk:
+            results[i] = None  # not accepted: the next run renders and chunks them anew
+        what = (
+            f"Resend refused each of the {every} emails of a batch, alone too, for one reason"
+            if every
+            else "Resend refused the sender or reply-to address that every email carries"
+        )
+        raise _Stop(f"{what} ({reason}): fix the setup", config=True)
+
+    def _split(
+        self, emails: Sequence[OutgoingEmail], chunk: list[int], results: list[SendResult | None]
+    ) -> None:
+        """Send `chunk` once the setup is known good: a refused part is halved until each
+        refused email stands alone, and fails with its reason."""
+        if len(chunk) == 1:
+            reply = self._send_one(emails[chunk[0]], chunk[0], results)
+            if reply.kind == "rejected":
+                results[chunk[0]] = _failed(emails[chunk[0]], reply.reason)
+        elif chunk and self._send_batch(emails, chunk, results).kind == "rejected":
+            half = (len(chunk) + 1) // 2
+            self._split(emails, chunk[:half], results)
+            self._split(emails, chunk[half:], results)
+
+    def _send_batch(
+        self, emails: Sequence[OutgoingEmail], chunk: list[int], results: list[SendResult | None]
+    ) -> _Reply:
+        """POST one batch and record what it settled; a refusal is left to the caller."""
         keys = [provider_key(emails[i].idempotency_key) for i in chunk]
         reply = self._post("/emails/batch", [to_params(emails[i]) for i in chunk], batch_key(keys))
         if reply.kind == "ok":
@@ -232,23 +300,21 @@ class ResendSender:
                 reason = "Resend accepted the batch but did not return one id per email"
                 for i in chunk:
                     results[i] = _retry(emails[i], reason, unknown=True)
-                return
-            for i, provider_id in zip(chunk, ids, strict=True):
-                results[i] = _sent(emails[i], provider_id)
-        elif reply.kind == "rejected":
-            # Strict batch validation refuses the whole batch for one bad email: send this
-            # chunk one by one so only the bad one fails (nothing was sent, so it is safe).
-            log.warning("batch of %d refused (%s); sending one by one", len(chunk), reply.reason)
-            for i in chunk:
-                self._send_one(emails[i], i, results)
+            else:
+                for i, provider_id in zip(chunk, ids, strict=True):
+                    results[i] = _sent(emails[i], provider_id)
         elif reply.kind == "conflict":
             for i in chunk:
                 results[i] = _already_sent(emails[i], reply.reason)
-        else:
+        elif reply.kind == "gave_up":
             for i in chunk:
                 results[i] = _retry(emails[i], reply.reason, unknown=reply.unknown)
+        return reply
 
-    def _send_one(self, email: OutgoingEmail, index: int, results: list[SendResult | None]) -> None:
+    def _send_one(
+        self, email: OutgoingEmail, index: int, results: list[SendResult | None]
+    ) -> _Reply:
+        """POST one email and record what it settled; a refusal is left to the caller."""
         reply = self._post("/emails", to_params(email), provider_key(email.idempotency_key))
         if reply.kind == "ok":
             provider_id = str((reply.body or {}).get("id") or "")
@@ -259,10 +325,9 @@ class ResendSender:
                 results[index] = _retry(email, reason, unknown=True)
         elif reply.kind == "conflict":
             results[index] = _already_sent(email, reply.reason)
-        elif reply.kind == "rejected":
-            results[index] = _failed(email, reply.reason)
-        else:
+        elif reply.kind == "gave_up":
             results[index] = _retry(email, reply.reason, unknown=reply.unknown)
+        return reply
 
     # -- one request with its retries ----------------------------------------------------
 
@@ -277,7 +342,7 @@ class ResendSender:
             except ResendError as exc:
                 headers = _lower(exc.headers)
                 self._observe(headers)
-                code, name = _status(exc), str(exc.error_type or "")
+                code, name = status_code(exc), str(exc.error_type or "")
                 reason = describe(exc)
                 if name in _QUOTA_ERRORS:
                     raise _Stop(f"Resend quota used up ({reason})", config=False) from None
@@ -300,17 +365,13 @@ class ResendSender:
                     break
                 log.info("Resend %s: attempt %d failed (%s)", path, attempt, reason)
                 if not self._wait_before_retry(code, headers, attempt):
-                    return _Reply(
-                        "gave_up",
-                        reason=f"Resend asked to wait too long: {reason}",
-                        unknown=unknown,
-                    )
+                    why = f"Resend asked to wait too long: {reason}"
+                    return _Reply("gave_up", reason=why, unknown=unknown)
                 continue
             self._observe(_lower(body.get("http_headers")))
             return _Reply("ok", body=body)
-        return _Reply(
-            "gave_up", reason=f"gave up after {self.max_attempts} attempts: {last}", unknown=unknown
-        )
+        why = f"gave up after {self.max_attempts} attempts: {last}"
+        return _Reply("gave_up", reason=why, unknown=unknown)
 
     def _call(self, path: str, params: Any, key: str) -> Mapping[str, Any]:
         options: dict[str, Any] = {"idempotency_key": key}
@@ -352,29 +413,12 @@ class ResendSender:
         return True
 
 
-def describe(exc: ResendError) -> str:
-    """A short reason for reports: status, Resend's error name and message (no secrets)."""
-    code = _status(exc)
-    name = str(exc.error_type or "error")
-    message = " ".join(str(exc.message or "").split())
-    if name == "HttpClientError":
-        return f"network: {message}"[:300]
-    return f"{code} {name}: {message}"[:300]
-
-
 # -- small helpers ---------------------------------------------------------------------------
 
 
 def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-def _transient(code: int, name: str) -> bool:
-    if name == "HttpClientError":  # timeout, refused or dropped connection
-        return True
-    # 409 here is concurrent_idempotent_requests (the first request is still in flight).
-    return code in (408, 409, 429) or code >= 500
 
 
 def _maybe_taken(code: int, name: str) -> bool:
@@ -386,11 +430,11 @@ def _maybe_taken(code: int, name: str) -> bool:
     return code == 409 or code >= 500
 
 
-def _status(exc: ResendError) -> int:
-    try:
-        return int(str(exc.code))
-    except ValueError:
-        return 0
+def _transient(code: int, name: str) -> bool:
+    if name == "HttpClientError":  # timeout, refused or dropped connection
+        return True
+    # 409 here is concurrent_idempotent_requests (the first request is still in flight).
+    return code in (408, 409, 429) or code >= 500
 
 
 def _lower(headers: Mapping[str, str] | None) -> dict[str, str]:

@@ -25,13 +25,14 @@ import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, EmailStr, TypeAdapter, ValidationError
 
 from xmas_pipeline.core.payloads import load_object, parse_time
+from xmas_pipeline.core.safe_text import fold_unsafe
 from xmas_pipeline.core.signup import contact_key
+from xmas_pipeline.core.zones import UTC_NAME, known_zone
 
 BookingKind = Literal["created", "rescheduled", "cancelled"]
 
@@ -48,7 +49,6 @@ WEBHOOK_KINDS: dict[str, BookingKind] = {
 
 # Booking uids end up in message ids and outbox file names: no `/`, no dots, no spaces.
 _UID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
 _URL = re.compile(r"^https?://[^\s<>\"'\\]{1,2040}$", re.IGNORECASE)
 _EMAIL = TypeAdapter(EmailStr)
 
@@ -95,21 +95,17 @@ def _optional_time(value: Any, field: str) -> datetime | None:
 
 
 def clean_name(value: Any) -> str:
-    """A display name safe for a subject line: no line breaks or control characters."""
+    """A display name safe for a subject line: no line breaks, controls or invisible
+    format characters (`core.safe_text`). Cleaned rather than refused: the booking is real
+    and its reminders must not be lost for a stray character in a name."""
     if not isinstance(value, str):
         return ""
-    return " ".join(_CONTROL.sub(" ", value).split())[:100]
+    return " ".join(fold_unsafe(value).split())[:100]
 
 
 def clean_time_zone(value: Any) -> str:
-    if isinstance(value, str) and value.strip():
-        name = value.strip()
-        try:
-            ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError):
-            return "UTC"
-        return name
-    return "UTC"
+    """The attendee's zone when it is a known IANA name, else UTC (never an error)."""
+    return known_zone(value) or UTC_NAME
 
 
 def clean_url(value: Any) -> str:

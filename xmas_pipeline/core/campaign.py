@@ -5,12 +5,12 @@ from __future__ import annotations
 import re
 from datetime import time, timedelta
 from pathlib import Path
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from xmas_pipeline.core.durations import Duration
+from xmas_pipeline.core.zones import is_known_zone
 
 DEFAULT_CAMPAIGN_FILE = Path(__file__).resolve().parent.parent / "campaigns" / "christmas-2025.yaml"
 
@@ -50,10 +50,9 @@ class ExitRules(BaseModel):
 
 
 def check_time_zone(name: str) -> str:
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown time zone {name!r} (an IANA name: America/Toronto)") from None
+    if not is_known_zone(name) or name != name.strip():
+        shown = name if len(name) <= 60 else name[:60] + "..."
+        raise ValueError(f"unknown time zone {shown!r} (an IANA name: America/Toronto)")
     return name
 
 

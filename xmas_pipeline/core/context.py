@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pandas as pd
 
 from xmas_pipeline.core.campaign import Campaign
 from xmas_pipeline.core.segments import classify
 from xmas_pipeline.core.sequence_frame import NUMBER_FIELDS, SIGNUP_FIELDS
+from xmas_pipeline.core.zones import UTC_NAME, known_zone, zone_info
 
 
 def nurture_context(
@@ -55,20 +55,18 @@ def nurture_context(
 
 
 def meeting_times(start: datetime, time_zone: str) -> dict[str, str]:
-    """The meeting's start, written for the attendee's own time zone."""
-    try:
-        zone = ZoneInfo(time_zone or "UTC")
-    except (ZoneInfoNotFoundError, ValueError):
-        zone, time_zone = ZoneInfo("UTC"), "UTC"
-    local = start.astimezone(zone)
+    """The meeting's start, written for the attendee's own time zone (UTC when the zone
+    is not a known IANA name, whatever a stored row holds)."""
+    time_zone = known_zone(time_zone) or UTC_NAME
+    local = start.astimezone(zone_info(time_zone))
     hour = local.strftime("%I").lstrip("0")
     time_text = f"{hour}:{local:%M} {local:%p}"
     date_text = f"{local:%A}, {local:%B} {local.day}, {local.year}"
     return {
         "meeting_date": date_text,
         "meeting_time": time_text,
-        "meeting_start": f"{date_text} at {time_text} ({time_zone or 'UTC'})",
-        "time_zone": time_zone or "UTC",
+        "meeting_start": f"{date_text} at {time_text} ({time_zone})",
+        "time_zone": time_zone,
     }
 
 

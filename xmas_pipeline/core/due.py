@@ -14,7 +14,6 @@ Rules:
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
@@ -22,6 +21,7 @@ import pandas as pd
 from xmas_pipeline.core.campaign import Campaign, SendWindow
 from xmas_pipeline.core.exit_rules import exit_actions
 from xmas_pipeline.core.sequence_frame import sent_column
+from xmas_pipeline.core.zones import zone_info
 
 DUE_COLUMNS: list[str] = [
     "message_id",
@@ -108,9 +108,12 @@ def compute_due(sequences: pd.DataFrame, campaign: Campaign, now: datetime) -> p
 def window_open(sequences: pd.DataFrame, window: SendWindow, now: datetime) -> np.ndarray:
     """Per row: is it within the send window now, in the reader's time zone?"""
     zones = sequences.get("time_zone", pd.Series("", index=sequences.index))
-    zones = zones.fillna("").astype(str).replace("", window.default_time_zone)
+    zones = zones.fillna("").astype(str)
+    # A zone that is not a known IANA name (a row an older release stored) is the
+    # default's, like a signup that named none.
     by_zone = {
-        zone: window.is_open(now.astimezone(ZoneInfo(zone)).time()) for zone in zones.unique()
+        zone: window.is_open(now.astimezone(zone_info(zone, window.default_time_zone)).time())
+        for zone in zones.unique()
     }
     return zones.map(by_zone).to_numpy(dtype=bool)
 

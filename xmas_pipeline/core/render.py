@@ -26,10 +26,10 @@ from typing import Any
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
+from xmas_pipeline.core.safe_text import fold_unsafe
 from xmas_pipeline.core.segments import ALL_SEGMENTS
 
 BUILTIN_TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates"
-_HEADER_BREAK = re.compile(r"[\r\n\x00-\x1f\x7f\u2028\u2029]+")
 
 
 @dataclass(frozen=True)
@@ -138,9 +138,11 @@ class Renderer:
             raise TemplateError(f"{source.name}: {exc.message}") from exc
         except jinja2.TemplateError as exc:
             raise TemplateError(f"{source.name}: {exc}") from exc
-        # A subject is one header line: fold anything that could start a new header.
-        subject = _HEADER_BREAK.sub(" ", subject).strip()
-        preheader = _HEADER_BREAK.sub(" ", preheader).strip()
+        # A subject is one header line: fold anything that could break it or make it read
+        # other than it is (every control, line break and invisible format character),
+        # whatever a template or a stored row holds, so the sender can always write it.
+        subject = fold_unsafe(subject).strip()
+        preheader = fold_unsafe(preheader).strip()
         return RenderedEmail(
             template=source.name,
             subject=subject,

@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime, time, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from xmas_pipeline.core.campaign import Campaign
 from xmas_pipeline.core.context import nurture_context, reminder_context
 from xmas_pipeline.core.segments import Segment
 from xmas_pipeline.core.sequence_frame import SIGNUP_FIELDS
+from xmas_pipeline.core.zones import zone_info
 
 SAMPLE_TIME_ZONE = "America/Toronto"
 SAMPLE_MEETING_URL = "https://app.cal.com/video/sample-booking"
@@ -56,7 +56,7 @@ def is_reminder(base: str) -> bool:
 
 def sample_meeting_start(now: datetime, time_zone: str = SAMPLE_TIME_ZONE) -> datetime:
     """10:00 AM local time, three days after `now`'s local date: a believable meeting."""
-    zone = ZoneInfo(time_zone)
+    zone = zone_info(time_zone)
     day = now.astimezone(zone).date() + timedelta(days=3)
     return datetime.combine(day, time(10, 0), tzinfo=zone)
 

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import re
 from datetime import datetime
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pandas as pd
 from pydantic import (
@@ -19,17 +17,18 @@ from pydantic import (
     field_validator,
 )
 
+from xmas_pipeline.core.safe_text import unsafe_problem
 from xmas_pipeline.core.segments import Segment, classify
 from xmas_pipeline.core.sequence_frame import NUMBER_FIELDS
-
-# Control characters (CR, LF, NUL, ...) are refused in every text field: names reach
-# subjects and headers, and nothing legitimate in a name needs them.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
+from xmas_pipeline.core.zones import known_zone
 
 
 def _no_control(value: str) -> str:
-    if _CONTROL.search(value):
-        raise ValueError("must not contain control characters or line breaks")
+    # Names reach subjects and headers: no control, line-break or invisible format
+    # character (core.safe_text), and nothing legitimate in a name needs one.
+    problem = unsafe_problem(value)
+    if problem:
+        raise ValueError(problem)
     return value
 
 
@@ -65,20 +64,14 @@ class Signup(BaseModel):
     weakest_system_2: SystemName = ""
     revenue_leak_total: LeakTotal = 0
     # The reader's IANA time zone, as the website reads it from the browser (optional).
-    # One we do not know is dropped, never refused: the campaign's default zone applies.
+    # One we do not know (a folder such as "America", anything malformed, not a string)
+    # is dropped, never refused: the campaign's default zone applies.
     timezone: str = ""
 
     @field_validator("timezone", mode="before")
     @classmethod
     def _known_zone(cls, value: Any) -> str:
-        if not isinstance(value, str) or not value.strip():
-            return ""
-        name = value.strip()
-        try:
-            ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError):
-            return ""
-        return name
+        return known_zone(value)
 
     @field_validator("business_name", "weakest_system_1", "weakest_system_2", mode="before")
     @classmethod

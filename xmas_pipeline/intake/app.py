@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -60,7 +63,15 @@ def create_app(settings: Settings) -> Starlette:
         Route(health.PATH, health.HealthEndpoint(settings, campaign_name).get, methods=["GET"]),
         Route("/healthz", _healthz, methods=["GET"]),
     ]
-    app = Starlette(routes=routes, exception_handlers={Reject: rejection})
+
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            email_events.delivered.close()  # the store's connections, if any were opened
+
+    app = Starlette(routes=routes, exception_handlers={Reject: rejection}, lifespan=lifespan)
     app.add_middleware(_SignupCors)
     app.state.settings = settings
     return app

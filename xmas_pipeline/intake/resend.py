@@ -2,50 +2,28 @@
 
 Resend signs through Svix: `svix-id`, `svix-timestamp` and `svix-signature` headers,
 checked with the resend SDK's own verifier, which also refuses timestamps more than
-five minutes off (replays of old deliveries). Inside that window a delivery already
-stored by this process is answered 200 "duplicate" without a second file; ingestion
-deduplicates the rest. Without a secret nothing is accepted (503): a forged bounce or
-complaint would silence a contact.
+five minutes off (replays of old deliveries). A delivery whose `svix-id` was already
+stored, by this worker or any other (the ids are kept in the SQL store, see
+`delivery_ids`), is answered 200 "duplicate" without a second file. The file is written
+before the id is recorded, so nothing accepted is lost: a crash in between, two workers
+taking one delivery at the same instant, or a store that cannot be reached give at worst
+a second file, which ingestion deduplicates. Without a secret nothing is accepted (503): a
+forged bounce or complaint would silence a contact.
 """
 
 from __future__ import annotations
-
-import time
-from collections import OrderedDict
 
 import resend
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from xmas_pipeline.intake.delivery_ids import DeliveryIds
 from xmas_pipeline.intake.http import Reject, check_json_content_type, read_body
 from xmas_pipeline.intake.storage import EventStore
 from xmas_pipeline.settings import Settings
 
 PATH = "/webhook/resend"
-_TOLERANCE_SECONDS = 300  # the SDK's window; ids older than twice that cannot come back
-_MAX_REMEMBERED = 10_000
-
-
-class _SeenIds:
-    """Recently stored Svix message ids, bounded in size and age."""
-
-    def __init__(self) -> None:
-        self._ids: OrderedDict[str, float] = OrderedDict()
-
-    def __contains__(self, message_id: str) -> bool:
-        self._expire()
-        return message_id in self._ids
-
-    def add(self, message_id: str) -> None:
-        self._ids[message_id] = time.monotonic()
-        self._ids.move_to_end(message_id)
-        while len(self._ids) > _MAX_REMEMBERED:
-            self._ids.popitem(last=False)
-
-    def _expire(self) -> None:
-        horizon = time.monotonic() - 2 * _TOLERANCE_SECONDS
-        while self._ids and next(iter(self._ids.values())) < horizon:
-            self._ids.popitem(last=False)
+SOURCE = "resend"
 
 
 def _reason(message: str) -> str:
@@ -67,7 +45,7 @@ class ResendEndpoint:
     def __init__(self, settings: Settings, store: EventStore) -> None:
         self.settings = settings
         self.store = store
-        self.seen = _SeenIds()
+        self.delivered = DeliveryIds(settings.database_url, SOURCE)
 
     async def post(self, request: Request) -> Response:
         secret = self.settings.reveal("resend_webhook_secret")
@@ -99,10 +77,10 @@ class ResendEndpoint:
         check_json_content_type(request)
         if not isinstance(event, dict) or not isinstance(event.get("type"), str):
             raise Reject(400, "event type missing")
-        if message_id in self.seen:
+        if await self.delivered.stored(message_id):
             return JSONResponse({"status": "duplicate", "type": event["type"]})
         item = await self.store.put("email-events", body)
-        self.seen.add(message_id)
+        await self.delivered.remember(message_id)  # only once the file is written
         return JSONResponse(
             {
                 "status": "accepted",

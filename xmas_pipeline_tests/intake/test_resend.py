@@ -22,7 +22,9 @@ SECRET = "whsec_" + base64.b64encode(KEY).decode()
 
 
 def make_client(tmp_path: Path, secret: str | None = SECRET) -> TestClient:
-    settings = Settings.of(inbox_url=str(tmp_path / "inbox"), resend_webhook_secret=secret)
+    settings = Settings.of(
+        home=tmp_path, inbox_url=str(tmp_path / "inbox"), resend_webhook_secret=secret
+    )
     return TestClient(create_app(settings))
 
 

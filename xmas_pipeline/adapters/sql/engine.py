@@ -19,7 +19,9 @@ from sqlalchemy.engine import Connection, Engine
 from xmas_pipeline.adapters.sql.tables import metadata
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, *, connect_timeout_s: int | None = None) -> Engine:
+    """An engine for the store. `connect_timeout_s` bounds how long a PostgreSQL connection
+    may take to open (the intake must answer a webhook even while the store is away)."""
     if url.startswith("sqlite"):
         database = sa.engine.make_url(url).database
         if database and database != ":memory:":
@@ -41,7 +43,8 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return sa.create_engine(url, pool_pre_ping=True)
+    connect_args = {"connect_timeout": connect_timeout_s} if connect_timeout_s else {}
+    return sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args)
 
 
 def upsert(conn: Connection, table: sa.Table) -> Any:

@@ -28,6 +28,9 @@ Shared by every run and host:
 - `secrets`: values the deployment generated once and every process shares (the
   unsubscribe signing key when none is configured).
 
+Not here: `webhook_ids` (the webhook deliveries the intake stored, by id) is in
+`webhook_ids.py`, on a `MetaData` of its own, so the intake creates that table alone.
+
 The Notion sync (the SQL store is the state; Notion is kept in step with it):
 - `notion_queue`: contacts whose Notion pages are behind the store, one row per contact
   however many changes (a change bumps `version`); written in the same transaction as the
