@@ -30,6 +30,19 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+_REPOSITORY = (
+    "{ repositoriesOrError { ... on RepositoryConnection { nodes { name location { name } } } } }"
+)
+_LAUNCH = """
+mutation($params: ExecutionParams!) { launchRun(executionParams: $params) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message }
+    ... on RunConfigValidationInvalid { errors { message } }
+} }
+"""
+
+
 @dataclass
 class DevServer:
     home: Path
@@ -45,12 +58,32 @@ class DevServer:
         self.process.send_signal(signal.SIGINT)
         return wait_for(lambda: not processes_with_marker(self.marker), timeout, interval=0.5)
 
-    def graphql(self, query: str) -> dict[str, Any]:
-        response = httpx.post(f"{self.ui_url}/graphql", json={"query": query}, timeout=30)
+    def graphql(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+        payload: dict[str, Any] = {"query": query, "variables": variables or {}}
+        response = httpx.post(f"{self.ui_url}/graphql", json=payload, timeout=30)
         response.raise_for_status()
         body = response.json()
         assert "errors" not in body, body
         return body["data"]
+
+    def launch(self, job: str, run_config: dict[str, Any] | None = None) -> str:
+        """Launch `job` as the launchpad does; the new run's id."""
+        repo = self.graphql(_REPOSITORY)["repositoriesOrError"]["nodes"][0]
+        params = {
+            "selector": {
+                "repositoryLocationName": repo["location"]["name"],
+                "repositoryName": repo["name"],
+                "jobName": job,
+            },
+            "runConfigData": run_config or {},
+        }
+        answer = self.graphql(_LAUNCH, {"params": params})["launchRun"]
+        assert answer["__typename"] == "LaunchRunSuccess", answer
+        return str(answer["run"]["runId"])
+
+    def run_status(self, run_id: str) -> str:
+        query = "query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }"
+        return str(self.graphql(query, {"id": run_id})["runOrError"].get("status", ""))
 
     def log_tail(self, lines: int = 60) -> str:
         text = self.log.read_text(errors="replace") if self.log.exists() else ""
