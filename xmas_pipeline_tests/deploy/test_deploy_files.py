@@ -289,7 +289,11 @@ def test_dockerfile_installs_the_deploy_extra_and_sets_dagster_home() -> None:
         for command in rest.split("&&")
         if shlex.split(command)[:2] in (["pip", "install"], ["pip3", "install"])
     ]
-    assert [args[2:] for args in pip_installs] == [[".[deploy]"]]
+    # Pinned dependencies from the lock file first, then the project itself without any.
+    assert [args[2:] for args in pip_installs] == [
+        ["-r", "deploy/requirements.lock"],
+        ["--no-deps", ".[deploy]"],
+    ]
     assert dockerfile_env()["DAGSTER_HOME"] == DAGSTER_HOME
     copies = [shlex.split(rest) for keyword, rest in instructions if keyword == "COPY"]
     assert ["deploy/dagster.yaml", "deploy/workspace.yaml", DAGSTER_HOME + "/"] in copies
