@@ -66,7 +66,20 @@ _MENTION_OPEN = re.compile(r"<(?=[!@#])")
 
 
 class AlertError(RuntimeError):
-    """The alert was not delivered; the message says why, without the URL."""
+    """The alert was not delivered; the message says why, without the URL. `status` is the
+    webhook's answer (None: no answer), `retry_after` its Retry-After in seconds."""
+
+    def __init__(
+        self, message: str, *, status: int | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+
+    @property
+    def chat_unavailable(self) -> bool:
+        """The chat (or the way to it) failed, not this alert: 429, 5xx, no answer."""
+        return self.status is None or self.status == 429 or self.status >= 500
 
 
 def chat_flavour(url: str) -> ChatFlavour:
@@ -330,5 +343,10 @@ def post_alert(
             detail = detail.replace(path, "[webhook]")
         detail = _UNSAFE.sub(" ", detail[:200]).strip()
         retry = response.headers.get("retry-after")
-        hint = f", retry after {retry}s" if retry and retry.replace(".", "").isdigit() else ""
-        raise AlertError(f"alert webhook answered {response.status_code}{hint}: {detail}")
+        seconds = float(retry) if retry and retry.replace(".", "", 1).isdigit() else None
+        hint = f", retry after {retry}s" if seconds is not None else ""
+        raise AlertError(
+            f"alert webhook answered {response.status_code}{hint}: {detail}",
+            status=response.status_code,
+            retry_after=seconds,
+        )

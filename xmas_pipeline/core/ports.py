@@ -8,7 +8,8 @@ every backend implements all of it, so nobody probes a backend for what it can d
 - `BookingLedger`: Cal.com bookings, reminder outcomes, contact exit flags, email events;
 - `StateStore`: both (what the pipeline is configured with);
 - `EmailSender`: hands emails to a provider, at most once per idempotency key;
-- `NotionQueue`: the contacts whose Notion pages are behind the store.
+- `NotionQueue`: the contacts whose Notion pages are behind the store;
+- `AlertOutbox`: alerts for the ops chat, kept until the chat accepted them.
 """
 
 from __future__ import annotations
@@ -207,7 +208,7 @@ class EmailSender(Protocol):
         """Send each email at most once per idempotency key; one result per email, in order."""
 
 
-# -- the send journal and the alert ledger ---------------------------------------------------
+# -- the send journal and the alert outbox ---------------------------------------------------
 
 # One batch as the send path hands it over: each plan row with the email built from it.
 Chunk = list[tuple[dict[str, Any], OutgoingEmail]]
@@ -259,13 +260,52 @@ class SendJournal(Protocol):
     def adopt(self, entry: JournalEntry) -> JournalEntry | None: ...
 
 
+@dataclass(frozen=True)
+class Alert:
+    """One message for the ops chat, kept in the alert outbox until the chat accepted it.
+
+    `key` makes it one alert however often it is enqueued (`run-failed:<run id>`,
+    `critical:<contact>`...). An "ops" alert is a title and lines of text (scrubbed of
+    secrets before they get here); a "critical" alert carries the signup's values in
+    `facts`, shaped for the chat only when it is posted."""
+
+    key: str
+    kind: str  # "ops" | "critical"
+    title: str
+    lines: tuple[str, ...] = ()
+    facts: dict[str, Any] = field(default_factory=dict)
+    attempts: int = 0  # failed posts so far
+    created_at: datetime | None = None
+    last_error: str = ""
+
+
 @runtime_checkable
-class AlertLedger(Protocol):
-    """Which alerts went out already (by a key of the caller's), so each goes once."""
+class AlertOutbox(Protocol):
+    """Alerts written when their event happens and posted until the chat accepts them.
 
-    def seen(self, key: str) -> bool: ...
+    `enqueue` adds alerts whose key is new (an alert an older release marked sent counts as
+    delivered) and notes `noted` keys, in one transaction; `known` says which keys were
+    enqueued or noted. `take` leases due alerts (undelivered, their next try come) for
+    `lease`, so two deliverers never post the same one; the taker then marks each
+    `delivered` (only once the chat accepted it) or `retry_later` with the error."""
 
-    def mark(self, key: str) -> None: ...
+    def enqueue(self, alerts: Iterable[Alert], noted: Iterable[str] = ()) -> list[str]: ...
+
+    def known(self, keys: Iterable[str]) -> set[str]: ...
+
+    def take(
+        self,
+        now: datetime,
+        lease: timedelta,
+        limit: int = 20,
+        keys: Iterable[str] | None = None,
+    ) -> list[Alert]: ...
+
+    def delivered(self, alert: Alert) -> None: ...
+
+    def retry_later(self, alert: Alert, error: str, delay: timedelta) -> None: ...
+
+    def waiting(self) -> int: ...
 
 
 # -- the pause switch and the checked templates ----------------------------------------------

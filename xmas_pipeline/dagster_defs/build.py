@@ -4,6 +4,7 @@ campaign, partitions)`, merged. Tests build their own from other settings."""
 import dagster as dg
 
 from xmas_pipeline.dagster_defs import (
+    alerts,
     delivery,
     executor,
     funnel,
@@ -33,6 +34,7 @@ MODULES = (
     jobs,
     schedules,
     sensors,
+    alerts,
 )
 
 

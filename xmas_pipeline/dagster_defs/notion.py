@@ -5,9 +5,11 @@
   `notion_in_sync` turns red when a change has waited longer than
   XMAS_NOTION_MAX_LAG_SECONDS;
 - `sync_notion`: the job that materializes it, one run at a time (pool `xmas/notion`);
-- `notion_sync_sensor`: starts that job when contacts are waiting: once the oldest change
-  has waited XMAS_NOTION_SYNC_DELAY_SECONDS (so changes close together cost one write) or
-  as soon as 100 contacts are waiting.
+- `notion_sync_sensor`: frees the contacts a sync run that ended without settling them had
+  taken, and starts that job when contacts are waiting: once the oldest change has waited
+  XMAS_NOTION_SYNC_DELAY_SECONDS (so changes close together cost one write) or as soon as
+  100 contacts are waiting. At every tick it also watches the lag (`notion_lag.py`), so
+  `notion_in_sync` turns red, and ops are told, without a sync run.
 
 Sending never waits for any of this: the send path touches only the store.
 """
@@ -21,7 +23,14 @@ from xmas_pipeline.core.campaign import Campaign
 from xmas_pipeline.core.ports import QueueStats
 from xmas_pipeline.dagster_defs.executor import run_is_live
 from xmas_pipeline.dagster_defs.metadata import in_group, md_table
+from xmas_pipeline.dagster_defs.notion_lag import (
+    check_events,
+    in_sync_metadata,
+    lag_seconds,
+    watch_episode,
+)
 from xmas_pipeline.dagster_defs.resources import (
+    AlertResource,
     CampaignResource,
     NotionResource,
     StateStoreResource,
@@ -39,12 +48,6 @@ WAITING_OR_RUNNING = [
     dg.DagsterRunStatus.STARTING,
     dg.DagsterRunStatus.STARTED,
 ]
-
-
-def lag_seconds(stats: QueueStats, now: datetime) -> float:
-    if stats.oldest_queued_at is None:
-        return 0.0
-    return max(0.0, (now - stats.oldest_queued_at).total_seconds())
 
 
 def sync_metadata(report: SyncReport, stats: QueueStats, now: datetime) -> dict[str, Any]:
@@ -135,11 +138,7 @@ def definitions(
             check_name="notion_in_sync",
             passed=lag <= max_lag,
             severity=dg.AssetCheckSeverity.ERROR,
-            metadata={
-                "oldest change waiting (s)": round(lag, 1),
-                "allowed (s)": max_lag,
-                "queue depth": stats.depth,
-            },
+            metadata=in_sync_metadata(lag, max_lag, stats),
             description=None
             if lag <= max_lag
             else f"Notion is {lag:.0f} s behind the store ({report.stopped or 'a backlog'})",
@@ -158,30 +157,56 @@ def definitions(
         minimum_interval_seconds=max(1, min(settings.sensor_interval_seconds, 10)),
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
-            "Starts sync_notion when contacts are waiting for Notion: once the oldest change "
-            f"has waited {delay:.0f} s, or at once with {BACKLOG} waiting; never while a "
-            "sync run is queued or running."
+            "Frees the contacts a sync run that ended had taken, then starts sync_notion when "
+            f"contacts are waiting for Notion: once the oldest change has waited {delay:.0f} "
+            f"s, or at once with {BACKLOG} waiting; never while a sync run is queued or "
+            "running. Every tick it also measures how far Notion is behind: over "
+            f"{max_lag:.0f} s, notion_in_sync turns red and ops are told (once per episode), "
+            "with or without a sync run."
         ),
     )
     def notion_sync_sensor(  # type: ignore[no-untyped-def]
         context: dg.SensorEvaluationContext,
         store: StateStoreResource,
         campaign_config: CampaignResource,
+        alerts: AlertResource,
     ):
         camp = campaign_config.campaign
-        busy = context.instance.get_runs_count(
+        instance = context.instance
+        queue = store.notion_queue()
+        # A sync run that died (its code server killed, say) keeps its contacts until
+        # someone frees them: here, not in the next sync run, which would never start.
+        freed = queue.release(camp, lambda run_id: run_is_live(instance, run_id))
+        stats = queue.stats(camp)
+        now = datetime.now(UTC)
+        lag = lag_seconds(stats, now)
+        events = check_events(instance, lag, max_lag, stats)
+        outbox = store.alert_outbox(camp) if alerts.webhook_url else None
+        watch_episode(
+            store.notion_pages(), outbox, camp, lag=lag, max_lag=max_lag, stats=stats, now=now
+        )
+        said = f"freed {freed} contacts of an ended sync run; " if freed else ""
+        if freed:
+            context.log.info(said.rstrip("; "))
+        busy = instance.get_runs_count(
             filters=dg.RunsFilter(job_name=SYNC_JOB, statuses=WAITING_OR_RUNNING)
         )
         if busy:
-            return dg.SkipReason("a sync run is queued or running")
-        stats = store.notion_queue().stats(camp)
+            return dg.SensorResult(
+                skip_reason=f"{said}a sync run is queued or running", asset_events=events
+            )
         if not stats.ready:
-            return dg.SkipReason(f"nothing to sync ({stats.depth} waiting to retry)")
-        now = datetime.now(UTC)
-        waited = lag_seconds(stats, now)
-        if stats.ready < BACKLOG and waited < delay:
-            return dg.SkipReason(f"{stats.ready} waiting; the oldest for {waited:.0f} s")
-        return dg.RunRequest(run_key=f"notion-sync:{now.isoformat()}")
+            return dg.SensorResult(
+                skip_reason=f"{said}nothing to sync ({stats.depth} waiting to retry)",
+                asset_events=events,
+            )
+        if stats.ready < BACKLOG and lag < delay:
+            return dg.SensorResult(
+                skip_reason=f"{said}{stats.ready} waiting; the oldest for {lag:.0f} s",
+                asset_events=events,
+            )
+        request = dg.RunRequest(run_key=f"notion-sync:{now.isoformat()}")
+        return dg.SensorResult(run_requests=[request], asset_events=events)
 
     return dg.Definitions(
         assets=[notion_email_sequence], jobs=[sync_job], sensors=[notion_sync_sensor]

@@ -18,7 +18,7 @@ from xmas_pipeline.adapters.inbox import Inbox
 from xmas_pipeline.adapters.notion.sync import NotionSync
 from xmas_pipeline.adapters.outbox import OutboxSender
 from xmas_pipeline.adapters.resend_sender import ResendSender
-from xmas_pipeline.adapters.sql.alerts import SqlAlertLedger
+from xmas_pipeline.adapters.sql.alerts import SqlAlertOutbox
 from xmas_pipeline.adapters.sql.journal import SqlSendJournal
 from xmas_pipeline.adapters.sql.notion_pages import SqlNotionPages
 from xmas_pipeline.adapters.sql.notion_queue import SqlNotionQueue
@@ -27,7 +27,7 @@ from xmas_pipeline.adapters.sql.send_switch import SqlSendSwitch, SqlTemplateSna
 from xmas_pipeline.adapters.sql.store import SqlStore
 from xmas_pipeline.core.campaign import Campaign, load_campaign
 from xmas_pipeline.core.context import message_context
-from xmas_pipeline.core.ports import AlertLedger, EmailSender, SendJournal, StateStore
+from xmas_pipeline.core.ports import EmailSender, SendJournal, StateStore
 from xmas_pipeline.core.render import Renderer, TemplateSource, load_template_dir
 from xmas_pipeline.core.unsubscribe import public_url_problem, unsubscribe_url
 from xmas_pipeline.services.sending import DeliveryReport, Envelope, deliver
@@ -87,9 +87,10 @@ class StateStoreResource(dg.ConfigurableResource):
         database = self.database()
         return SqlSendJournal(database.url, engine=database.engine, holder=holder)
 
-    def alert_ledger(self, campaign: Campaign) -> AlertLedger:
+    def alert_outbox(self, campaign: Campaign) -> SqlAlertOutbox:
+        """The alerts waiting for (or already taken by) the ops chat, shared by every run."""
         database = self.database()
-        return SqlAlertLedger(database.url, campaign, engine=database.engine)
+        return SqlAlertOutbox(database.url, campaign, engine=database.engine)
 
     def send_switch(self) -> SqlSendSwitch:
         """The campaigns' pause switch."""
@@ -249,7 +250,8 @@ class EmailSenderResource(dg.ConfigurableResource):
 
 
 class AlertResource(dg.ConfigurableResource):
-    """The Discord/Slack webhook told about CRITICAL signups (off when no URL is set)."""
+    """The Discord/Slack webhook told about CRITICAL signups, failed runs, stuck messages
+    and Notion falling behind (off when no URL is set)."""
 
     webhook_url: str | None = None
 

@@ -6,10 +6,10 @@
   sequences, so a welcome email leaves within a minute of the signup (the cron stays for
   the rest of the cadence);
 - `run_watchdog_sensor`: marks failed a run whose worker stopped its heartbeat (it died,
-  with or without its code server), so it holds nothing back and ingestion is retried;
-- `ops_alerts_sensor`: tells `XMAS_ALERT_WEBHOOK_URL` about a failed send run, a run
-  marked failed for a dead worker, and an ingestion run that failed for good;
-- `stuck_messages_sensor`: tells it about messages still unsent well past their due time.
+  with or without its code server), so it holds nothing back and ingestion is retried.
+
+The sensors that tell ops (`ops_alerts_sensor`, `stuck_messages_sensor`,
+`alert_outbox_sensor`) are in `alerts.py`.
 """
 
 import json
@@ -19,29 +19,22 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from xmas_pipeline.adapters.calcom import PollCursor, poll_bookings
-from xmas_pipeline.adapters.chat_webhook import AlertError
 from xmas_pipeline.core.bookings import API_SOURCE
 from xmas_pipeline.core.campaign import Campaign
-from xmas_pipeline.core.due import stuck_after
-from xmas_pipeline.core.exit_rules import SEND
 from xmas_pipeline.dagster_defs.executor import HEARTBEAT_TAG
 from xmas_pipeline.dagster_defs.jobs import (
     INGEST_BOOKINGS_JOB,
     INGEST_EMAIL_EVENTS_JOB,
-    INGEST_JOBS,
     INGEST_SIGNUPS_JOB,
     SEND_JOB,
     SEND_TAG,
 )
 from xmas_pipeline.dagster_defs.resources import (
-    AlertResource,
     CalcomResource,
     CampaignResource,
     InboxResource,
     StateStoreResource,
 )
-from xmas_pipeline.services.ops_alerts import post_once, run_failed_lines, stuck_lines
-from xmas_pipeline.services.planning import due_plan
 from xmas_pipeline.settings import Settings
 
 
@@ -268,98 +261,6 @@ def run_watchdog_sensor(dead_after: float, interval: int) -> dg.SensorDefinition
     return _sensor
 
 
-def _final_failure(run: dg.DagsterRun) -> bool:
-    """No automatic retry will follow this failure."""
-    retries = int(run.tags.get("dagster/max_retries") or 0)
-    attempt = int(run.tags.get("dagster/retry_number") or 0)
-    return attempt >= retries
-
-
-def ops_alerts_sensor(interval: int) -> dg.SensorDefinition:
-    @dg.run_failure_sensor(
-        name="ops_alerts_sensor",
-        minimum_interval_seconds=interval,
-        default_status=dg.DefaultSensorStatus.RUNNING,
-        description=(
-            "Posts to XMAS_ALERT_WEBHOOK_URL, once each: a failed send run, a run marked "
-            "failed because its worker died, an ingestion run that failed after its retries."
-        ),
-    )
-    def _sensor(  # type: ignore[no-untyped-def]
-        context: dg.RunFailureSensorContext,
-        alerts: AlertResource,
-        store: StateStoreResource,
-        campaign_config: CampaignResource,
-    ):
-        run = context.dagster_run
-        reason = context.failure_event.message or ""
-        sends = SEND_TAG in run.tags
-        dead = reason.startswith(DEAD_WORKER)
-        ingest_final = run.job_name in INGEST_JOBS and _final_failure(run)
-        if not alerts.webhook_url or not (sends or dead or ingest_final):
-            return dg.SkipReason(f"{run.job_name} {run.run_id[:8]}: no alert needed")
-        title = (
-            "A run's worker died"
-            if dead
-            else ("A send run failed" if sends else "An ingestion run failed after its retries")
-        )
-        try:
-            post_once(
-                store.alert_ledger(campaign_config.campaign),
-                f"run-failed:{run.run_id}",
-                alerts.webhook_url,
-                title,
-                run_failed_lines(run.job_name, run.run_id, reason),
-            )
-        except AlertError as exc:
-            # Raised, the failure is retried at the next tick (the ledger says not sent).
-            raise dg.Failure(f"the ops alert was not delivered: {exc}") from None
-        return dg.SkipReason(f"alert posted for {run.job_name} {run.run_id[:8]}")
-
-    return _sensor
-
-
-def stuck_messages_sensor(interval: int) -> dg.SensorDefinition:
-    @dg.sensor(
-        name="stuck_messages_sensor",
-        minimum_interval_seconds=interval,
-        default_status=dg.DefaultSensorStatus.RUNNING,
-        description=(
-            "Posts to XMAS_ALERT_WEBHOOK_URL when messages are still unsent well past their "
-            "due time (once per message), whatever the reason: a stopped schedule, failing "
-            "runs, a provider refusing everything."
-        ),
-    )
-    def _sensor(  # type: ignore[no-untyped-def]
-        context: dg.SensorEvaluationContext,
-        alerts: AlertResource,
-        store: StateStoreResource,
-        campaign_config: CampaignResource,
-    ):
-        if not alerts.webhook_url:
-            return dg.SkipReason("no XMAS_ALERT_WEBHOOK_URL: nobody to tell")
-        camp = campaign_config.campaign
-        now = datetime.now(UTC)
-        plan, _ = due_plan(store.prepared(camp), camp, now)
-        late = plan[(plan["action"] == SEND) & (plan["due_at"] < now - stuck_after(camp))]
-        ledger = store.alert_ledger(camp)
-        new = late[[not ledger.seen(f"stuck:{m}") for m in late["message_id"]]]
-        if new.empty:
-            return dg.SkipReason(f"{len(late)} stuck message(s), none new")
-        post_once(
-            ledger,
-            f"stuck:{now.isoformat()}",
-            alerts.webhook_url,
-            "Messages are stuck unsent",
-            stuck_lines(new),
-        )
-        for message in new["message_id"]:
-            ledger.mark(f"stuck:{message}")
-        return dg.SkipReason(f"alert posted for {len(new)} stuck message(s)")
-
-    return _sensor
-
-
 def definitions(
     settings: Settings, campaign: Campaign, partitions: dg.PartitionsDefinition
 ) -> dg.Definitions:
@@ -391,7 +292,5 @@ def definitions(
         # path stays within a minute on the default intervals.
         send_after_signups_sensor(max(1, min(interval, 5))),
         run_watchdog_sensor(dead_after, max(1, min(interval, int(dead_after / 4)))),
-        ops_alerts_sensor(interval),
-        stuck_messages_sensor(max(interval, 300)),
     ]
     return dg.Definitions(sensors=sensors)

@@ -1,7 +1,7 @@
 """The sequences group: who is in the campaign and what they will get.
 
 - `email_sequences[day]`: that day's signups as contacts and sequences in the store (and a
-  CRITICAL alert per new CRITICAL signup);
+  CRITICAL alert per new CRITICAL signup, through the alert outbox);
 - `booking_state[day]`: that day's Cal.com changes folded into each booking, and each
   touched contact updated;
 - `templates`: the email templates, each rendered for each segment's sample contact, with
@@ -33,7 +33,10 @@ from xmas_pipeline.dagster_defs.resources import (
     StateStoreResource,
 )
 from xmas_pipeline.services.checked_templates import keep_checked
-from xmas_pipeline.services.critical_alerts import send_critical_alerts
+from xmas_pipeline.services.critical_alerts import (
+    enqueue_critical_alerts,
+    post_critical_alerts,
+)
 from xmas_pipeline.services.inbox_days import read_booking_day, read_signup_day
 from xmas_pipeline.settings import Settings
 
@@ -87,20 +90,23 @@ def definitions(
         # The day's files read again (not a value passed from `signups`): nothing between
         # the two lives on one host's disk, and a re-run of this asset alone works.
         events = read_signup_day(inbox.get(), context.partition_key).events
+        outbox = store.alert_outbox(camp)
+        # Into the alert outbox before the signups are stored, so no crash in between can
+        # lose one; one the chat does not take now goes with alert_outbox_sensor.
+        critical = (
+            enqueue_critical_alerts(events, campaign_name=camp.name, outbox=outbox)
+            if alerts.webhook_url
+            else None
+        )
         report = backend.upsert_signups(camp, events)
         alert_meta: dict[str, object] = {}
-        if alerts.webhook_url:
-            sent = send_critical_alerts(
-                events,
-                campaign_name=camp.name,
-                url=alerts.webhook_url,
-                ledger=store.alert_ledger(camp),
-            )
-            for key, reason in sent.failed:
-                context.log.warning(f"CRITICAL alert for {key} not delivered: {reason}")
+        if alerts.webhook_url and critical is not None:
+            sent = post_critical_alerts(critical, url=alerts.webhook_url, outbox=outbox)
+            for key, reason in sent.waiting:
+                context.log.warning(f"CRITICAL alert for {key} not delivered yet: {reason}")
             alert_meta = {
                 "critical alerts sent": len(sent.sent),
-                "critical alerts failed": len(sent.failed),
+                "critical alerts waiting": len(sent.waiting),
             }
         segments = segment_counts(pd.Series([e.signup.segment.value for e in events]))
         # Campaign-wide: where every sequence stands now (last email sent), per segment.

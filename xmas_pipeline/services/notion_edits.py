@@ -7,14 +7,17 @@ for what people decide.
   sync last wrote only when someone changed it, so a page the sync wrote itself comes back
   without effect; a value still as written while the store moved on is the store's change
   on its way to Notion, not an edit. Whatever people changed, the sync's diff base
-  (`notion_pages.written`) becomes what the page shows, so the next sync of the contact puts
-  back what the pipeline owns and leaves the rest. Pages the store does not know (another
-  contact, a page it did not create) are left to the import command.
+  (`notion_pages.written`) becomes what the page shows; when that now differs from the
+  store on a value the pipeline owns, the contact is queued, so the next sync puts it back
+  (and leaves the rest) without waiting for the contact's next change. Pages the store does
+  not know (another contact, a page it did not create) are left to the import command.
 - Contacts DB (the CRM): each changed contact page is recorded as seen (`notion_contacts`),
   which is where the sync reads a Booking Status set to Completed or No-Show by hand. The
   first look reads the whole CRM, then only what changes: from then on an address the CRM
   did not show is known to be absent, and the sync stops looking signups up. A CRM page
-  that appears for a contact of the store queues the contact, so the sync fills it in.
+  that appears for a contact of the store, or one edited by hand away from what the
+  pipeline owns (score, segment, campaign and booking status), queues the contact, so the
+  sync fills it in or puts it back.
 - Templates DB: changed templates are copied into the store, where send runs read them. A
   page emptied or renamed gives up its template; the whole database is then read again,
   as it is every `TEMPLATE_SWEEP` (a page moved to the trash is no longer returned by a
@@ -29,12 +32,18 @@ half way is read again in full by the next one, and applying twice changes nothi
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from xmas_pipeline.adapters.notion.edits import EditCursor, changed_pages, edited_at
-from xmas_pipeline.adapters.notion.mirror import comparable, contact_changes, same, sequence_values
+from xmas_pipeline.adapters.notion.mirror import (
+    comparable,
+    contact_changes,
+    differences,
+    same,
+    sequence_values,
+)
 from xmas_pipeline.adapters.notion.pages import NotionPages
 from xmas_pipeline.adapters.notion.props import parse_datetime
 from xmas_pipeline.adapters.notion.schema import TemplateProperties
@@ -69,6 +78,7 @@ class EditsReport:
     unpaused: int = 0
     unsubscribed: int = 0
     hand_edits: int = 0  # Email Sequence pages whose edits the sync's diff base now holds
+    put_back: int = 0  # contacts queued because a hand edit changed a value the store owns
     not_ours: int = 0  # pages of contacts or pages the store does not know: left alone
     contacts: int = 0  # CRM contact pages recorded
     new_contacts: int = 0  # of which new to a contact of the store (queued for the sync)
@@ -82,6 +92,7 @@ class EditsReport:
             (self.unpaused, "unpaused"),
             (self.unsubscribed, "unsubscribed by hand"),
             (self.hand_edits, "hand-edited pages noted"),
+            (self.put_back, "queued to put the pipeline's values back"),
             (self.contacts, "CRM contacts"),
             (self.new_contacts, "new CRM contacts queued"),
             (self.templates, "templates"),
@@ -188,6 +199,7 @@ def _sequence_edits(
     snaps = store.contact_snapshots(campaign, keys)
     records = pages.sequence_pages(campaign, keys)
     p = notion.schema.sequences
+    put_back: list[str] = []
     for row in rows:
         key, seen = row.contact_key, row.values
         snap, record = snaps.get(key), records.get(key)
@@ -207,20 +219,32 @@ def _sequence_edits(
         paused = bool(seen.get(p.paused))
         if edited(p.paused) and paused != snap.paused:
             store.set_contact_flags(campaign, key, paused=paused)
+            snap = replace(snap, paused=paused)
             if paused:
                 report.paused += 1
             else:
                 report.unpaused += 1
         if edited(p.unsubscribed) and seen.get(p.unsubscribed) and not snap.unsubscribed:
             store.set_contact_flags(campaign, key, unsubscribed=True)  # never undone
+            snap = replace(snap, unsubscribed=True)
             report.unsubscribed += 1
-        managed = set(sequence_values(notion.schema, campaign, snap, notion.sequence_title))
-        shown = {name: comparable(seen[name]) for name in managed | set(written) if name in seen}
+        title = notion.sequence_title
+        wanted = sequence_values(notion.schema, campaign, snap, title)
+        names = set(wanted) | set(written)
+        shown = {name: comparable(seen[name]) for name in names if name in seen}
         if all(same(written.get(name), value) for name, value in shown.items()):
             continue  # as the sync left it (its own write, read back)
+        observed = {**written, **shown}
         # Left as it is when the sync wrote the page meanwhile: it knows better.
-        if pages.observe_sequence_page(campaign, key, row.page_id, written, {**written, **shown}):
-            report.hand_edits += 1
+        if not pages.observe_sequence_page(campaign, key, row.page_id, written, observed):
+            continue
+        report.hand_edits += 1
+        # A value the pipeline owns no longer says what the store does: the next sync puts
+        # it back (what it would write is what differs; the title is people's to rename).
+        if differences(observed, {k: v for k, v in wanted.items() if k != title}):
+            put_back.append(key)
+    pages.requeue(campaign, put_back)
+    report.put_back += len(put_back)
     poll.save()
 
 
@@ -262,14 +286,16 @@ def _contact_edits(
     pages.save_contact_pages(changed)
     report.contacts += len(changed)
     # A contact of the store with a CRM page it did not know: the sync fills the page in.
-    snaps = store.contact_snapshots(campaign, appeared)
+    # One whose page now differs (a hand edit) on what the pipeline owns: it puts it back.
+    snaps = store.contact_snapshots(campaign, list(changed))
     queue = [
         key
         for key, snap in snaps.items()
         if contact_changes(notion.schema, snap, changed[key].values)
     ]
     pages.requeue(campaign, queue)
-    report.new_contacts += len(queue)
+    report.new_contacts += sum(key in appeared for key in queue)
+    report.put_back += sum(key not in appeared for key in queue)
     if poll.first and pages.state(CONTACTS_COMPLETE) != "yes":
         pages.set_state(CONTACTS_COMPLETE, "yes")  # every CRM page is known from now on
     poll.save()

@@ -1,21 +1,20 @@
 """Telling ops: a send run that failed, a run marked failed because its worker died, an
-ingestion run that failed for good, messages still unsent well past their due time.
+ingestion run that failed for good, messages still unsent well past their due time, Notion
+falling behind.
 
-Each alert goes once (the alert ledger, shared by every host, remembers it) and carries no
-secret: failure messages are scrubbed of credentials before they are posted.
+Each is an `Alert` for the alert outbox (`services.alert_delivery` posts it until the chat
+accepts it), under a key that makes it one alert however often it is enqueued. None
+carries a secret: every line is scrubbed of credentials here, before it is stored.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
-from collections.abc import Callable
 
 import pandas as pd
 
-from xmas_pipeline.adapters.chat_webhook import format_ops_alert, post_alert
-from xmas_pipeline.core.ports import AlertLedger
-
-Poster = Callable[[str, dict[str, object]], None]
+from xmas_pipeline.core.ports import Alert, QueueStats
 
 # user:password@ in URLs, bearer tokens, and the key shapes of the services we call.
 _SECRETS = [
@@ -32,21 +31,26 @@ def scrub(text: str) -> str:
     return text
 
 
-def post_once(
-    ledger: AlertLedger,
-    key: str,
-    url: str,
-    title: str,
-    lines: list[str],
-    post: Poster = post_alert,
-) -> bool:
-    """Post unless this key went out already; marked only once the webhook accepted it,
-    so a failed post is tried again. True when it was posted now."""
-    if ledger.seen(key):
-        return False
-    post(url, format_ops_alert(title, [scrub(line) for line in lines]))
-    ledger.mark(key)
-    return True
+def ops_alert(key: str, title: str, lines: list[str]) -> Alert:
+    """An ops alert for the outbox, its text scrubbed of credentials."""
+    return Alert(key=key, kind="ops", title=scrub(title), lines=tuple(scrub(x) for x in lines))
+
+
+def run_failed_key(run_id: str) -> str:
+    return f"run-failed:{run_id}"
+
+
+def stuck_key(message_id: str) -> str:
+    """The key noted for one message once an alert announced it stuck."""
+    return f"stuck:{message_id}"
+
+
+def stuck_alert(stuck: pd.DataFrame) -> Alert:
+    """One alert for these newly stuck messages: its key comes from their ids, so enqueued
+    again (a tick that died before it noted them) it is the same alert."""
+    ids = "\n".join(sorted(str(m) for m in stuck["message_id"]))
+    digest = hashlib.sha256(ids.encode()).hexdigest()[:20]
+    return ops_alert(f"stuck-alert:{digest}", "Messages are stuck unsent", stuck_lines(stuck))
 
 
 def run_failed_lines(job: str, run_id: str, reason: str, ui_url: str = "") -> list[str]:
@@ -65,3 +69,26 @@ def stuck_lines(stuck: pd.DataFrame) -> list[str]:
         "By step: " + ", ".join(f"{step} {count}" for step, count in by_step.items()),
         "Check send_schedule, the last send runs and the deliveries asset's problems.",
     ]
+
+
+def notion_lag_alert(episode: str, lag: float, allowed: float, stats: QueueStats) -> Alert:
+    """Notion has fallen behind the store: one alert per episode (`episode` is when it was
+    first seen), whatever the cause."""
+    lines = [
+        f"The oldest change has waited {lag:.0f} s for Notion (allowed: {allowed:.0f} s).",
+        f"{stats.depth} contact(s) waiting, {stats.failing} with an error.",
+    ]
+    if stats.errors:
+        _, attempts, error = stats.errors[0]  # no address in the chat
+        lines.append(f"Latest error ({attempts} attempts): {error[:300]}")
+    lines.append("Check the sync_notion runs, the Notion token and Notion's status page.")
+    return ops_alert(f"notion-lag:{episode}", "Notion is behind the store", lines)
+
+
+def notion_caught_up_alert(episode: str, lag: float) -> Alert:
+    """The end of a lag episode."""
+    return ops_alert(
+        f"notion-lag-over:{episode}",
+        "Notion is in step with the store again",
+        [f"Behind since {episode}; the oldest change waiting is now {lag:.0f} s old."],
+    )

@@ -1,9 +1,11 @@
 """Liveness and ops alerts: a run whose worker died is marked failed; ops hear, once each,
-about failed send runs, dead workers, ingestion that failed for good and stuck messages;
-every op that sends holds the send pool; ingestion jobs retry."""
+about failed send runs, dead workers, ingestion that failed for good and stuck messages,
+through the alert outbox, however long the chat was down; every op that sends holds the
+send pool; ingestion jobs retry."""
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -12,8 +14,10 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+import sqlalchemy as sa
 
 from xmas_pipeline.adapters.sql.journal import SqlSendJournal
+from xmas_pipeline.adapters.sql.tables import alert_outbox, alerts_sent
 from xmas_pipeline.dagster_defs.executor import HEARTBEAT_TAG, run_is_live
 from xmas_pipeline.dagster_defs.jobs import SEND_POOL, SEND_TAG
 from xmas_pipeline_tests.fakes.chat_webhook import ChatWebhookServer
@@ -24,6 +28,7 @@ from xmas_pipeline_tests.support.pipeline_env import (
     signup,
     today,
 )
+from xmas_pipeline_tests.support.sensor_ticks import Ticker
 
 
 @pytest.fixture
@@ -136,86 +141,180 @@ def test_run_is_live_until_the_run_ends(env: PipelineEnv) -> None:
         assert not run_is_live(instance, "")
 
 
-def _failure_context(
-    env: PipelineEnv, instance: dg.DagsterInstance, run: dg.DagsterRun, message: str
-) -> dg.RunFailureSensorContext:
-    instance.report_run_failed(run, message)
-    [record] = instance.get_records_for_run(
-        run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE
-    ).records
-    failed = instance.get_run_by_id(run.run_id)
-    assert failed is not None
-    return dg.build_run_status_sensor_context(
-        sensor_name="ops_alerts_sensor",
-        dagster_instance=instance,
-        dagster_run=failed,
-        dagster_event=record.event_log_entry.dagster_event,
-        resources=_resources(env),
-    ).for_run_failure()
+# -- ops alerts, through the alert outbox ------------------------------------------------------
 
 
-def _resources(env: PipelineEnv) -> dict[str, object]:
-    resources = env.defs.get_repository_def().get_top_level_resources()
-    return {k: resources[k] for k in ("alerts", "store", "campaign_config")}
+def _failed_run(instance: dg.DagsterInstance, job: str, reason: str, **tags: str) -> dg.DagsterRun:
+    run = _started_run(instance, job, None, **tags)
+    instance.report_run_failed(run, reason)
+    return run
 
 
-def test_ops_hear_of_a_failed_send_run_once_without_secrets(
+def test_a_failed_send_run_reaches_ops_once_though_the_chat_was_down(
+    tmp_path: Path, chat: ChatWebhookServer
+) -> None:
+    """A send run fails for real (Resend on, no postal address) while the chat answers 429,
+    then 503: the failure sensor ticks past the run meanwhile, and the alert still arrives,
+    once, when the chat is back."""
+    env = make_env(
+        tmp_path / "home",
+        XMAS_TESTING_MODE="true",
+        XMAS_ALERT_WEBHOOK_URL=chat.url,
+        RESEND_API_KEY="re_test_key_123456",
+        XMAS_PUBLIC_URL="https://campaign.example.com",
+    )
+    env.drop_signup(signup("a@x.com"))
+    with dg.instance_for_test() as instance:
+        failures = Ticker.of(env, instance, "ops_alerts_sensor")
+        outbox = Ticker.of(env, instance, "alert_outbox_sensor")
+        assert "no run failed" in str(failures().skip_message)
+        chat.fail_with = 429
+        assert env.ingest(today(), instance).success
+        sent = env.send(today(), instance, catch_up=True)
+        assert not sent.success
+        assert "1 alert(s) added" in str(failures().skip_message)
+        assert "1 waiting" in str(outbox().skip_message)  # 429: kept, Retry-After honoured
+        failures()
+        failures()  # ticked past the failed run: nothing new, and nothing lost
+        time.sleep(2.2)
+        chat.fail_with = 503
+        outbox()
+        assert [p.status for p in chat.posts] == [429, 503]
+        chat.fail_with = None
+        outbox()  # too early: the backoff after two failures is 4 s
+        assert len(chat.posts) == 2
+        time.sleep(4.2)
+        assert "1 alert(s) posted; 0 waiting" in str(outbox().skip_message)
+        for tick in (outbox, failures, outbox):
+            tick()
+    [post] = chat.accepted
+    text = post.body["text"]
+    assert "A send run failed" in text and sent.run_id in text and "send_due_emails" in text
+    assert "XMAS_POSTAL_ADDRESS is not set" in text  # the step's error, not only its name
+    assert "re_test_key_123456" not in json.dumps([p.body for p in chat.posts])
+
+
+def test_secrets_in_a_failure_never_reach_the_outbox_or_the_chat(
     env: PipelineEnv, chat: ChatWebhookServer
 ) -> None:
-    sensor = env.defs.resolve_sensor_def("ops_alerts_sensor")
     with dg.instance_for_test() as instance:
-        run = _started_run(instance, "send_due_emails", None, **{SEND_TAG: "1"})
+        failures = Ticker.of(env, instance, "ops_alerts_sensor")
         reason = "Sending stopped: refused at postgresql://xmas:hunter2@db/xmas with re_123456789"
-        context = _failure_context(env, instance, run, reason)
-        sensor(context)
-        sensor(context)  # evaluated again (a restarted daemon): still one alert
-    [post] = chat.posts
-    text = post.body["text"]
-    assert "A send run failed" in text and run.run_id in text and "send_due_emails" in text
-    assert "hunter2" not in text and "re_123456789" not in text
+        run = _failed_run(instance, "send_due_emails", reason, **{SEND_TAG: "1"})
+        failures()
+        with env.store().engine.connect() as conn:
+            stored = json.dumps(conn.execute(sa.select(alert_outbox)).all(), default=str)
+        Ticker.of(env, instance, "alert_outbox_sensor")()
+    [post] = chat.accepted
+    assert run.run_id in post.body["text"]
+    for where in (stored, post.body["text"]):
+        assert "hunter2" not in where and "re_123456789" not in where
 
 
 def test_ingestion_alerts_only_once_its_retries_are_used_up(
     env: PipelineEnv, chat: ChatWebhookServer
 ) -> None:
-    sensor = env.defs.resolve_sensor_def("ops_alerts_sensor")
     retries = {"dagster/max_retries": "3"}
     with dg.instance_for_test() as instance:
-        first = _started_run(instance, "ingest_signups", None, **retries)
-        sensor(_failure_context(env, instance, first, "boom"))
+        failures = Ticker.of(env, instance, "ops_alerts_sensor")
+        outbox = Ticker.of(env, instance, "alert_outbox_sensor")
+        _failed_run(instance, "ingest_signups", "boom", **retries)
+        failures()
+        outbox()
         assert chat.posts == []  # the daemon retries it
-        last = _started_run(
-            instance, "ingest_signups", None, **retries, **{"dagster/retry_number": "3"}
+        _failed_run(
+            instance, "ingest_signups", "boom again", **retries, **{"dagster/retry_number": "3"}
         )
-        sensor(_failure_context(env, instance, last, "boom again"))
-    [post] = chat.posts
+        failures()
+        outbox()
+    [post] = chat.accepted
     assert "after its retries" in post.body["text"]
 
 
 def test_a_dead_worker_is_reported_whatever_the_job(
     env: PipelineEnv, chat: ChatWebhookServer
 ) -> None:
-    sensor = env.defs.resolve_sensor_def("ops_alerts_sensor")
     with dg.instance_for_test() as instance:
-        run = _started_run(instance, "refresh_funnel", None)
-        message = "run worker stopped: no heartbeat for 300 s (its process or host died)"
-        sensor(_failure_context(env, instance, run, message))
-    [post] = chat.posts
-    assert "worker died" in post.body["text"]
+        failures = Ticker.of(env, instance, "ops_alerts_sensor")
+        failures()
+        _started_run(instance, "refresh_funnel", heartbeat_age=300)
+        Ticker.of(env, instance, "run_watchdog_sensor")()  # marks it failed
+        failures()
+        Ticker.of(env, instance, "alert_outbox_sensor")()
+    [post] = chat.accepted
+    assert "worker died" in post.body["text"] and "no heartbeat" in post.body["text"]
 
 
 def test_stuck_messages_are_reported_once_each(env: PipelineEnv, chat: ChatWebhookServer) -> None:
-    sensor = env.defs.resolve_sensor_def("stuck_messages_sensor")
     env.drop_signup(signup("late@x.com"), age=timedelta(hours=2))
     with dg.instance_for_test() as instance:
         assert env.ingest(today(), instance).success
-        context = dg.build_sensor_context(instance=instance, resources=_resources(env))
-        sensor(context)
-        sensor(context)
-    [post] = chat.posts
-    text = post.body["text"]
+        stuck = Ticker.of(env, instance, "stuck_messages_sensor")
+        outbox = Ticker.of(env, instance, "alert_outbox_sensor")
+        chat.fail_with = 500
+        stuck()
+        outbox()  # refused: kept
+        stuck()  # the same message: no second alert
+        chat.fail_with = None
+        time.sleep(2.2)
+        outbox()
+        stuck()
+        outbox()
+    assert [p.status for p in chat.posts] == [500, 200]
+    text = chat.accepted[0].body["text"]
     assert "stuck" in text.lower() and "email-" in text
     assert "late@x.com" not in text  # counts and steps only, no addresses
+
+
+def test_an_older_release_s_ledger_and_cursor_are_honoured(
+    env: PipelineEnv, chat: ChatWebhookServer
+) -> None:
+    """An older release posted first and marked its ledger (`alerts_sent`) after, and
+    watched failures with Dagster's run-failure sensor under the same name: what it
+    announced is not announced again, and its cursor is where the new sensor goes on."""
+    env.drop_signup(signup("crit@x.com", red=3))
+    store = env.store()
+    store.prepare(env.campaign)
+    with dg.instance_for_test() as instance:
+        seen = _failed_run(instance, "send_due_emails", "seen", **{SEND_TAG: "1"})
+        [record] = instance.fetch_run_status_changes(
+            dg.DagsterEventType.RUN_FAILURE, limit=1
+        ).records
+        posted = _failed_run(
+            instance, "send_due_emails", "posted, cursor not saved", **{SEND_TAG: "1"}
+        )
+        with store.engine.begin() as conn:
+            conn.execute(
+                alerts_sent.insert(),
+                [
+                    {"campaign": env.campaign.slug, "alert_key": key, "sent_at": datetime.now(UTC)}
+                    for key in (
+                        f"run-failed:{seen.run_id}",
+                        f"run-failed:{posted.run_id}",
+                        "critical:crit@x.com",
+                    )
+                ],
+            )
+        failures = Ticker.of(env, instance, "ops_alerts_sensor")
+        failures.cursor = json.dumps(
+            {
+                "__class__": "RunStatusSensorCursor",
+                "record_id": record.storage_id,
+                "record_timestamp": None,
+                "update_timestamp": None,
+            }
+        )
+        outbox = Ticker.of(env, instance, "alert_outbox_sensor")
+        # Only the failure after its cursor is read, and the ledger says it went out.
+        assert failures().skip_message == "1 run failure(s) read, 0 alert(s) added to the outbox"
+        assert env.ingest(today(), instance).success  # the CRITICAL signup, announced before
+        outbox()
+        assert chat.posts == []
+        new = _failed_run(instance, "send_due_emails", "new", **{SEND_TAG: "1"})
+        failures()
+        outbox()
+    [post] = chat.posts
+    assert new.run_id in post.body["text"]
 
 
 def test_every_op_that_sends_holds_the_send_pool(env: PipelineEnv) -> None:

@@ -15,10 +15,12 @@ import pytest
 from xmas_pipeline.core.signup import Signup, SignupEvent
 from xmas_pipeline.dagster_defs.build import build_definitions
 from xmas_pipeline.dagster_defs.notion import SYNC_JOB
-from xmas_pipeline.dagster_defs.resources import CampaignResource, StateStoreResource
+from xmas_pipeline.dagster_defs.resources import StateStoreResource
 from xmas_pipeline.settings import Settings, SettingsError
+from xmas_pipeline_tests.fakes.chat_webhook import ChatWebhookServer
 from xmas_pipeline_tests.fakes.notion_api import FakeNotion
 from xmas_pipeline_tests.fakes.notion_workspace import Workspace, busos_workspace
+from xmas_pipeline_tests.support.notion_sync import sync_pass
 from xmas_pipeline_tests.support.pipeline_env import (
     PipelineEnv,
     check_results,
@@ -27,6 +29,7 @@ from xmas_pipeline_tests.support.pipeline_env import (
     signup,
     today,
 )
+from xmas_pipeline_tests.support.sensor_ticks import Ticker
 
 
 @pytest.fixture
@@ -83,7 +86,7 @@ def test_the_sync_asset_its_check_and_the_pool(tmp_path: Path, notion: FakeNotio
 def test_notion_down_delays_only_the_sync_and_the_check_says_so(
     tmp_path: Path, notion: FakeNotion
 ) -> None:
-    env, _ = notion_env(tmp_path, notion, XMAS_NOTION_MAX_LAG_SECONDS="1")
+    env, ws = notion_env(tmp_path, notion, XMAS_NOTION_MAX_LAG_SECONDS="1")
     env.drop_signup(signup("a@x.com"))
     with dg.instance_for_test() as instance:
         assert env.ingest(today(), instance).success
@@ -120,25 +123,115 @@ def test_the_sensor_waits_to_gather_changes_and_never_doubles_a_run(
     sensor = env.defs.resolve_sensor_def("notion_sync_sensor")
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
     with dg.instance_for_test() as instance:
-        resources = {
-            "store": StateStoreResource(database_url=env.settings.database_url),
-            "campaign_config": CampaignResource(testing_mode=True),
-        }
-
-        def tick():  # type: ignore[no-untyped-def]
-            return sensor(dg.build_sensor_context(instance=instance, resources=resources))
-
-        assert "nothing to sync" in str(tick())
+        tick = Ticker.of(env, instance, "notion_sync_sensor")
+        assert "nothing to sync" in str(tick().skip_message)
         env.drop_signup(signup("a@x.com"))
         assert env.ingest(today(), instance).success
-        assert "1 waiting" in str(tick())  # younger than the delay: wait for more
+        assert "1 waiting" in str(tick().skip_message)  # younger than the delay: wait for more
         env.store().upsert_signups(env.campaign, _events([f"p{i:03d}@x.com" for i in range(100)]))
-        request = tick()
-        assert isinstance(request, dg.RunRequest)  # a backlog of 100 starts it at once
+        assert len(tick().run_requests) == 1  # a backlog of 100 starts it at once
         running = _started_sync(instance)
-        assert "queued or running" in str(tick())
+        assert "queued or running" in str(tick().skip_message)
         instance.report_run_failed(running, "ended")
-        assert isinstance(tick(), dg.RunRequest)
+        assert len(tick().run_requests) == 1
+
+
+def test_contacts_a_dead_sync_run_held_are_freed_by_the_sensor_and_synced(
+    tmp_path: Path, notion: FakeNotion
+) -> None:
+    """A sync run dies holding contacts (its code server killed) and nothing else changes:
+    the sensor frees them once the run has ended, starts a sync, and Notion catches up."""
+    env, ws = notion_env(tmp_path, notion, XMAS_NOTION_SYNC_DELAY_SECONDS="0")
+    emails = [f"held{i}@x.com" for i in range(3)]
+    for email in emails:
+        env.drop_signup(signup(email))
+    with dg.instance_for_test() as instance:
+        assert env.ingest(today(), instance).success
+        dead = _started_sync(instance)
+        queue = StateStoreResource(database_url=env.settings.database_url).notion_queue()
+        assert len(queue.take(env.campaign, dead.run_id)) == 3
+        tick = Ticker.of(env, instance, "notion_sync_sensor")
+        assert "queued or running" in str(tick().skip_message)  # still alive: its own
+        instance.report_run_failed(dead, "run worker stopped: no heartbeat for 130 s")
+        started = tick()
+        assert len(started.run_requests) == 1
+        assert queue.stats(env.campaign).ready == 3
+        assert sync(env, instance).success
+    assert {r["Email"] for r in notion.rows(ws.sequences)} == set(emails)
+    assert queue.stats(env.campaign).depth == 0
+
+
+def test_notion_falling_behind_turns_the_check_red_from_the_sensor_and_tells_ops_once(
+    tmp_path: Path, notion: FakeNotion
+) -> None:
+    """No sync can run (a hung run holds the queue): the sensor alone turns notion_in_sync
+    red and enqueues one alert for the episode; when Notion catches up the check turns green
+    and ops hear that too, once."""
+    with ChatWebhookServer(flavour="slack") as chat:
+        env, _ = notion_env(
+            tmp_path,
+            notion,
+            XMAS_NOTION_MAX_LAG_SECONDS="1",
+            XMAS_NOTION_SYNC_DELAY_SECONDS="0",
+            XMAS_ALERT_WEBHOOK_URL=chat.url,
+        )
+        env.drop_signup(signup("a@x.com"))
+        with dg.instance_for_test() as instance:
+            assert env.ingest(today(), instance).success
+            hung = _started_sync(instance)
+            queue = StateStoreResource(database_url=env.settings.database_url).notion_queue()
+            assert len(queue.take(env.campaign, hung.run_id)) == 1
+            tick = Ticker.of(env, instance, "notion_sync_sensor")
+            outbox = Ticker.of(env, instance, "alert_outbox_sensor")
+            assert latest_check(instance) is None
+            time.sleep(1.2)
+            red = tick()
+            assert [e.passed for e in red.asset_events] == [False]
+            assert latest_check(instance) == "FAILED"
+            assert tick().asset_events == []  # still red: no event, no second alert
+            outbox()
+            outbox()
+            assert [p.body["text"].splitlines()[0] for p in chat.accepted] == [
+                "\N{WARNING SIGN} Notion is behind the store"
+            ]
+            instance.report_run_failed(hung, "ended")
+            assert len(tick().run_requests) == 1
+            assert sync(env, instance).success  # its own check: green
+            assert latest_check(instance) == "SUCCEEDED"
+            assert tick().asset_events == []
+            outbox()
+            tick()
+            outbox()
+    assert [p.body["text"].splitlines()[0] for p in chat.accepted] == [
+        "\N{WARNING SIGN} Notion is behind the store",
+        "\N{WARNING SIGN} Notion is in step with the store again",
+    ]
+
+
+def test_the_sensor_turns_the_check_green_again_without_a_run(
+    tmp_path: Path, notion: FakeNotion
+) -> None:
+    env, ws = notion_env(tmp_path, notion, XMAS_NOTION_MAX_LAG_SECONDS="1")
+    env.drop_signup(signup("a@x.com"))
+    with dg.instance_for_test() as instance:
+        assert env.ingest(today(), instance).success
+        tick = Ticker.of(env, instance, "notion_sync_sensor")
+        time.sleep(1.2)
+        tick()
+        assert latest_check(instance) == "FAILED"
+        # The contact's change reaches Notion some other way (a sync run of another
+        # deployment sharing the store): the queue empties, and the next tick says so.
+        sync_pass(env.store(), ws.client(), env.campaign)
+        assert [e.passed for e in tick().asset_events] == [True]
+        assert latest_check(instance) == "SUCCEEDED"
+
+
+def latest_check(instance: dg.DagsterInstance) -> str | None:
+    """The status of notion_in_sync's latest evaluation, as the UI shows it."""
+    record = instance.get_latest_asset_check_evaluation_record(
+        dg.AssetCheckKey(dg.AssetKey("notion_email_sequence"), "notion_in_sync")
+    )
+    return record.status.value if record is not None else None
 
 
 def _events(emails: list[str]) -> list[SignupEvent]:

@@ -292,6 +292,7 @@ class ChatPost:
     path: str
     headers: dict[str, str]
     body: Any
+    status: int = 0  # what the fake answered
 
 
 @dataclass
@@ -309,6 +310,11 @@ class ChatWebhookServer:
         if self.flavour == "slack":
             return f"/services/T000/B000/{self.token}"
         return f"/hooks/alerts/{self.token}"
+
+    @property
+    def accepted(self) -> list[ChatPost]:
+        """The posts the chat took (a 2xx answer)."""
+        return [post for post in self.posts if 200 <= post.status < 300]
 
     @property
     def url(self) -> str:
@@ -349,8 +355,8 @@ class ChatWebhookServer:
                     body = json.loads(raw)
                 except ValueError:
                     body = None
-                fake.posts.append(ChatPost(self.path, dict(self.headers.items()), body))
                 status, headers, payload = fake._answer(self.path, body)
+                fake.posts.append(ChatPost(self.path, dict(self.headers.items()), body, status))
                 self.send_response(status)
                 for name, value in headers.items():
                     self.send_header(name, value)

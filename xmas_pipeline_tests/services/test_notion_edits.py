@@ -189,11 +189,13 @@ def test_paused_goes_both_ways_and_a_hand_unsubscribe_is_never_undone(rig: Rig) 
     rig.later(1)
     rig.fake.edit_row(rig.page_of(2), {"Unsubscribed": False})  # unticked: not undone
     report = rig.edits()
-    assert report.unsubscribed == 0 and report.hand_edits == 1
-    assert rig.snap(2).unsubscribed and rig.queue.stats(rig.campaign).depth == 0
-    rig.sent(2, 1)  # the contact's next sync puts the store's value back
+    assert report.unsubscribed == 0 and report.hand_edits == 1 and report.put_back == 1
+    # Queued by the edit alone: the next sync puts the store's value back, in one update.
+    assert rig.snap(2).unsubscribed and rig.queue.stats(rig.campaign).depth == 1
+    rig.fake.reset_counts()
     rig.sync()
     assert rig.row(2)["Unsubscribed"] is True
+    assert rig.fake.counts == {"PATCH /v1/pages/{id}": 1}
 
 
 def test_our_own_writes_coming_back_change_nothing(rig: Rig) -> None:
@@ -252,12 +254,51 @@ def test_a_hand_edit_of_what_the_pipeline_owns_is_put_back_at_the_next_sync(rig:
     rig.fake.edit_row(rig.page_of(1), {"Email 1 Sent": None, "First Name": "Bob"})
     with store_writes(rig.store) as writes:
         report = rig.edits()
-    assert report.hand_edits == 1 and len(writes) == 1  # the sync's diff base, nothing else
-    assert rig.queue.stats(rig.campaign).depth == 0 and rig.snap(1).nurture_sent
-    rig.sent(1, 2)
-    rig.sync()
+    # The sync's diff base, and the contact queued: nothing else changes in the store.
+    assert report.hand_edits == 1 and report.put_back == 1 and len(writes) == 2
+    assert rig.queue.stats(rig.campaign).depth == 1 and rig.snap(1).nurture_sent
+    rig.fake.reset_counts()
+    rig.sync()  # nothing else changed for the contact: the edit alone brings this sync
     row = rig.row(1)
-    assert row["Email 1 Sent"] and row["Email 2 Sent"] and row["First Name"] == "Person1"
+    assert row["Email 1 Sent"] and row["First Name"] == "Person1"
+    assert rig.fake.counts == {"PATCH /v1/pages/{id}": 1}  # both values in one update
+    # The sync's own write, read back by the next tick, is no edit: nothing more to do.
+    rig.later(1)
+    report = rig.edits()
+    assert report.hand_edits == 0 and report.put_back == 0
+    assert rig.queue.stats(rig.campaign).depth == 0
+
+
+def test_edits_of_what_people_own_are_kept_and_queue_nothing(rig: Rig) -> None:
+    settled(rig, 1)
+    rig.later(1)
+    # A row renamed (the title is set on create only) and a note in a property the
+    # pipeline does not write: kept in Notion, nothing queued, nothing written back.
+    rig.fake.edit_row(rig.page_of(1), {"Name": "Person One (VIP)"})
+    report = rig.edits()
+    assert report.hand_edits == 1 and report.put_back == 0
+    assert rig.queue.stats(rig.campaign).depth == 0
+    rig.fake.reset_counts()
+    rig.sync()
+    assert rig.fake.total == 0 and rig.row(1)["Name"] == "Person One (VIP)"
+
+
+def test_a_hand_edit_of_a_crm_value_the_pipeline_owns_is_put_back(rig: Rig) -> None:
+    add_contact(rig.fake, rig.ws, "person1@example.com")
+    settled(rig, 1)
+    [crm] = rig.fake.rows(rig.ws.contacts)
+    segment = crm["Segment"]
+    assert segment
+    rig.later(1)
+    crm_page = rig.pages.contact_pages(["person1@example.com"])["person1@example.com"].page_id
+    rig.fake.edit_row(crm_page, {"Segment": "OPTIMIZE" if segment != "OPTIMIZE" else "URGENT"})
+    report = rig.edits()
+    assert report.contacts == 1 and report.put_back == 1 and report.new_contacts == 0
+    rig.fake.reset_counts()
+    rig.sync()
+    [crm] = rig.fake.rows(rig.ws.contacts)
+    assert crm["Segment"] == segment
+    assert rig.fake.counts == {"PATCH /v1/pages/{id}": 1}
 
 
 def _booking(uid: str, start: datetime, seen_at: datetime) -> BookingEvent:

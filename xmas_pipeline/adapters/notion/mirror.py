@@ -3,11 +3,11 @@ owns each value.
 
 The store wins for what the pipeline does (the signup, the segment, sent dates, reminders,
 the booking, exit reason, completion, failures, delivery state): a hand edit of those is
-put back at the contact's next sync. Notion wins for what people decide: `Paused` (read
-back into the store by the edits sensor, so it is never overwritten), `Unsubscribed`
-ticked by hand (an unsubscribe: never undone), a contact's Booking Status set to
-Completed or No-Show after the call (the booking fields are then left alone until a new
-call is booked), and templates.
+put back by the next sync (`notion_edits_sensor` queues the contact when it sees one).
+Notion wins for what people decide: `Paused` (read back into the store by the edits
+sensor, so it is never overwritten), `Unsubscribed` ticked by hand (an unsubscribe: never
+undone), a contact's Booking Status set to Completed or No-Show after the call (the
+booking fields are then left alone until a new call is booked), and templates.
 
 Values are compared in the form a page read returns them: dates as ISO text, blank text
 and None alike. `written` is what the store last wrote to (or read from) the page.

@@ -20,11 +20,14 @@ Bookings, contacts and email events:
 Shared by every run and host:
 - `send_journal`: each batch handed to the sender and not yet settled (`core.ports.SendJournal`);
 - `send_claims`: the idempotency keys those open batches hold, one owner each;
-- `alerts_sent`: which alerts went out (CRITICAL signups, dead runs, stuck messages);
 - `send_switch`: per campaign, whether sending is paused, since when, by whom and why
   (every send path reads it just before each batch);
 - `template_snapshots`: the templates a send run's blocking check rendered, by run, so
   the run sends exactly those;
+- `alert_outbox`: every alert for the ops chat, written when its event happens and kept
+  until the chat accepted it (`core.ports.AlertOutbox`): attempts, next try, last error;
+- `alerts_sent`: keys noted as dealt with: an older release's ledger of alerts it sent (so
+  none goes again) and the stuck messages already announced;
 - `secrets`: values the deployment generated once and every process shares (the
   unsubscribe signing key when none is configured).
 
@@ -239,6 +242,22 @@ template_snapshots = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, index=True),
     sa.Column("problems", sa.Text, nullable=False, default="[]"),  # JSON list of text
     sa.Column("body", sa.Text, nullable=False),  # the templates, JSON
+)
+
+alert_outbox = sa.Table(
+    "alert_outbox",
+    metadata,
+    sa.Column("campaign", sa.String(100), primary_key=True),
+    sa.Column("alert_key", sa.String(700), primary_key=True),
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("body", sa.Text, nullable=False),  # lines and facts, as JSON
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    # When it may be taken next (a lease while a deliverer posts it); NULL once delivered.
+    sa.Column("next_try_at", sa.DateTime(timezone=True), nullable=True, index=True),
+    sa.Column("delivered_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("last_error", sa.Text, nullable=False, default=""),
 )
 
 secrets = sa.Table(

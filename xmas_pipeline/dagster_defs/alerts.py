@@ -1,0 +1,242 @@
+"""The sensors that tell ops, through the alert outbox (`adapters.sql.alerts`):
+
+- `ops_alerts_sensor`: reads the run failures recorded in the instance since its cursor and
+  enqueues an alert for a failed send run, a run marked failed for a dead worker, and an
+  ingestion run that failed after its retries. Its cursor (the last failure event read)
+  moves only once those alerts are in the outbox: a tick that fails reads them again.
+- `stuck_messages_sensor`: enqueues an alert for messages still unsent well past their due
+  time, each message once.
+- `alert_outbox_sensor`: posts what the outbox holds, with backoff, until the chat accepts
+  each alert (`services.alert_delivery`). A chat that is down or answers 429 delays the
+  alerts; it never drops one.
+
+Nothing here posts directly, so no alert depends on the chat being up at the moment its
+event happens.
+"""
+
+import json
+import time
+from datetime import UTC, datetime
+
+import dagster as dg
+
+from xmas_pipeline.core.campaign import Campaign
+from xmas_pipeline.core.due import stuck_after
+from xmas_pipeline.core.exit_rules import SEND
+from xmas_pipeline.core.ports import Alert
+from xmas_pipeline.dagster_defs.jobs import INGEST_JOBS, SEND_TAG
+from xmas_pipeline.dagster_defs.resources import (
+    AlertResource,
+    CampaignResource,
+    StateStoreResource,
+)
+from xmas_pipeline.dagster_defs.sensors import DEAD_WORKER
+from xmas_pipeline.services.alert_delivery import deliver_alerts
+from xmas_pipeline.services.ops_alerts import (
+    ops_alert,
+    run_failed_key,
+    run_failed_lines,
+    stuck_alert,
+    stuck_key,
+)
+from xmas_pipeline.services.planning import due_plan
+from xmas_pipeline.settings import Settings
+
+# A first tick (no cursor) looks this far back: failures of a fresh deployment's first
+# minutes are not missed, and a failure announced before is a key the outbox knows.
+FIRST_LOOK_BACK_S = 24 * 3600
+FAILURES_PER_TICK = 100
+
+
+def failure_cursor(cursor: str | None) -> int | None:
+    """The storage id of the last run failure read, from this sensor's cursor, or from the
+    one Dagster's run-failure sensor of the same name kept (an older release), which has
+    the same `record_id`."""
+    if not cursor:
+        return None
+    try:
+        value = json.loads(cursor)
+    except ValueError:
+        return None
+    record = value.get("record_id") if isinstance(value, dict) else None
+    return record if isinstance(record, int) and record >= 0 else None
+
+
+def _final_failure(run: dg.DagsterRun) -> bool:
+    """No automatic retry will follow this failure."""
+    retries = int(run.tags.get("dagster/max_retries") or 0)
+    attempt = int(run.tags.get("dagster/retry_number") or 0)
+    return attempt >= retries
+
+
+def _step_error(instance: dg.DagsterInstance, run_id: str) -> str:
+    """The first failed step's error: the run's own failure message only names the step."""
+    records = instance.get_records_for_run(
+        run_id, of_type=dg.DagsterEventType.STEP_FAILURE, limit=1
+    ).records
+    for record in records:
+        event = record.event_log_entry.dagster_event
+        data = event.step_failure_data if event is not None else None
+        if data is not None and data.error is not None:
+            return data.error.message.strip()
+    return ""
+
+
+def failure_alert(instance: dg.DagsterInstance, run: dg.DagsterRun, reason: str) -> Alert | None:
+    """The alert a failed run deserves, or None (a failure that is retried, or of no job
+    that sends)."""
+    sends = SEND_TAG in run.tags
+    dead = reason.startswith(DEAD_WORKER)
+    ingest_final = run.job_name in INGEST_JOBS and _final_failure(run)
+    if not (sends or dead or ingest_final):
+        return None
+    if dead:
+        title = "A run's worker died"
+    elif sends:
+        title = "A send run failed"
+    else:
+        title = "An ingestion run failed after its retries"
+    lines = run_failed_lines(run.job_name, run.run_id, reason)
+    step = "" if dead else _step_error(instance, run.run_id)
+    if step:
+        lines.append(f"Error: {step[:600]}")
+    return ops_alert(run_failed_key(run.run_id), title, lines)
+
+
+def ops_alerts_sensor(interval: int) -> dg.SensorDefinition:
+    @dg.sensor(
+        name="ops_alerts_sensor",
+        minimum_interval_seconds=interval,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=(
+            "Reads the runs that failed since its last look and puts an alert in the alert "
+            "outbox for a failed send run, a run marked failed because its worker died, and "
+            "an ingestion run that failed after its retries (alert_outbox_sensor posts it)."
+        ),
+    )
+    def _sensor(  # type: ignore[no-untyped-def]
+        context: dg.SensorEvaluationContext,
+        alerts: AlertResource,
+        store: StateStoreResource,
+        campaign_config: CampaignResource,
+    ):
+        instance = context.instance
+        after = failure_cursor(context.cursor)
+        records = instance.fetch_run_status_changes(
+            dg.RunStatusChangeRecordsFilter(
+                event_type=dg.DagsterEventType.RUN_FAILURE,
+                after_storage_id=after,
+                after_timestamp=None if after is not None else time.time() - FIRST_LOOK_BACK_S,
+            ),
+            limit=FAILURES_PER_TICK,
+            ascending=True,
+        ).records
+        if not records:
+            return dg.SkipReason("no run failed since the last look")
+        run_ids = list({r.event_log_entry.run_id for r in records})
+        runs = {
+            r.dagster_run.run_id: r.dagster_run
+            for r in instance.get_run_records(filters=dg.RunsFilter(run_ids=run_ids))
+        }
+        found: list[Alert] = []
+        for record in records:
+            run = runs.get(record.event_log_entry.run_id)
+            event = record.event_log_entry.dagster_event
+            reason = (event.message if event is not None else "") or ""
+            alert = failure_alert(instance, run, reason) if run is not None else None
+            if alert is not None:
+                found.append(alert)
+        new: list[str] = []
+        if alerts.webhook_url and found:
+            # Before the cursor moves: if this raises, the next tick reads them again.
+            new = store.alert_outbox(campaign_config.campaign).enqueue(found)
+        context.update_cursor(json.dumps({"record_id": records[-1].storage_id}))
+        if not alerts.webhook_url:
+            return dg.SkipReason(f"{len(records)} run failure(s); no XMAS_ALERT_WEBHOOK_URL")
+        return dg.SkipReason(
+            f"{len(records)} run failure(s) read, {len(new)} alert(s) added to the outbox"
+        )
+
+    return _sensor
+
+
+def stuck_messages_sensor(interval: int) -> dg.SensorDefinition:
+    @dg.sensor(
+        name="stuck_messages_sensor",
+        minimum_interval_seconds=interval,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=(
+            "Puts an alert in the alert outbox when messages are still unsent well past "
+            "their due time (each message once), whatever the reason: a stopped schedule, "
+            "failing runs, a provider refusing everything. Quiet while sending is paused."
+        ),
+    )
+    def _sensor(  # type: ignore[no-untyped-def]
+        context: dg.SensorEvaluationContext,
+        alerts: AlertResource,
+        store: StateStoreResource,
+        campaign_config: CampaignResource,
+    ):
+        if not alerts.webhook_url:
+            return dg.SkipReason("no XMAS_ALERT_WEBHOOK_URL: nobody to tell")
+        camp = campaign_config.campaign
+        switch = store.send_switch().state(camp)
+        if switch.paused:
+            # Someone paused on purpose: what waits is expected, not stuck.
+            return dg.SkipReason(f"sending is {switch.describe()}: nothing is stuck")
+        now = datetime.now(UTC)
+        plan, _ = due_plan(store.prepared(camp), camp, now)
+        late = plan[(plan["action"] == SEND) & (plan["due_at"] < now - stuck_after(camp))]
+        outbox = store.alert_outbox(camp)
+        told = outbox.known(stuck_key(m) for m in late["message_id"])
+        new = late[[stuck_key(m) not in told for m in late["message_id"]]]
+        if new.empty:
+            return dg.SkipReason(f"{len(late)} stuck message(s), none new")
+        # The alert and the note of each message in one transaction: each message once.
+        outbox.enqueue([stuck_alert(new)], noted=[stuck_key(m) for m in new["message_id"]])
+        return dg.SkipReason(f"alert added to the outbox for {len(new)} stuck message(s)")
+
+    return _sensor
+
+
+def alert_outbox_sensor(interval: int) -> dg.SensorDefinition:
+    @dg.sensor(
+        name="alert_outbox_sensor",
+        minimum_interval_seconds=interval,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=(
+            "Posts the alert outbox to XMAS_ALERT_WEBHOOK_URL: each alert until the chat "
+            "accepts it, marked delivered only then; a refusal is tried again with "
+            "exponential backoff, never before the chat's Retry-After."
+        ),
+    )
+    def _sensor(  # type: ignore[no-untyped-def]
+        context: dg.SensorEvaluationContext,
+        alerts: AlertResource,
+        store: StateStoreResource,
+        campaign_config: CampaignResource,
+    ):
+        if not alerts.webhook_url:
+            return dg.SkipReason("no XMAS_ALERT_WEBHOOK_URL: nobody to tell")
+        outbox = store.alert_outbox(campaign_config.campaign)
+        report = deliver_alerts(outbox, alerts.webhook_url)
+        for key, why in report.failed:
+            context.log.warning(f"alert {key} not delivered yet: {why}")
+        waiting = outbox.waiting()
+        return dg.SkipReason(f"{report.summary()}; {waiting} waiting")
+
+    return _sensor
+
+
+def definitions(
+    settings: Settings, campaign: Campaign, partitions: dg.PartitionsDefinition
+) -> dg.Definitions:
+    interval = settings.sensor_interval_seconds
+    return dg.Definitions(
+        sensors=[
+            ops_alerts_sensor(interval),
+            stuck_messages_sensor(max(interval, 300)),
+            # Often: a CRITICAL alert the ingestion run could not post waits at most this.
+            alert_outbox_sensor(max(1, min(interval, 15))),
+        ]
+    )
