@@ -131,9 +131,13 @@ def test_a_bounce_storm_pauses_sending_and_alerts_once(
     assert not again.passed and meta(again)["paused now"] is False
     assert meta(again)["alert"] == "posted earlier in this episode"
     assert len(guard_posts(hook)) == 1
-    # The send path obeys: a send run now sends nothing (the next step is not due
-    # either, so the proof is the switch each batch reads).
-    assert switch(env).state(env.campaign).paused
+    # The send path obeys: a newcomer's welcome, due now, does not go while paused.
+    env.drop_signup(signup("late@example.com"))
+    assert env.ingest(today(), instance).success
+    before = env.outbox_files()
+    held = env.send(today(), instance, catch_up=True)
+    assert held.success and env.outbox_files() == before
+    assert not any("late@example.com" in name for name in before)
 
     # A person resumes: the guard counts afresh from the resume and does not pause again.
     resumed = env.defs.resolve_job_def("resume_sending").execute_in_process(instance=instance)
