@@ -86,18 +86,16 @@ def evaluate_reputation(
         datetime.now(UTC),
         alert,
     )
-    note = ""
+    rep = outcome.reputation
     if failures:
         context.log.warning(f"sender reputation alert not delivered: {failures[0]}")
         note = f"not delivered: {failures[0]}"
-    rep = outcome.reputation
-    if not note:
-        if not outcome.alert_key:
-            note = "none needed"
-        elif alert is None:
-            note = "no XMAS_ALERT_WEBHOOK_URL: nobody told"
-        else:
-            note = "posted" if outcome.alerted_now else "posted earlier in this episode"
+    elif not outcome.alert_key:
+        note = "none needed"
+    elif alert is None:
+        note = "no XMAS_ALERT_WEBHOOK_URL: nobody told"
+    else:
+        note = "posted" if outcome.alerted_now else "posted earlier in this episode"
     if outcome.paused_now:
         context.log.warning(f"sending paused by the reputation guard: {rep.describe()}")
     return dg.AssetCheckResult(
