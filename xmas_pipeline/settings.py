@@ -13,6 +13,7 @@ import os
 import re
 from collections.abc import Mapping
 from contextvars import ContextVar
+from datetime import timedelta
 from email.utils import getaddresses
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from pydantic_settings import (
 )
 
 from xmas_pipeline.core.campaign import Campaign, load_campaign
+from xmas_pipeline.core.reputation import ReputationLimits
 from xmas_pipeline.core.safe_text import first_unsafe
 
 DEFAULT_INTAKE_PORT = 8000
@@ -120,6 +122,14 @@ class Settings(BaseSettings):
     # marked failed (its worker died) so it holds nothing back.
     run_heartbeat_seconds: float = _env("XMAS_RUN_HEARTBEAT_SECONDS", 15.0, gt=0)
     run_dead_after_seconds: float = _env("XMAS_RUN_DEAD_AFTER_SECONDS", 120.0, gt=0)
+    # The reputation guard (core/reputation.py): rates over the emails sent in the last
+    # window (at least `min_sent` of them); percents. Warn alerts ops, pause stops sending.
+    reputation_window_days: float = _env("XMAS_REPUTATION_WINDOW_DAYS", 7.0, gt=0, le=90)
+    reputation_min_sent: int = _env("XMAS_REPUTATION_MIN_SENT", 200, ge=1)
+    bounce_warn_percent: float = _env("XMAS_BOUNCE_WARN_PERCENT", 4.0, gt=0, le=100)
+    bounce_pause_percent: float = _env("XMAS_BOUNCE_PAUSE_PERCENT", 8.0, gt=0, le=100)
+    complaint_warn_percent: float = _env("XMAS_COMPLAINT_WARN_PERCENT", 0.08, gt=0, le=100)
+    complaint_pause_percent: float = _env("XMAS_COMPLAINT_PAUSE_PERCENT", 0.3, gt=0, le=100)
     signup_token: SecretStr | None = _env("XMAS_SIGNUP_TOKEN")
     alert_webhook_url: SecretStr | None = _env("XMAS_ALERT_WEBHOOK_URL")
     notion_token: SecretStr | None = _env("NOTION_TOKEN")
@@ -216,6 +226,12 @@ class Settings(BaseSettings):
             raise ValueError(
                 "XMAS_RUN_DEAD_AFTER_SECONDS must be at least 3 x XMAS_RUN_HEARTBEAT_SECONDS"
             )
+        for kind in ("BOUNCE", "COMPLAINT"):
+            warn = getattr(self, f"{kind.lower()}_warn_percent")
+            if warn >= getattr(self, f"{kind.lower()}_pause_percent"):
+                raise ValueError(
+                    f"XMAS_{kind}_WARN_PERCENT must be below XMAS_{kind}_PAUSE_PERCENT"
+                )
         self.home = self.home.expanduser().resolve()
         if not self.database_url:
             self.database_url = f"sqlite:///{self.home / 'state.db'}"
@@ -243,6 +259,17 @@ class Settings(BaseSettings):
     def intake_public_url(self) -> str:
         """Where the intake is reached from outside (unsubscribe links point here)."""
         return self.public_url or f"http://localhost:{self.intake_port}"
+
+    @property
+    def reputation_limits(self) -> ReputationLimits:
+        return ReputationLimits(
+            window=timedelta(days=self.reputation_window_days),
+            min_sent=self.reputation_min_sent,
+            warn_bounce=self.bounce_warn_percent / 100,
+            warn_complaint=self.complaint_warn_percent / 100,
+            pause_bounce=self.bounce_pause_percent / 100,
+            pause_complaint=self.complaint_pause_percent / 100,
+        )
 
     @property
     def notion_enabled(self) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -149,3 +150,23 @@ def test_a_reply_to_with_a_unicode_line_break_is_refused(value: str) -> None:
 def test_one_address_in_any_usual_form_is_accepted(value: str) -> None:
     assert Settings.from_env({"XMAS_REPLY_TO": value}).reply_to == value
     assert Settings.from_env({"XMAS_FROM_EMAIL": value}).from_email == value
+
+
+def test_the_reputation_guard_lines_default_to_resend_and_gmail_and_are_checked() -> None:
+    limits = Settings.of().reputation_limits
+    assert limits.window == timedelta(days=7) and limits.min_sent == 200
+    assert (limits.warn_bounce, limits.pause_bounce) == (0.04, 0.08)
+    assert limits.warn_complaint == pytest.approx(0.0008)
+    assert limits.pause_complaint == pytest.approx(0.003)
+    custom = Settings.from_env(
+        {"XMAS_BOUNCE_WARN_PERCENT": "2", "XMAS_REPUTATION_MIN_SENT": "50"}
+    ).reputation_limits
+    assert custom.warn_bounce == 0.02 and custom.min_sent == 50
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({"XMAS_COMPLAINT_WARN_PERCENT": "0.5"})  # over the 0.3 pause line
+    assert "XMAS_COMPLAINT_WARN_PERCENT must be below XMAS_COMPLAINT_PAUSE_PERCENT" in str(
+        caught.value
+    )
+    with pytest.raises(SettingsError) as bad:
+        Settings.from_env({"XMAS_BOUNCE_PAUSE_PERCENT": "0", "XMAS_REPUTATION_MIN_SENT": "0"})
+    assert set(bad.value.problems) == {"XMAS_BOUNCE_PAUSE_PERCENT", "XMAS_REPUTATION_MIN_SENT"}

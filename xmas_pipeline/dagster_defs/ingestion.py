@@ -21,7 +21,9 @@ from xmas_pipeline.dagster_defs.metadata import (
     rejected_files_check,
     segment_counts,
 )
+from xmas_pipeline.dagster_defs.reputation import evaluate_reputation, reputation_check_spec
 from xmas_pipeline.dagster_defs.resources import (
+    AlertResource,
     CampaignResource,
     InboxResource,
     StateStoreResource,
@@ -121,12 +123,14 @@ def definitions(
             "Email events received on this day (`inbox/email-events/<day>/`): Resend's "
             "delivered, opened, clicked, bounced and complained events update each "
             "message's delivery status; a hard bounce, a complaint or an unsubscribe stops "
-            "every later email to that contact. Bad files are reported and kept."
+            "every later email to that contact. Bad files are reported and kept. Then the "
+            "reputation guard judges the bounce and complaint rates (sender_reputation)."
         ),
         check_specs=[
             _no_rejected_files(
                 "email_events", "Every email-event file of the day is a valid event."
-            )
+            ),
+            reputation_check_spec("email_events"),
         ],
     )
     def email_events(
@@ -134,6 +138,7 @@ def definitions(
         inbox: InboxResource,
         store: StateStoreResource,
         campaign_config: CampaignResource,
+        alerts: AlertResource,
     ) -> dg.MaterializeResult:
         camp = campaign_config.campaign
         day = context.partition_key
@@ -142,8 +147,11 @@ def definitions(
         for item in batch.rejected:
             context.log.warning(f"rejected {item['file']}: {item['reason']}")
         applied = apply_email_events(backend, camp, batch.events)
+        reputation = evaluate_reputation(
+            context, store, alerts, camp, settings.reputation_limits, "email_events"
+        )
         return dg.MaterializeResult(
-            check_results=[rejected_files_check(day, batch.rejected)],
+            check_results=[rejected_files_check(day, batch.rejected), reputation],
             metadata={
                 "day": day,
                 "events": len(batch.events),

@@ -22,6 +22,7 @@ from xmas_pipeline.adapters.sql.alerts import SqlAlertOutbox
 from xmas_pipeline.adapters.sql.journal import SqlSendJournal
 from xmas_pipeline.adapters.sql.notion_pages import SqlNotionPages
 from xmas_pipeline.adapters.sql.notion_queue import SqlNotionQueue
+from xmas_pipeline.adapters.sql.reputation import SqlReputation
 from xmas_pipeline.adapters.sql.secrets import unsubscribe_secret
 from xmas_pipeline.adapters.sql.send_switch import SqlSendSwitch, SqlTemplateSnapshots
 from xmas_pipeline.adapters.sql.store import SqlStore
@@ -96,6 +97,11 @@ class StateStoreResource(dg.ConfigurableResource):
         """The campaigns' pause switch."""
         database = self.database()
         return SqlSendSwitch(database.url, engine=database.engine)
+
+    def reputation(self) -> SqlReputation:
+        """What the reputation guard counts: messages sent, their bounces and complaints."""
+        database = self.database()
+        return SqlReputation(database.url, engine=database.engine)
 
     def template_snapshots(self) -> SqlTemplateSnapshots:
         database = self.database()
