@@ -170,3 +170,12 @@ def test_the_reputation_guard_lines_default_to_resend_and_gmail_and_are_checked(
     with pytest.raises(SettingsError) as bad:
         Settings.from_env({"XMAS_BOUNCE_PAUSE_PERCENT": "0", "XMAS_REPUTATION_MIN_SENT": "0"})
     assert set(bad.value.problems) == {"XMAS_BOUNCE_PAUSE_PERCENT", "XMAS_REPUTATION_MIN_SENT"}
+
+
+def test_testing_mode_sends_every_minute_unless_told_otherwise() -> None:
+    # The testing preset's steps are a minute apart: a send every 5 minutes made the
+    # "7-minute" sequence take half an hour.
+    assert Settings.of(testing_mode=True).effective_send_cron == "* * * * *"
+    assert Settings.of().effective_send_cron == "*/5 * * * *"
+    chosen = Settings.of(testing_mode=True, send_cron="*/2 * * * *")
+    assert chosen.effective_send_cron == "*/2 * * * *"
