@@ -45,8 +45,9 @@ class DevServer:
         self.process.send_signal(signal.SIGINT)
         return wait_for(lambda: not processes_with_marker(self.marker), timeout, interval=0.5)
 
-    def graphql(self, query: str) -> dict[str, Any]:
-        response = httpx.post(f"{self.ui_url}/graphql", json={"query": query}, timeout=30)
+    def graphql(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+        body = {"query": query, "variables": variables or {}}
+        response = httpx.post(f"{self.ui_url}/graphql", json=body, timeout=30)
         response.raise_for_status()
         body = response.json()
         assert "errors" not in body, body
