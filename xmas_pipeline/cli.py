@@ -181,7 +181,7 @@ def _notion_setup(args: argparse.Namespace) -> int:
     if not settings.notion_enabled:
         print("error: NOTION_TOKEN is not set", file=sys.stderr)
         return 2
-    resource = notion_resource(settings, as_env=False)
+    resource = notion_resource(settings)
     assert resource is not None  # NOTION_TOKEN is set
     notion = resource.client()
     try:
@@ -200,7 +200,7 @@ def _notion_import(args: argparse.Namespace) -> int:
     if not settings.notion_enabled:
         print("error: NOTION_TOKEN is not set", file=sys.stderr)
         return 2
-    resource = notion_resource(settings, as_env=False)
+    resource = notion_resource(settings)
     assert resource is not None  # NOTION_TOKEN is set
     store = build_store(settings)
     notion = resource.client()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import os
 import re
 from collections.abc import Mapping
 from contextvars import ContextVar
@@ -292,12 +291,6 @@ class Settings(BaseSettings):
         """A secret's value, for the one place that must hand it to a client."""
         value = getattr(self, field)
         return value.get_secret_value() if isinstance(value, SecretStr) else value
-
-    def from_process_env(self, field: str) -> bool:
-        """Whether this field's value is the process environment's (so Dagster can be
-        given the variable's name instead of the value)."""
-        value = self.reveal(field)
-        return bool(value) and os.environ.get(self.env_name(field), "").strip() == value
 
 
 def _problems(error: ValidationError) -> dict[str, str]:

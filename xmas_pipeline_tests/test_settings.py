@@ -69,7 +69,6 @@ def test_a_mapping_is_read_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert Settings.from_env({"XMAS_HOME": str(tmp_path)}).notion_token is None
     assert Settings.of(home=tmp_path).notion_token is None
     assert Settings.from_env().reveal("notion_token") == "from-the-shell"
-    assert Settings.from_env().from_process_env("notion_token")
 
 
 def test_every_bad_variable_is_named_at_once_without_its_value() -> None:

@@ -1,17 +1,20 @@
 """Resources: each picks its backend from configuration (the embedded defaults need none).
 
-Secrets read from the environment reach Dagster as `EnvVar`s (`from_settings`), so the UI
-shows the variable's name, never its value.
+The resources that hold a secret or decide where one is sent (store, inbox, sender, alerts,
+Notion, Cal.com) are built here from the settings and handed to Dagster `sealed`: with no
+launch-time config. So no UI page, launchpad default or run config holds their values, and
+a run config that tries to set one is refused by Dagster before the run exists.
 """
 
-from collections.abc import Mapping
+import inspect
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from functools import cached_property
 from typing import Any
 
 import dagster as dg
 import pandas as pd
-from pydantic import PrivateAttr
+from pydantic import Field, PrivateAttr
 
 from xmas_pipeline.adapters.calcom import DEFAULT_API_URL, CalcomClient
 from xmas_pipeline.adapters.inbox import Inbox
@@ -35,14 +38,6 @@ from xmas_pipeline.services.sending import DeliveryReport, Envelope, deliver
 from xmas_pipeline.settings import Settings, SettingsError
 
 
-def from_settings(settings: Settings, field: str, *, as_env: bool = True) -> Any:
-    """A setting's value for a resource: a secret that came from the environment goes in
-    as `EnvVar` (its name shows in the UI), anything else as its value."""
-    if as_env and settings.from_process_env(field):
-        return dg.EnvVar(settings.env_name(field))
-    return settings.reveal(field)
-
-
 class CampaignResource(dg.ConfigurableResource):
     """The campaign file (XMAS_CAMPAIGN_FILE) and the testing preset (XMAS_TESTING_MODE)."""
 
@@ -57,7 +52,7 @@ class CampaignResource(dg.ConfigurableResource):
 class InboxResource(dg.ConfigurableResource):
     """The inbox that the intake writes and the sensors read (a folder or `s3://...`)."""
 
-    root: str
+    root: str = Field(repr=False)  # an object-store URL may carry credentials
 
     def get(self) -> Inbox:
         return Inbox(self.root)
@@ -67,7 +62,7 @@ class StateStoreResource(dg.ConfigurableResource):
     """The SQL store: the pipeline's whole state (SQLite by default, PostgreSQL by URL).
     With Notion configured, `notion_email_sequence` keeps Notion in step with it."""
 
-    database_url: str
+    database_url: str = Field(repr=False)  # may carry the database password
 
     _store: SqlStore | None = PrivateAttr(default=None)
 
@@ -140,7 +135,7 @@ class StateStoreResource(dg.ConfigurableResource):
 class NotionResource(dg.ConfigurableResource):
     """The Notion workspace the team reads (`NOTION_*`): synced from the store."""
 
-    token: str
+    token: str = Field(repr=False)
     base_url: str = "https://api.notion.com"
     contacts_db_id: str
     sequences_db_id: str
@@ -173,12 +168,12 @@ class EmailSenderResource(dg.ConfigurableResource):
 
     outbox_dir: str
     from_email: str
-    database_url: str  # where a generated unsubscribe key is kept
+    database_url: str = Field(repr=False)  # where a generated unsubscribe key is kept
     local_url: str  # the intake's own address, when no public URL is set
-    resend_api_key: str | None = None
+    resend_api_key: str | None = Field(default=None, repr=False)
     resend_api_url: str | None = None
     public_url: str | None = None
-    unsubscribe_secret: str | None = None
+    unsubscribe_secret: str | None = Field(default=None, repr=False)
     reply_to: str | None = None
     postal_address: str | None = None
 
@@ -259,17 +254,46 @@ class AlertResource(dg.ConfigurableResource):
     """The Discord/Slack webhook told about CRITICAL signups, failed runs, stuck messages
     and Notion falling behind (off when no URL is set)."""
 
-    webhook_url: str | None = None
+    webhook_url: str | None = Field(default=None, repr=False)  # the URL is the credential
 
 
 class CalcomResource(dg.ConfigurableResource):
     """Cal.com API v2, for the polling sensor (`CALCOM_API_KEY`, `CALCOM_API_URL`)."""
 
-    api_key: str
+    api_key: str = Field(repr=False)
     api_url: str = DEFAULT_API_URL
 
     def client(self) -> CalcomClient:
         return CalcomClient(self.api_key, self.api_url)
+
+
+def sealed(resource: dg.ConfigurableResource, variables: Sequence[str]) -> dg.ResourceDefinition:
+    """`resource`, as built from the settings when the code location loads, for Dagster with
+    no launch-time config: the UI sees its description (naming `variables`), never a value,
+    and a run config that sets anything on it fails Dagster's config check before the run
+    is created, on every path (launchpad, backfill, re-execution, `execute_in_process`)."""
+
+    def build(_context: dg.InitResourceContext) -> dg.ConfigurableResource:
+        # A fresh copy for each run or tick, as Dagster makes of a configured resource:
+        # nothing cached on one (an engine, a signing key) is shared with another.
+        return resource.model_copy()
+
+    # The UI shows the resource function's name as the resource's type.
+    build.__name__ = build.__qualname__ = type(resource).__name__
+    return dg.ResourceDefinition(
+        resource_fn=build,
+        config_schema={},
+        description=(
+            f"{inspect.getdoc(type(resource))}\n\n"
+            f"Set from {', '.join(variables)} when the code location loads. It takes no "
+            "launch-time config: a run whose config sets any of it is refused before it "
+            "starts, so no launch can read a secret or send one elsewhere."
+        ),
+    )
+
+
+def _names(*fields: str) -> list[str]:
+    return [Settings.env_name(field) for field in fields]
 
 
 def store_resource(settings: Settings) -> StateStoreResource:
@@ -281,7 +305,7 @@ def build_store(settings: Settings) -> SqlStore:
     return store_resource(settings).get()
 
 
-def notion_resource(settings: Settings, *, as_env: bool = True) -> NotionResource | None:
+def notion_resource(settings: Settings) -> NotionResource | None:
     """None when Notion is off (no NOTION_TOKEN); a clear error when it is half set."""
     if not settings.notion_enabled:
         return None
@@ -296,13 +320,28 @@ def notion_resource(settings: Settings, *, as_env: bool = True) -> NotionResourc
     if missing:
         raise SettingsError({name: "must be set when NOTION_TOKEN is set" for name in missing})
     return NotionResource(
-        token=from_settings(settings, "notion_token", as_env=as_env),
+        token=settings.reveal("notion_token") or "",
         base_url=settings.notion_base_url,
         contacts_db_id=settings.notion_contacts_db_id or "",
         sequences_db_id=settings.notion_sequences_db_id or "",
         analytics_db_id=settings.notion_analytics_db_id,
         templates_db_id=settings.notion_templates_db_id,
         rate_per_s=settings.notion_rate_per_s,
+    )
+
+
+def sender_resource(settings: Settings) -> EmailSenderResource:
+    return EmailSenderResource(
+        outbox_dir=str(settings.outbox_dir),
+        from_email=settings.from_email,
+        resend_api_key=settings.reveal("resend_api_key"),
+        resend_api_url=settings.resend_api_url,
+        public_url=settings.public_url,
+        local_url=settings.intake_public_url,
+        database_url=settings.database_url,
+        unsubscribe_secret=settings.reveal("unsubscribe_secret"),
+        reply_to=settings.reply_to,
+        postal_address=settings.postal_address,
     )
 
 
@@ -316,29 +355,46 @@ def definitions(
         "campaign_config": CampaignResource(
             campaign_file=settings.campaign_file, testing_mode=settings.testing_mode
         ),
-        "inbox": InboxResource(root=settings.inbox_root),
-        "alerts": AlertResource(
-            webhook_url=from_settings(settings, "alert_webhook_url"),
+        "inbox": sealed(InboxResource(root=settings.inbox_root), _names("inbox_url", "home")),
+        "alerts": sealed(
+            AlertResource(webhook_url=settings.reveal("alert_webhook_url")),
+            _names("alert_webhook_url"),
         ),
-        "store": store_resource(settings),
-        "sender": EmailSenderResource(
-            outbox_dir=str(settings.outbox_dir),
-            from_email=settings.from_email,
-            resend_api_key=from_settings(settings, "resend_api_key"),
-            resend_api_url=settings.resend_api_url,
-            public_url=settings.public_url,
-            local_url=settings.intake_public_url,
-            database_url=settings.database_url,
-            unsubscribe_secret=from_settings(settings, "unsubscribe_secret"),
-            reply_to=settings.reply_to,
-            postal_address=settings.postal_address,
+        "store": sealed(store_resource(settings), _names("database_url", "home")),
+        "sender": sealed(
+            sender_resource(settings),
+            _names(
+                "resend_api_key",
+                "resend_api_url",
+                "from_email",
+                "reply_to",
+                "postal_address",
+                "public_url",
+                "unsubscribe_secret",
+                "database_url",
+                "home",
+            ),
         ),
     }
     notion = notion_resource(settings)
     if notion is not None:
-        resources["notion"] = notion
+        resources["notion"] = sealed(
+            notion,
+            _names(
+                "notion_token",
+                "notion_base_url",
+                "notion_contacts_db_id",
+                "notion_sequences_db_id",
+                "notion_analytics_db_id",
+                "notion_templates_db_id",
+                "notion_rate_per_s",
+            ),
+        )
     if settings.calcom_api_key is not None:
-        resources["calcom"] = CalcomResource(
-            api_key=from_settings(settings, "calcom_api_key"), api_url=settings.calcom_api_url
+        resources["calcom"] = sealed(
+            CalcomResource(
+                api_key=settings.reveal("calcom_api_key") or "", api_url=settings.calcom_api_url
+            ),
+            _names("calcom_api_key", "calcom_api_url"),
         )
     return dg.Definitions(resources=resources)

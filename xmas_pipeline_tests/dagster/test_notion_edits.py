@@ -65,7 +65,7 @@ class Ticks:
         self.instance = instance
         self.resources: dict[str, Any] = {
             "store": StateStoreResource(database_url=env.settings.database_url),
-            "notion": notion_resource(env.settings, as_env=False),
+            "notion": notion_resource(env.settings),
             "campaign_config": CampaignResource(testing_mode=True),
         }
 

@@ -21,7 +21,11 @@ from xmas_pipeline.adapters.sql.tables import metadata
 
 def make_engine(url: str, *, connect_timeout_s: int | None = None) -> Engine:
     """An engine for the store. `connect_timeout_s` bounds how long a PostgreSQL connection
-    may take to open (the intake must answer a webhook even while the store is away)."""
+    may take to open (the intake must answer a webhook even while the store is away).
+
+    Its errors never show a statement's parameters (`hide_parameters`): they can hold the
+    generated signing key or a contact's details, and an error's text ends up in the run's
+    failure, the UI and ops alerts."""
     if url.startswith("sqlite"):
         database = sa.engine.make_url(url).database
         if database and database != ":memory:":
@@ -32,7 +36,7 @@ def make_engine(url: str, *, connect_timeout_s: int | None = None) -> Engine:
             os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
             with contextlib.suppress(PermissionError):  # an older file: tighten it too
                 path.chmod(0o600)
-        engine = sa.create_engine(url, connect_args={"timeout": 30})
+        engine = sa.create_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
 
         @sa.event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -44,7 +48,9 @@ def make_engine(url: str, *, connect_timeout_s: int | None = None) -> Engine:
 
         return engine
     connect_args = {"connect_timeout": connect_timeout_s} if connect_timeout_s else {}
-    return sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+    return sa.create_engine(
+        url, pool_pre_ping=True, connect_args=connect_args, hide_parameters=True
+    )
 
 
 def upsert(conn: Connection, table: sa.Table) -> Any:
