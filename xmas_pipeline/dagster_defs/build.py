@@ -6,6 +6,7 @@ import dagster as dg
 from xmas_pipeline.dagster_defs import (
     delivery,
     executor,
+    forget,
     funnel,
     ingestion,
     jobs,
@@ -31,6 +32,7 @@ MODULES = (
     notion,
     notion_edits,
     jobs,
+    forget,
     schedules,
     sensors,
 )

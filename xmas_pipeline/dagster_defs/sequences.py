@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 import dagster as dg
 import pandas as pd
 
+from xmas_pipeline.adapters.sql.forget import SqlForget
 from xmas_pipeline.core.campaign import Campaign
 from xmas_pipeline.core.funnel import steps_reached
 from xmas_pipeline.core.render import Renderer, TemplateError
@@ -34,6 +35,7 @@ from xmas_pipeline.dagster_defs.resources import (
 )
 from xmas_pipeline.services.checked_templates import keep_checked
 from xmas_pipeline.services.critical_alerts import send_critical_alerts
+from xmas_pipeline.services.forget import drop_forgotten
 from xmas_pipeline.services.inbox_days import read_booking_day, read_signup_day
 from xmas_pipeline.settings import Settings
 
@@ -87,6 +89,9 @@ def definitions(
         # The day's files read again (not a value passed from `signups`): nothing between
         # the two lives on one host's disk, and a re-run of this asset alone works.
         events = read_signup_day(inbox.get(), context.partition_key).events
+        database = store.database()
+        forget = SqlForget(database.url, engine=database.engine)
+        events, suppressed = drop_forgotten(inbox.get(), forget, events)
         report = backend.upsert_signups(camp, events)
         alert_meta: dict[str, object] = {}
         if alerts.webhook_url:
@@ -114,6 +119,7 @@ def definitions(
                 "new sequences": len(report.created),
                 "refreshed": len(report.updated),
                 "unchanged": len(report.unchanged),
+                "suppressed (forgotten)": suppressed,
                 "store": store.backend,
                 **{f"signups {k}": v for k, v in segments.items()},
                 **alert_meta,

@@ -47,6 +47,20 @@ class NotionSync(NotionPages):
     def update_contact(self, page_id: str, changes: dict[str, Any]) -> None:
         self.api.update_page(page_id, self.encode_values(CONTACTS, changes))
 
+    def find_sequence_pages(self, campaign: Campaign, email: str) -> list[dict[str, Any]]:
+        """Every Email Sequence page of the campaign for this address (a person being
+        forgotten: duplicates too)."""
+        query = {
+            "and": [
+                self.campaign_condition(campaign),
+                self.condition(SEQUENCES, self.schema.sequences.email, "equals", email),
+            ]
+        }
+        return self.api.query(self.source(SEQUENCES).id, query)
+
+    def trash_page(self, page_id: str) -> None:
+        self.api.trash_page(page_id)
+
     def log_message(self, campaign: Campaign, row: dict[str, Any]) -> str:
         """One Email Analytics page for a message sent or failed; its page id. A create
         that timed out is looked up by message, status and time before it is repeated."""
