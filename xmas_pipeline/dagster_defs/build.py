@@ -14,6 +14,7 @@ from xmas_pipeline.dagster_defs import (
     notion_edits,
     pausing,
     resources,
+    retention,
     schedules,
     sensors,
     sequences,
@@ -33,6 +34,7 @@ MODULES = (
     notion_edits,
     jobs,
     forget,
+    retention,
     schedules,
     sensors,
 )
