@@ -16,6 +16,7 @@ import dagster as dg
 
 from xmas_pipeline.adapters.notion.http import NotionCallError
 from xmas_pipeline.adapters.notion.setup import setup_notion
+from xmas_pipeline.adapters.sql.secrets import rotate_unsubscribe_key
 from xmas_pipeline.core.forget import checked_address
 from xmas_pipeline.core.ports import StoreSchemaError
 from xmas_pipeline.dagster_defs.forget import forget_everywhere
@@ -242,6 +243,14 @@ def _forget(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rotate_unsubscribe_key(args: argparse.Namespace) -> int:
+    """A new current signing key; links already sent keep working (old keys are kept)."""
+    settings = Settings.from_env()
+    key_id = rotate_unsubscribe_key(settings.reveal("unsubscribe_secret"), settings.database_url)
+    print(f"unsubscribe links are now signed with key {key_id}; older links still work")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="xmas-pipeline", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -280,6 +289,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     forget.add_argument("email")
     forget.set_defaults(func=_forget)
+
+    rotate = sub.add_parser(
+        "rotate-unsubscribe-key",
+        help="sign unsubscribe links with a new key; links already sent keep working",
+    )
+    rotate.set_defaults(func=_rotate_unsubscribe_key)
     return parser
 
 
