@@ -129,3 +129,12 @@ def test_a_forgotten_address_reads_unsubscribed_and_the_gate_refuses_it(
     }
     decision = send_gate(sql_store, campaign, None)([row])
     assert decision.stopped[row["message_id"]][1] == "unsubscribed"
+
+
+def test_forgotten_keys_are_found_among_many(sql_store: SqlStore, campaign: Campaign) -> None:
+    forget = SqlForget(sql_store.url, engine=sql_store.engine)
+    assert forget.forgotten_keys([GONE]) == set()  # nothing forgotten yet: no salt needed
+    forget.suppress("last@x.com")
+    forget.suppress(GONE)
+    many = [f"p{n}@x.com" for n in range(1200)] + ["last@x.com", GONE]
+    assert forget.forgotten_keys(many) == {"last@x.com", GONE}

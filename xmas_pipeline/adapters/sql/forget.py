@@ -39,6 +39,7 @@ from xmas_pipeline.core.forget import forgotten_hash, mentions
 FORGET_SALT = "forget-address-salt"
 # Hold no address: the generated secrets, and the hashes themselves.
 _NEVER_HOLD = {secrets.name, forgotten.name}
+_CHUNK = 500
 
 
 def _like(key: str) -> str:
@@ -57,10 +58,15 @@ def forgotten_among(conn: sa.Connection, keys: Iterable[str]) -> set[str]:
     if salt is None:
         return set()
     by_hash = {forgotten_hash(salt, key): key for key in wanted}
-    found = conn.execute(
-        sa.select(forgotten.c.address_hash).where(forgotten.c.address_hash.in_(sorted(by_hash)))
-    )
-    return {by_hash[row[0]] for row in found}
+    hashes = sorted(by_hash)
+    gone: set[str] = set()
+    for start in range(0, len(hashes), _CHUNK):  # a whole campaign's keys: in chunks
+        chunk = hashes[start : start + _CHUNK]
+        found = conn.execute(
+            sa.select(forgotten.c.address_hash).where(forgotten.c.address_hash.in_(chunk))
+        )
+        gone |= {by_hash[row[0]] for row in found}
+    return gone
 
 
 class SqlForget(SqlDatabase):
