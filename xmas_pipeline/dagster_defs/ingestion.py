@@ -13,6 +13,7 @@ where they are.
 import dagster as dg
 import pandas as pd
 
+from xmas_pipeline.adapters.sql.forget import SqlForget
 from xmas_pipeline.core.campaign import Campaign
 from xmas_pipeline.dagster_defs.metadata import (
     counts,
@@ -27,6 +28,7 @@ from xmas_pipeline.dagster_defs.resources import (
     StateStoreResource,
 )
 from xmas_pipeline.services.email_events import apply_email_events
+from xmas_pipeline.services.forget import drop_forgotten
 from xmas_pipeline.services.inbox_days import (
     read_booking_day,
     read_email_event_day,
@@ -141,7 +143,10 @@ def definitions(
         batch = read_email_event_day(inbox.get(), day)
         for item in batch.rejected:
             context.log.warning(f"rejected {item['file']}: {item['reason']}")
-        applied = apply_email_events(backend, camp, batch.events)
+        database = store.database()
+        forget = SqlForget(database.url, engine=database.engine)
+        events, suppressed = drop_forgotten(inbox.get(), forget, batch.events, lambda e: e.ref)
+        applied = apply_email_events(backend, camp, events)
         return dg.MaterializeResult(
             check_results=[rejected_files_check(day, batch.rejected)],
             metadata={
@@ -151,6 +156,7 @@ def definitions(
                 "repeats": applied.repeats,
                 "rejected": len(batch.rejected),
                 "ignored (other types)": batch.ignored,
+                "suppressed (forgotten)": suppressed,
                 "by type": dg.MetadataValue.json(
                     counts(pd.Series([e.kind for e in batch.events], dtype=object))
                 ),

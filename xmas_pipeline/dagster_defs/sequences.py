@@ -91,7 +91,7 @@ def definitions(
         events = read_signup_day(inbox.get(), context.partition_key).events
         database = store.database()
         forget = SqlForget(database.url, engine=database.engine)
-        events, suppressed = drop_forgotten(inbox.get(), forget, events)
+        events, suppressed = drop_forgotten(inbox.get(), forget, events, lambda e: e.source)
         report = backend.upsert_signups(camp, events)
         alert_meta: dict[str, object] = {}
         if alerts.webhook_url:

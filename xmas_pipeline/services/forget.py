@@ -10,7 +10,10 @@ suppressed from then on. What forgetting cannot reach is said, not hidden (`UNRE
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Protocol, TypeVar
 
 from upath import UPath
 
@@ -19,7 +22,6 @@ from xmas_pipeline.adapters.notion.sync import NotionSync
 from xmas_pipeline.adapters.sql.forget import SqlForget
 from xmas_pipeline.core.campaign import Campaign
 from xmas_pipeline.core.forget import file_mentions, mentions
-from xmas_pipeline.core.signup import SignupEvent
 
 UNREACHABLE = (
     "Dagster's event log and run history (runs before this one may name the address)",
@@ -128,17 +130,26 @@ def forget_person(
     return report
 
 
+class _Keyed(Protocol):
+    @property
+    def contact_key(self) -> str: ...
+
+
+E = TypeVar("E", bound=_Keyed)
+
+
 def drop_forgotten(
-    inbox: Inbox, store: SqlForget, events: list[SignupEvent]
-) -> tuple[list[SignupEvent], int]:
-    """A day's signups without those of forgotten addresses, whose inbox files are removed
-    too (the address is kept nowhere in clear): (the rest, how many were suppressed)."""
-    gone = store.forgotten_keys(e.contact_key for e in events)
+    inbox: Inbox, store: SqlForget, events: list[E], ref: Callable[[E], str]
+) -> tuple[list[E], int]:
+    """A day's events without those of forgotten addresses (a new signup, a late delivery
+    event for an email sent before), whose inbox files are removed too: the address is
+    kept nowhere in clear. (the rest, how many were suppressed)."""
+    gone = store.forgotten_keys(e.contact_key for e in events if e.contact_key)
     if not gone:
         return events, 0
     kept = [e for e in events if e.contact_key not in gone]
     for event in events:
-        if event.contact_key in gone:
-            kind, day, name = event.source.split("/", 2)
-            inbox.remove(InboxFile(kind, day, name, "", event.received_at))
+        parts = ref(event).split("/", 2)
+        if event.contact_key in gone and len(parts) == 3 and parts[0] in KINDS:
+            inbox.remove(InboxFile(parts[0], parts[1], parts[2], "", datetime.now(UTC)))
     return kept, len(events) - len(kept)

@@ -172,6 +172,10 @@ def test_forget_erases_a_person_everywhere_and_suppresses_a_new_signup(
         meta = materializations(again, "email_sequences")[0]
         assert meta["suppressed (forgotten)"] == 1 and meta["new sequences"] == 0
         env.send(today(), instance, catch_up=True)
+        # A delivery event for an email sent before forgetting arrives late: dropped too.
+        env.inbox.write_json("email-events", delivered("re_late", GONE))
+        events = materializations(run(env, "ingest_email_events", instance), "email_events")[0]
+        assert events["suppressed (forgotten)"] == 1
         assert store_mentions(env, GONE) == {}
         assert file_mentions(env.home / "inbox", GONE) == []
         assert file_mentions(env.outbox, GONE) == []
