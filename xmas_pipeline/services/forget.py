@@ -80,7 +80,12 @@ def forget_outbox(folder: UPath, key: str) -> int:
     """Remove the outbox files whose name (the idempotency key) holds the address."""
     if not folder.exists():
         return 0
-    found = [p for p in folder.iterdir() if mentions(p.name.replace("__", "/"), key)]
+    # The key's "/" became "__" in the name: the address sits between two of them.
+    found = [
+        p
+        for p in folder.iterdir()
+        if f"__{key}__" in p.name.lower() or mentions(p.name.replace("__", "/"), key)
+    ]
     for path in found:
         path.unlink()
     return len(found)
