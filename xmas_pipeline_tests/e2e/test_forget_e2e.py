@@ -211,3 +211,17 @@ def test_the_forget_job_shows_counts_and_a_hash_never_the_address(
         assert not any(GONE in text.lower() for text in logged)
     assert store_mentions(env, GONE) == {}
     assert notion_mentions(notion, ws, GONE) == []
+
+
+def test_the_forget_job_refuses_a_malformed_address_without_echoing_it(tmp_path: Path) -> None:
+    env = make_env(tmp_path / "home")
+    with dg.instance_for_test() as instance:
+        result = env.defs.resolve_job_def(FORGET_JOB).execute_in_process(
+            instance=instance,
+            run_config={"ops": {"forget_person": {"config": {"email": "jane-at-x.com"}}}},
+            raise_on_error=False,
+        )
+        assert not result.success
+        (failure,) = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+        assert "not a valid address" in failure.step_failure_data.error.message
+        assert not any("jane-at-x.com" in str(e.message) for e in instance.all_logs(result.run_id))
