@@ -38,6 +38,7 @@ class ForgetReport:
     inbox: dict[str, int] = field(default_factory=dict)  # kind -> files removed
     outbox: int = 0
     notion_pages_trashed: int = 0
+    notion_logs_trashed: int = 0  # Email Analytics pages
     notion_contacts_cleared: int = 0
     notion: str = "off"
 
@@ -52,6 +53,7 @@ class ForgetReport:
             **{f"inbox {kind}": n for kind, n in sorted(self.inbox.items())},
             "outbox files": self.outbox,
             "notion pages trashed": self.notion_pages_trashed,
+            "notion analytics pages trashed": self.notion_logs_trashed,
             "notion contacts cleared": self.notion_contacts_cleared,
         }
 
@@ -93,22 +95,23 @@ def forget_outbox(folder: UPath, key: str) -> int:
 
 def forget_in_notion(
     notion: NotionSync, campaign: Campaign, key: str, known: tuple[list[str], list[str]]
-) -> tuple[int, int]:
-    """Trash the person's Email Sequence pages, clear their CRM contact's campaign
-    fields: (pages trashed, contacts cleared). Pages are looked up too, not only taken
-    from the store: a page made by hand or by an older tool is theirs as well."""
+) -> tuple[int, int, int]:
+    """Trash the person's Email Sequence pages and Email Analytics pages (when that log
+    is on), clear their CRM contact's campaign fields: (sequence pages, analytics pages,
+    contacts). Pages are looked up too, not only taken from the store: a page made by
+    hand or by an older tool is theirs as well."""
     notion.prepare(campaign)
-    pages = set(known[0])
-    found = notion.find_sequence_pages(campaign, key)
-    pages |= {page["id"] for page in found}
-    for page_id in sorted(pages):
+    pages = set(known[0]) | {p["id"] for p in notion.find_sequence_pages(campaign, key)}
+    logged = {p["id"] for p in notion.find_analytics_pages(key)}
+    for page_id in sorted(pages | logged):
         notion.trash_page(page_id)
-    contacts = set(known[1]) | {c.page_id for c in notion.find_contacts({key: key}).values()}
+    found = notion.find_contacts({key: key}).values()
+    contacts = sorted({p for p in known[1] if p} | {c.page_id for c in found if c.page_id})
     c = notion.schema.contacts
     cleared = {c.campaign_status: None, c.booking_status: None, c.diagnostic_call_date: None}
-    for page_id in sorted(p for p in contacts if p):
+    for page_id in contacts:
         notion.update_contact(page_id, cleared)
-    return len(pages), len([p for p in contacts if p])
+    return len(pages), len(logged), len(contacts)
 
 
 def forget_person(
@@ -125,8 +128,9 @@ def forget_person(
     # Suppressed first: a signup ingested while this runs is already refused.
     report = ForgetReport(address_hash=store.suppress(key))
     if notion is not None:
-        trashed, cleared = forget_in_notion(notion, campaign, key, store.notion_page_ids(key))
-        report.notion_pages_trashed, report.notion_contacts_cleared = trashed, cleared
+        counts = forget_in_notion(notion, campaign, key, store.notion_page_ids(key))
+        report.notion_pages_trashed, report.notion_logs_trashed = counts[0], counts[1]
+        report.notion_contacts_cleared = counts[2]
         report.notion = "done"
     report.inbox = forget_inbox(inbox, key)
     if outbox is not None:

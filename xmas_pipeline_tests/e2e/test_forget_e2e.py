@@ -68,8 +68,9 @@ def file_mentions(folder: Path, address: str) -> list[str]:
 
 
 def notion_mentions(notion: FakeNotion, ws: Workspace, address: str) -> list[dict[str, Any]]:
-    """Live (not trashed) Email Sequence pages holding it."""
-    return [r for r in notion.rows(ws.sequences) if address in str(r).lower()]
+    """Live (not trashed) Email Sequence and Email Analytics pages holding it."""
+    rows = notion.rows(ws.sequences) + notion.rows(ws.analytics or "")
+    return [r for r in rows if address in str(r).lower()]
 
 
 def crm_contact(notion: FakeNotion, ws: Workspace, address: str) -> dict[str, Any]:
@@ -95,7 +96,7 @@ def delivered(provider_id: str, to: str) -> dict[str, Any]:
 def live_pipeline(
     notion: FakeNotion, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> tuple[PipelineEnv, Workspace]:
-    ws = busos_workspace(notion)
+    ws = busos_workspace(notion, analytics=True)
     add_contact(notion, ws, GONE)
     env_vars = {
         "XMAS_TESTING_MODE": "true",
@@ -103,6 +104,7 @@ def live_pipeline(
         "NOTION_BASE_URL": notion.base_url,
         "NOTION_CONTACTS_DB_ID": ws.contacts,
         "NOTION_EMAIL_SEQUENCE_DB_ID": ws.sequences,
+        "NOTION_EMAIL_ANALYTICS_DB_ID": ws.analytics or "",
         "XMAS_UNSUBSCRIBE_SECRET": "s3cret-unsub",
     }
     monkeypatch.setenv("XMAS_HOME", str(tmp_path / "home"))
@@ -145,6 +147,7 @@ def test_forget_erases_a_person_everywhere_and_suppresses_a_new_signup(
         assert {"message_status", "notion_pages", "notion_contacts"} <= set(before)
         assert file_mentions(env.home / "inbox", GONE) and file_mentions(env.outbox, GONE)
         assert notion_mentions(notion, ws, GONE)
+        assert any(GONE in str(r).lower() for r in notion.rows(ws.analytics or ""))
         assert crm_contact(notion, ws, GONE)["Booking Status"] == "Booked"
 
         assert main(["forget", "CRIT@x.com"]) == 0
@@ -152,6 +155,7 @@ def test_forget_erases_a_person_everywhere_and_suppresses_a_new_signup(
         assert "store sequences: 1" in out and "store messages: 1" in out
         assert "inbox signups: 1" in out and "inbox bookings: 1" in out
         assert "notion pages trashed: 1" in out and "notion contacts cleared: 1" in out
+        assert "notion analytics pages trashed: 1" in out
         assert "Dagster's event log" in out and "backups" in out
         assert GONE not in out.lower()
 

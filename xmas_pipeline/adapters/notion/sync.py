@@ -58,6 +58,13 @@ class NotionSync(NotionPages):
         }
         return self.api.query(self.source(SEQUENCES).id, query)
 
+    def find_analytics_pages(self, email: str) -> list[dict[str, Any]]:
+        """The Email Analytics pages logged for this address (none without that DB)."""
+        if not self.logs_messages:
+            return []
+        condition = self.condition(ANALYTICS, self.schema.analytics.email, "equals", email)
+        return self.api.query(self.source(ANALYTICS).id, condition)
+
     def trash_page(self, page_id: str) -> None:
         self.api.trash_page(page_id)
 
