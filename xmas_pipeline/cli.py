@@ -16,7 +16,10 @@ import dagster as dg
 
 from xmas_pipeline.adapters.notion.http import NotionCallError
 from xmas_pipeline.adapters.notion.setup import setup_notion
+from xmas_pipeline.adapters.sql.secrets import rotate_unsubscribe_key
+from xmas_pipeline.core.forget import checked_address
 from xmas_pipeline.core.ports import StoreSchemaError
+from xmas_pipeline.dagster_defs.forget import forget_everywhere
 from xmas_pipeline.dagster_defs.resources import build_store, notion_resource
 from xmas_pipeline.intake.server import serve, worker_count
 from xmas_pipeline.services.notion_import import import_from_notion
@@ -219,6 +222,35 @@ def _notion_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _forget(args: argparse.Namespace) -> int:
+    """Erase one person from everything the pipeline holds; keep only a salted hash."""
+    try:
+        checked_address(args.email)
+    except ValueError as exc:  # a malformed address: nothing is touched
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    settings = Settings.from_env()
+    resource = notion_resource(settings)
+    notion = resource.client() if resource is not None else None
+    try:
+        print(forget_everywhere(settings, args.email, notion).summary())
+    except NotionCallError as exc:  # Notion unavailable: run it again (it is repeatable)
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if notion is not None:
+            notion.close()
+    return 0
+
+
+def _rotate_unsubscribe_key(args: argparse.Namespace) -> int:
+    """A new current signing key; links already sent keep working (old keys are kept)."""
+    settings = Settings.from_env()
+    key_id = rotate_unsubscribe_key(settings.reveal("unsubscribe_secret"), settings.database_url)
+    print(f"unsubscribe links are now signed with key {key_id}; older links still work")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="xmas-pipeline", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -251,6 +283,18 @@ def build_parser() -> argparse.ArgumentParser:
         "import", help="take the existing Email Sequence pages and CRM contacts into the store"
     )
     notion_import.set_defaults(func=_notion_import)
+
+    forget = sub.add_parser(
+        "forget", help="erase a person everywhere the pipeline holds them; never email again"
+    )
+    forget.add_argument("email")
+    forget.set_defaults(func=_forget)
+
+    rotate = sub.add_parser(
+        "rotate-unsubscribe-key",
+        help="sign unsubscribe links with a new key; links already sent keep working",
+    )
+    rotate.set_defaults(func=_rotate_unsubscribe_key)
     return parser
 
 

@@ -105,6 +105,8 @@ class Settings(BaseSettings):
     inbox_url: str = _env("XMAS_INBOX_URL", "")
     campaign_file: str | None = _env("XMAS_CAMPAIGN_FILE")
     testing_mode: bool = _env("XMAS_TESTING_MODE", False)
+    # Inbox day folders older than this, once ingested, are removed by `inbox_retention`.
+    inbox_retention_days: int = _env("XMAS_INBOX_RETENTION_DAYS", 90, ge=1)
     from_email: str = _env("XMAS_FROM_EMAIL", "BusOS <hello@example.com>")
     reply_to: str | None = _env("XMAS_REPLY_TO")
     # Bulk-mail law asks for the sender's postal address in every email (required with

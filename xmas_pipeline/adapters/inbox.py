@@ -16,6 +16,7 @@ This module holds what both share: the layout, and what the sensors and readers 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -113,6 +114,22 @@ class Inbox:
 
     def read(self, item: InboxFile) -> bytes:
         return self._store.read(UPath(item.path))
+
+    def remove(self, item: InboxFile) -> None:
+        """Delete one file (a forgotten person's, one past retention); already gone is fine."""
+        path = self.root / item.kind / item.day / item.name
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+    def remove_day(self, kind: str, day: str) -> int:
+        """Delete a whole day folder (past retention): the files removed."""
+        items = self.files(kind, day)
+        for item in items:
+            self.remove(item)
+        folder = self.root / kind / day
+        if _is_local(self.root) and folder.exists() and not any(folder.iterdir()):
+            folder.rmdir()  # nothing is written to a day long past
+        return len(items)
 
     def fingerprint(self, kind: str, day: str) -> str:
         """Changes whenever a file is added to (or replaced in) a day folder; "" if empty."""

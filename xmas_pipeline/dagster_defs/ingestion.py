@@ -13,6 +13,7 @@ where they are.
 import dagster as dg
 import pandas as pd
 
+from xmas_pipeline.adapters.sql.forget import SqlForget
 from xmas_pipeline.core.campaign import Campaign
 from xmas_pipeline.dagster_defs.metadata import (
     counts,
@@ -29,6 +30,7 @@ from xmas_pipeline.dagster_defs.resources import (
     StateStoreResource,
 )
 from xmas_pipeline.services.email_events import apply_email_events
+from xmas_pipeline.services.forget import drop_forgotten
 from xmas_pipeline.services.inbox_days import (
     read_booking_day,
     read_email_event_day,
@@ -146,7 +148,10 @@ def definitions(
         batch = read_email_event_day(inbox.get(), day)
         for item in batch.rejected:
             context.log.warning(f"rejected {item['file']}: {item['reason']}")
-        applied = apply_email_events(backend, camp, batch.events)
+        database = store.database()
+        forget = SqlForget(database.url, engine=database.engine)
+        events, suppressed = drop_forgotten(inbox.get(), forget, batch.events, lambda e: e.ref)
+        applied = apply_email_events(backend, camp, events)
         reputation = evaluate_reputation(
             context, store, alerts, camp, settings.reputation_limits, "email_events"
         )
@@ -159,6 +164,7 @@ def definitions(
                 "repeats": applied.repeats,
                 "rejected": len(batch.rejected),
                 "ignored (other types)": batch.ignored,
+                "suppressed (forgotten)": suppressed,
                 "by type": dg.MetadataValue.json(
                     counts(pd.Series([e.kind for e in batch.events], dtype=object))
                 ),

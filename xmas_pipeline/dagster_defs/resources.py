@@ -26,14 +26,14 @@ from xmas_pipeline.adapters.sql.journal import SqlSendJournal
 from xmas_pipeline.adapters.sql.notion_pages import SqlNotionPages
 from xmas_pipeline.adapters.sql.notion_queue import SqlNotionQueue
 from xmas_pipeline.adapters.sql.reputation import SqlReputation
-from xmas_pipeline.adapters.sql.secrets import unsubscribe_secret
+from xmas_pipeline.adapters.sql.secrets import unsubscribe_keys
 from xmas_pipeline.adapters.sql.send_switch import SqlSendSwitch, SqlTemplateSnapshots
 from xmas_pipeline.adapters.sql.store import SqlStore
 from xmas_pipeline.core.campaign import Campaign, load_campaign
 from xmas_pipeline.core.context import message_context
 from xmas_pipeline.core.ports import EmailSender, SendJournal, StateStore
 from xmas_pipeline.core.render import Renderer, TemplateSource, load_template_dir
-from xmas_pipeline.core.unsubscribe import public_url_problem, unsubscribe_url
+from xmas_pipeline.core.unsubscribe import SigningKeys, public_url_problem, unsubscribe_url
 from xmas_pipeline.services.sending import DeliveryReport, Envelope, deliver
 from xmas_pipeline.settings import Settings, SettingsError
 
@@ -177,7 +177,7 @@ class EmailSenderResource(dg.ConfigurableResource):
     reply_to: str | None = None
     postal_address: str | None = None
 
-    _secret: str | None = PrivateAttr(default=None)
+    _secret: SigningKeys | None = PrivateAttr(default=None)
 
     @property
     def backend(self) -> str:
@@ -188,9 +188,9 @@ class EmailSenderResource(dg.ConfigurableResource):
             return OutboxSender(self.outbox_dir)
         return ResendSender(api_key=self.resend_api_key, base_url=self.resend_api_url)
 
-    def signing_key(self) -> str:
+    def signing_key(self) -> SigningKeys:
         if self._secret is None:
-            self._secret = unsubscribe_secret(self.unsubscribe_secret, self.database_url)
+            self._secret = unsubscribe_keys(self.unsubscribe_secret, self.database_url)
         return self._secret
 
     def unsubscribe_link(self, email: str) -> str:

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 import dagster as dg
 import pandas as pd
 
+from xmas_pipeline.adapters.sql.forget import SqlForget
 from xmas_pipeline.core.campaign import Campaign
 from xmas_pipeline.core.funnel import steps_reached
 from xmas_pipeline.core.render import Renderer, TemplateError
@@ -37,6 +38,7 @@ from xmas_pipeline.services.critical_alerts import (
     enqueue_critical_alerts,
     post_critical_alerts,
 )
+from xmas_pipeline.services.forget import drop_forgotten
 from xmas_pipeline.services.inbox_days import read_booking_day, read_signup_day
 from xmas_pipeline.settings import Settings
 
@@ -90,6 +92,9 @@ def definitions(
         # The day's files read again (not a value passed from `signups`): nothing between
         # the two lives on one host's disk, and a re-run of this asset alone works.
         events = read_signup_day(inbox.get(), context.partition_key).events
+        database = store.database()
+        forget = SqlForget(database.url, engine=database.engine)
+        events, suppressed = drop_forgotten(inbox.get(), forget, events, lambda e: e.source)
         outbox = store.alert_outbox(camp)
         # Into the alert outbox before the signups are stored, so no crash in between can
         # lose one; one the chat does not take now goes with alert_outbox_sensor.
@@ -120,6 +125,7 @@ def definitions(
                 "new sequences": len(report.created),
                 "refreshed": len(report.updated),
                 "unchanged": len(report.unchanged),
+                "suppressed (forgotten)": suppressed,
                 "store": store.backend,
                 **{f"signups {k}": v for k, v in segments.items()},
                 **alert_meta,

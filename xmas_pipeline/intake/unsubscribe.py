@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from datetime import UTC, datetime
 from html import escape
 from urllib.parse import parse_qs, urlencode
@@ -35,8 +36,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from xmas_pipeline.adapters.sql.engine import make_engine
-from xmas_pipeline.adapters.sql.secrets import unsubscribe_secret
-from xmas_pipeline.core.unsubscribe import verify_token
+from xmas_pipeline.adapters.sql.secrets import unsubscribe_keys
+from xmas_pipeline.core.unsubscribe import SigningKeys, key_id_of, verify_token
 from xmas_pipeline.intake.http import Reject, read_body
 from xmas_pipeline.intake.storage import EventStore
 from xmas_pipeline.settings import Settings
@@ -45,6 +46,8 @@ logger = logging.getLogger("xmas_pipeline.intake")
 
 PATH = "/unsubscribe"
 EVENT_TYPE = "contact.unsubscribed"
+# A link naming a key id not known yet makes the keys be read again, at most this often.
+RELOAD_EVERY_S = 60.0
 
 # The token rides in the URL: keep it out of referrers and caches; the page needs no
 # scripts, frames or outside resources.
@@ -87,31 +90,43 @@ class UnsubscribeEndpoint:
     def __init__(self, settings: Settings, store: EventStore) -> None:
         self.settings = settings
         self.store = store
-        self._secret: str | None = None
+        self._secret: SigningKeys | None = None
         self._secret_lock = threading.Lock()
+        self._reloaded_at = -RELOAD_EVERY_S  # the first unknown key id is looked up
 
-    def _load_secret(self) -> str:
-        """The signing key, looked up in the store on first use only (the lock keeps
-        concurrent first requests to one lookup). A failed lookup is tried again next time."""
+    def _load_secret(self, again: bool = False) -> SigningKeys:
+        """The signing keys: a configured key alone needs no database; otherwise they are
+        looked up in the store on first use (the lock keeps concurrent first requests to
+        one lookup), and again when a link names a key id not known yet (a rotation
+        since), at most once a minute. A failed lookup is tried again next time."""
         with self._secret_lock:
-            if self._secret is None:
+            stale = again and time.monotonic() - self._reloaded_at > RELOAD_EVERY_S
+            if self._secret is None or stale:
                 configured = self.settings.reveal("unsubscribe_secret")
-                if configured:
-                    self._secret = configured
+                if configured and not again:
+                    self._secret = SigningKeys.of(configured)
                 else:
                     engine = make_engine(self.settings.database_url)
                     try:
-                        self._secret = unsubscribe_secret(None, self.settings.database_url, engine)
+                        url = self.settings.database_url
+                        self._secret = unsubscribe_keys(configured, url, engine)
                     finally:
                         engine.dispose()
+                    if again:  # only lookups for unknown ids are limited
+                        self._reloaded_at = time.monotonic()
             return self._secret
 
-    async def _signing_key(self) -> str:
-        if self._secret is not None:
+    async def _signing_key(self, token: str | None = None) -> SigningKeys:
+        unknown = (
+            bool(token)
+            and self._secret is not None
+            and not self._secret.get(key_id_of(token or "") or "0")
+        )
+        if self._secret is not None and not unknown:
             return self._secret
         try:
             # A database round trip: off the event loop.
-            return await run_in_threadpool(self._load_secret)
+            return await run_in_threadpool(self._load_secret, unknown)
         except (SQLAlchemyError, OSError):
             logger.exception("could not read the unsubscribe signing key from the store")
             raise Reject(503, "unsubscribe is unavailable right now; please try again") from None
@@ -119,7 +134,7 @@ class UnsubscribeEndpoint:
     async def _verified(self, token: str | None) -> str | Response:
         """The address a genuine token names, or the page that says why there is none."""
         try:
-            secret = await self._signing_key()
+            secret = await self._signing_key(token)
         except Reject as exc:
             return _page("Unsubscribe unavailable", f"<p>{escape(exc.reason)}.</p>", exc.status)
         email = verify_token(token, secret) if token else None

@@ -30,6 +30,7 @@ from upath import UPath
 from xmas_pipeline.adapters.inbox import Inbox, utc_day
 from xmas_pipeline.adapters.inbox_object_store import ObjectStore
 from xmas_pipeline.intake.app import create_app
+from xmas_pipeline.services.forget import forget_inbox
 from xmas_pipeline.services.inbox_days import read_signup_day
 from xmas_pipeline.settings import Settings
 
@@ -216,6 +217,35 @@ def test_200_concurrent_writes_give_200_intact_files(inbox_and_drop: tuple[Inbox
     assert len(listed) == 200 and {i.name for i in listed} == {i.name for i in items}
     assert sorted(inbox.read(item) for item in listed) == sorted(bodies)
     assert day in inbox.days("signups")
+
+
+def test_forgetting_removes_every_file_holding_the_address_and_only_those(
+    inbox_and_drop: tuple[Inbox, Drop],
+) -> None:
+    inbox, drop = inbox_and_drop
+    old = datetime(2025, 11, 3, 12, tzinfo=UTC)
+    inbox.write_json("signups", signup("Gone@Example.com"), received_at=old)
+    inbox.write_json("signups", signup("kept@example.com"), received_at=old)
+    inbox.write_json("signups", signup("agone@example.com"))  # a look-alike stays
+    booking = {"payload": {"attendees": [{"email": "GONE@example.com", "name": "G"}]}}
+    inbox.write_json("bookings", booking)
+    inbox.write_json("email-events", {"type": "email.opened", "data": {"to": ["gone@example.com"]}})
+    drop("signups/2025-11-04/broken.json", b'{"email": "gone@example.com", oops')
+
+    removed = forget_inbox(inbox, "gone@example.com")
+
+    assert removed == {"signups": 2, "bookings": 1, "email-events": 1}
+    left = [
+        inbox.read(item).decode().lower()
+        for kind in ("signups", "bookings", "email-events")
+        for day in inbox.days(kind)
+        for item in inbox.files(kind, day)
+    ]
+    assert len(left) == 2 and not any('"gone@example.com"' in text for text in left)
+    assert forget_inbox(inbox, "gone@example.com") == {}
+    # A whole old day goes at once (retention).
+    assert inbox.remove_day("signups", "2025-11-03") == 1
+    assert inbox.files("signups", "2025-11-03") == []
 
 
 def test_an_unknown_kind_is_refused(inbox_and_drop: tuple[Inbox, Drop]) -> None:

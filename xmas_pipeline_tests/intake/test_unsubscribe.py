@@ -11,8 +11,9 @@ from urllib.parse import urlsplit
 import pytest
 from starlette.testclient import TestClient
 
-from xmas_pipeline.adapters.sql.secrets import unsubscribe_secret
-from xmas_pipeline.core.unsubscribe import make_token, unsubscribe_url
+from xmas_pipeline.adapters.sql.secrets import unsubscribe_keys, unsubscribe_secret
+from xmas_pipeline.cli import main
+from xmas_pipeline.core.unsubscribe import SigningKeys, make_token, unsubscribe_url
 from xmas_pipeline.intake import unsubscribe
 from xmas_pipeline.intake.app import create_app
 from xmas_pipeline.settings import Settings
@@ -169,11 +170,11 @@ def test_the_key_is_looked_up_once_on_first_use(
 ) -> None:
     calls: list[str | None] = []
 
-    def counted(configured: str | None, database_url: str, engine: Any = None) -> str:
+    def counted(configured: str | None, database_url: str, engine: Any = None) -> SigningKeys:
         calls.append(configured)
-        return unsubscribe_secret(configured, database_url, engine)
+        return unsubscribe_keys(configured, database_url, engine)
 
-    monkeypatch.setattr(unsubscribe, "unsubscribe_secret", counted)
+    monkeypatch.setattr(unsubscribe, "unsubscribe_keys", counted)
     settings = settings_for(tmp_path, secret=None)
     client = TestClient(create_app(settings))
     assert calls == [] and not (tmp_path / "state.db").exists()  # nothing at start-up
@@ -228,3 +229,45 @@ def test_huge_post_body(tmp_path: Path) -> None:
     )
     assert response.status_code == 413
     assert events(tmp_path) == []
+
+
+@pytest.mark.parametrize("secret", [SECRET, None], ids=["configured", "generated"])
+def test_links_already_sent_keep_working_after_a_key_rotation(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    secret: str | None,
+) -> None:
+    settings = settings_for(tmp_path, secret)
+    client = TestClient(create_app(settings))
+    before = unsubscribe_keys(secret, settings.database_url)
+    legacy = make_token("old@example.com", before.oldest)  # sent before key ids
+    keyed = make_token("kid0@example.com", before)
+    assert keyed.endswith(".0")
+    assert client.get(f"/unsubscribe?token={keyed}").status_code == 200  # keys now cached
+
+    monkeypatch.setenv("XMAS_HOME", str(tmp_path))
+    monkeypatch.delenv("XMAS_DATABASE_URL", raising=False)
+    if secret:
+        monkeypatch.setenv("XMAS_UNSUBSCRIBE_SECRET", secret)
+    else:
+        monkeypatch.delenv("XMAS_UNSUBSCRIBE_SECRET", raising=False)
+    assert main(["rotate-unsubscribe-key"]) == 0
+    assert "key 1" in capsys.readouterr().out
+    after = unsubscribe_keys(secret, settings.database_url)
+    assert after.current[0] == "1" and after.oldest == before.oldest
+    fresh = make_token("new@example.com", after)
+    assert fresh.endswith(".1")
+
+    # The running intake learns the new key from the first link that names it.
+    for token in (legacy, keyed, fresh):
+        assert client.post(f"/unsubscribe?token={token}").status_code == 200, token
+    assert {e["data"]["email"] for e in events(tmp_path)} == {
+        "old@example.com",
+        "kid0@example.com",
+        "new@example.com",
+    }
+    # A key id nobody made, or a mac from another key under a real id, is refused.
+    forged = make_token("x@example.com", SigningKeys((("1", "not-the-key"),)))
+    assert client.post(f"/unsubscribe?token={forged}").status_code == 400
+    assert client.post(f"/unsubscribe?token={fresh[:-1]}7").status_code == 400

@@ -286,6 +286,10 @@ class NotionApi:
             "pages.update", self.client.pages.update, page_id=page_id, properties=properties
         )
 
+    def trash_page(self, page_id: str) -> dict[str, Any]:
+        # Moving to the trash again is harmless: repeatable.
+        return self.call("pages.update", self.client.pages.update, page_id=page_id, in_trash=True)
+
     def create_page(
         self,
         data_source_id: str,

@@ -47,6 +47,27 @@ class NotionSync(NotionPages):
     def update_contact(self, page_id: str, changes: dict[str, Any]) -> None:
         self.api.update_page(page_id, self.encode_values(CONTACTS, changes))
 
+    def find_sequence_pages(self, campaign: Campaign, email: str) -> list[dict[str, Any]]:
+        """Every Email Sequence page of the campaign for this address (a person being
+        forgotten: duplicates too)."""
+        query = {
+            "and": [
+                self.campaign_condition(campaign),
+                self.condition(SEQUENCES, self.schema.sequences.email, "equals", email),
+            ]
+        }
+        return self.api.query(self.source(SEQUENCES).id, query)
+
+    def find_analytics_pages(self, email: str) -> list[dict[str, Any]]:
+        """The Email Analytics pages logged for this address (none without that DB)."""
+        if not self.logs_messages:
+            return []
+        condition = self.condition(ANALYTICS, self.schema.analytics.email, "equals", email)
+        return self.api.query(self.source(ANALYTICS).id, condition)
+
+    def trash_page(self, page_id: str) -> None:
+        self.api.trash_page(page_id)
+
     def log_message(self, campaign: Campaign, row: dict[str, Any]) -> str:
         """One Email Analytics page for a message sent or failed; its page id. A create
         that timed out is looked up by message, status and time before it is repeated."""

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from xmas_pipeline.adapters.sql.engine import SqlDatabase, lock_campaign, upsert, utc
+from xmas_pipeline.adapters.sql.forget import forgotten_among, suppress_forgotten
 from xmas_pipeline.adapters.sql.notion_queue import mark_dirty
 from xmas_pipeline.adapters.sql.tables import (
     booking_events,
@@ -226,11 +227,13 @@ class SqlBookings(SqlDatabase):
             query = query.where(contacts.c.contact_key.in_(sorted(set(keys))))
         with self.engine.connect() as conn:
             frame = pd.read_sql(query, conn)
+            # A forgotten address is never emailed again: it reads as unsubscribed.
+            gone = forgotten_among(conn, frame["contact_key"].astype(str) if keys is None else keys)
         for name in ("unsubscribed", "paused"):
             frame[name] = as_bool(frame[name])
         frame["delivery_state"] = frame["delivery_state"].fillna("").astype(str)
         frame["booked"] = frame.pop("booking_status").fillna("").astype(str) == BOOKED
-        return frame
+        return suppress_forgotten(frame, gone)
 
     def set_contact_flags(
         self, campaign: Campaign, contact_key: str, email: str = "", **flags: Any

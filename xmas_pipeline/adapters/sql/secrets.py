@@ -5,6 +5,11 @@ is generated the first time any process asks, stored in the `secrets` table, and
 on every process (the intake checking a link, the run worker signing one, on any host)
 reads the same key. Creating it is a race-free insert: the first writer wins and everyone
 reads the winner's value. The SQLite file is readable by its owner only.
+
+Rotating the key (`xmas-pipeline rotate-unsubscribe-key`) adds a key under the next id
+(`unsubscribe-signing-key/1`, `/2`...) and keeps the older ones: links carry their key's
+id, so every link already sent still verifies. The base key (configured or generated) is
+id "0", the one tokens made before key ids were signed with.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from sqlalchemy.engine import Engine
 
 from xmas_pipeline.adapters.sql.engine import SqlDatabase, upsert
 from xmas_pipeline.adapters.sql.tables import secrets
+from xmas_pipeline.core.unsubscribe import SigningKeys
 
 UNSUBSCRIBE = "unsubscribe-signing-key"
 
@@ -33,6 +39,36 @@ class SqlSecrets(SqlDatabase):
             value = conn.execute(sa.select(secrets.c.value).where(secrets.c.name == name))
             return str(value.scalar_one())
 
+    def numbered(self, name: str) -> list[tuple[str, str]]:
+        """(number, value) of `name/<n>` entries, in order."""
+        self.prepare()
+        prefix = f"{name}/"
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(secrets.c.name, secrets.c.value).where(secrets.c.name.startswith(prefix))
+            ).all()
+        found = [(r[0][len(prefix) :], str(r[1])) for r in rows]
+        return sorted((n, v) for n, v in found if n.isdigit())
+
+    def add_numbered(self, name: str) -> str:
+        """A new random value under the next `name/<n>`: its number."""
+        while True:
+            taken = [int(n) for n, _ in self.numbered(name)]
+            number = str(max(taken, default=0) + 1)
+            with self.engine.begin() as conn:
+                added = conn.execute(
+                    upsert(conn, secrets)
+                    .values(
+                        name=f"{name}/{number}",
+                        value=random.token_urlsafe(32),
+                        created_at=datetime.now(UTC),
+                    )
+                    .on_conflict_do_nothing()
+                    .returning(secrets.c.name)
+                ).first()
+            if added is not None:  # else another rotation took that number: the next
+                return number
+
 
 def unsubscribe_secret(
     configured: str | None, database_url: str, engine: Engine | None = None
@@ -41,3 +77,20 @@ def unsubscribe_secret(
     if configured:
         return configured
     return SqlSecrets(database_url, engine).get_or_create(UNSUBSCRIBE)
+
+
+def unsubscribe_keys(
+    configured: str | None, database_url: str, engine: Engine | None = None
+) -> SigningKeys:
+    """Every unsubscribe key, oldest first: the base key, then each rotation's."""
+    base = unsubscribe_secret(configured, database_url, engine)
+    rotated = SqlSecrets(database_url, engine).numbered(UNSUBSCRIBE)
+    return SigningKeys((("0", base), *rotated))
+
+
+def rotate_unsubscribe_key(
+    configured: str | None, database_url: str, engine: Engine | None = None
+) -> str:
+    """Add a new current unsubscribe key (the old ones still verify): its id."""
+    unsubscribe_secret(configured, database_url, engine)  # the base key exists first
+    return SqlSecrets(database_url, engine).add_numbered(UNSUBSCRIBE)

@@ -29,7 +29,9 @@ Shared by every run and host:
 - `alerts_sent`: keys noted as dealt with: an older release's ledger of alerts it sent (so
   none goes again) and the stuck messages already announced;
 - `secrets`: values the deployment generated once and every process shares (the
-  unsubscribe signing key when none is configured).
+  unsubscribe signing key when none is configured);
+- `forgotten`: the salted hashes of addresses `xmas-pipeline forget` erased, never the
+  addresses (`adapters.sql.forget`): they are suppressed at ingestion and by the gate.
 
 Not here: `webhook_ids` (the webhook deliveries the intake stored, by id) is in
 `webhook_ids.py`, on a `MetaData` of its own, so the intake creates that table alone.
@@ -266,6 +268,13 @@ secrets = sa.Table(
     sa.Column("name", sa.String(100), primary_key=True),
     sa.Column("value", sa.Text, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+forgotten = sa.Table(
+    "forgotten",
+    metadata,
+    sa.Column("address_hash", sa.String(64), primary_key=True),
+    sa.Column("forgotten_at", sa.DateTime(timezone=True), nullable=False),
 )
 
 notion_queue = sa.Table(
