@@ -33,26 +33,41 @@ LINK_VARIABLES: tuple[str, ...] = ("booking_url", "meeting_url", "unsubscribe_ur
 
 _URL_ATTRIBUTES = (
     "href|src|srcset|background|action|formaction|poster|data|cite|longdesc|lowsrc|"
-    "dynsrc|codebase|archive|usemap|profile|manifest|icon|content|style"
+    "dynsrc|codebase|archive|usemap|profile|manifest|icon|content"
 )
-# `name = value` for the attributes above, anywhere in the document (a `prefix:` such as
-# `xlink:` or `v:` is allowed before the name; `data-src` is another attribute).
-_ATTRIBUTE = re.compile(
-    rf"(?<![\w-])({_URL_ATTRIBUTES})\s*=\s*(\"[^\"]*\"|'[^']*'|[^\s>]+)", re.IGNORECASE
+# The patterns run on the email with its ASCII letters lower-cased (`_lower`: same length,
+# so places carry over), which is much faster than matching without case.
+# `name =` for the attributes above, anywhere in the document (a `prefix:` such as `xlink:`
+# or `v:` may come before the name; `data-src` is another attribute), sought in the email
+# read backwards: the search then starts from each `=`, many times faster than trying
+# every name at every place.
+_ATTRIBUTE_BACKWARDS = re.compile(
+    rf"=\s*({'|'.join(name[::-1] for name in _URL_ATTRIBUTES.split('|'))})(?![\w-])"
 )
+_VALUE = re.compile(r"\s*(\"[^\"]*\"|'[^']*'|[^\s>]+)")
+# Style attributes matter only when they hold an escape or an entity (CSS otherwise is
+# read in the raw text, below).
+_STYLE = re.compile(r"(?<![\w-])style\s*=\s*(\"[^\"]*\"|'[^']*'|[^\s>]+)")
+_STYLE_TO_DECODE = re.compile(r"style\s*=\s*(?:\"[^\"]*&|'[^']*&|[^\s>\"']*&)")
 # CSS reads a URL up to its closing quote or bracket, or to the end of the style sheet
 # (no closing bracket is needed there); an unquoted one stops at a quote or a bracket, so
 # a body of a thousand `url(` costs linear time.
-_CSS_URL = re.compile(r"url\(\s*(\"[^\"]*\"?|'[^']*'?|[^()\s\"']*)", re.IGNORECASE)
-_CSS_IMPORT = re.compile(r"@import\s*(\"[^\"]*\"?|'[^']*'?)", re.IGNORECASE)
-_CSS_IMAGE_SET = re.compile(r"image-set\(([^()]*)\)", re.IGNORECASE)
+_CSS_URL = re.compile(r"url\(\s*(\"[^\"]*\"?|'[^']*'?|[^()\s\"']*)")
+_CSS_IMPORT = re.compile(r"@import\s*(\"[^\"]*\"?|'[^']*'?)")
+_CSS_IMAGE_SET = re.compile(r"image-set\(([^()]*)\)")
+_CSS_MARKS = ("url(", "@import", "image-set(")
 _QUOTED = re.compile(r"\"([^\"]*)\"|'([^']*)'")
-_STYLE_SHEET = re.compile(r"<style\b[^>]*>(.*?)(?:</style|$)", re.IGNORECASE | re.DOTALL)
-_REFRESH_URL = re.compile(r"url\s*=\s*(.*)", re.IGNORECASE | re.DOTALL)
+_STYLE_SHEET = re.compile(r"<style\b[^>]*>(.*?)(?:</style|$)", re.DOTALL)
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+_REFRESH_URL = re.compile(r"url\s*=\s*(.*)", re.IGNORECASE | re.DOTALL)  # on one value
 _DESCRIPTOR = re.compile(r"^\d+(\.\d+)?[wx]$", re.IGNORECASE)
 _SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*):")
 _LABEL = r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?"
 _HOST_ENTRY = re.compile(rf"^(?:\*\.)?{_LABEL}(?:\.{_LABEL})*$|^\[[0-9a-f:.]+\]$")
+
+
+# What `urls_in` reports for CSS with a backslash escape: it cannot be read with certainty.
+ESCAPED_CSS = "css-escape:"
 
 
 @dataclass(frozen=True)
@@ -130,30 +145,59 @@ def link_problem(url: str, allowed: Iterable[str], trusted: Iterable[str] = ()) 
     return f"points at {host}, which is not an allowed host"
 
 
+def _lower(text: str) -> str:
+    return text.translate(_ASCII_LOWER)
+
+
+def _attributes(html: str, lower: str) -> list[tuple[str, int, str, str]]:
+    """(name, where it starts, the value as written, the attribute as written) of every
+    URL-carrying attribute."""
+    found = []
+    size = len(lower)
+    for match in _ATTRIBUTE_BACKWARDS.finditer(lower[::-1]):
+        equals = size - 1 - match.start()
+        value = _VALUE.match(lower, equals + 1)
+        if value is not None:
+            start = size - match.end()
+            raw = html[value.start(1) : value.end(1)]
+            found.append((match.group(1)[::-1], start, raw, html[start : value.end(1)]))
+    if "\\" in lower or _STYLE_TO_DECODE.search(lower):
+        for match in _STYLE.finditer(lower):
+            raw = html[match.start(1) : match.end(1)]
+            found.append(("style", match.start(), raw, html[match.start() : match.end()]))
+    return found
+
+
 def urls_in(html: str) -> list[Found]:
     """Every URL the email would open or load, in order of place."""
+    lower = _lower(html)
     found: list[Found] = []
-    for match in _ATTRIBUTE.finditer(html):
-        name = match.group(1).lower()
-        value = html_lib.unescape(_unquote(match.group(2)))
-        written = html[match.start() : match.end()]
+    for name, start, raw, written in _attributes(html, lower):
+        value = html_lib.unescape(_unquote(raw)) if "&" in raw else _unquote(raw)
         if name == "style":
-            found += _css_urls(value, match.start(), written, decoded=True)
+            if "\\" in value:
+                # CSS escapes (`u\72l(`, `\68ttps`) can spell a URL no pattern sees.
+                found.append(Found(ESCAPED_CSS, start, written))
+            if "&" in raw:  # the scan below reads the raw text: read the decoded CSS too
+                found += _css_urls(value, start, written, decoded=True)
         elif name == "content":
             refresh = _REFRESH_URL.search(value)
             if refresh:
-                found.append(Found(refresh.group(1).strip(" '\""), match.start(), written))
+                found.append(Found(refresh.group(1).strip(" '\""), start, written))
         elif name in ("srcset", "archive"):
             for token in re.split(r"[\s,]+", value):
                 if token and not _DESCRIPTOR.match(token):
-                    found.append(Found(token, match.start(), written))
+                    found.append(Found(token, start, written))
         else:
-            found.append(Found(value, match.start(), written))
-    for sheet in _STYLE_SHEET.finditer(html):
-        found += _css_urls(sheet.group(1), sheet.start(1), sheet.group(1), decoded=False)
-    # Prose hardly says `url(`: CSS found outside a style attribute or sheet (a comment,
-    # a tag the scan above does not know) is read as CSS all the same.
-    found += _css_urls(html, 0, "", decoded=False, escapes=False)
+            found.append(Found(value, start, written))
+    if "<style" in lower and "\\" in lower:
+        for sheet in _STYLE_SHEET.finditer(lower):
+            if "\\" in sheet.group(1):
+                text = html[sheet.start(1) : sheet.end(1)]
+                found.append(Found(ESCAPED_CSS, sheet.start(1), text))
+    # CSS anywhere, style sheets, style attributes, comments alike (prose hardly says
+    # `url(`), read in the raw text.
+    found += _css_urls(html, 0, "", decoded=False, lower=lower)
     unique: dict[tuple[str, int], Found] = {}
     for item in found:
         unique.setdefault((item.url, item.offset), item)
@@ -167,22 +211,23 @@ def _unquote(raw: str) -> str:
 
 
 def _css_urls(
-    css: str, offset: int, written: str, *, decoded: bool, escapes: bool = True
+    css: str, offset: int, written: str, *, decoded: bool, lower: str | None = None
 ) -> list[Found]:
+    lower = _lower(css) if lower is None else lower
+    if not any(mark in lower for mark in _CSS_MARKS):
+        return []
     found: list[Found] = []
-    if escapes and "\\" in css:
-        # CSS escapes (`u\72l(`, `\68ttps`) can spell a URL no pattern sees.
-        found.append(Found("css-escape:", offset, written))
     for pattern in (_CSS_URL, _CSS_IMPORT):
-        for match in pattern.finditer(css):
-            value = _unquote(match.group(1))
+        for match in pattern.finditer(lower):
+            value = _unquote(css[match.start(1) : match.end(1)])
             where = offset if decoded else offset + match.start()
-            found.append(Found(value, where, written or match.group(0)))
-    for match in _CSS_IMAGE_SET.finditer(css):
+            found.append(Found(value, where, written or css[match.start() : match.end()]))
+    for match in _CSS_IMAGE_SET.finditer(lower):
         where = offset if decoded else offset + match.start()
-        for quoted in _QUOTED.finditer(match.group(1)):
+        inner = css[match.start(1) : match.end(1)]
+        for quoted in _QUOTED.finditer(inner):
             value = quoted.group(1) if quoted.group(1) is not None else quoted.group(2)
-            found.append(Found(value, where, written or match.group(0)))
+            found.append(Found(value, where, written or css[match.start() : match.end()]))
     return found
 
 
@@ -227,7 +272,7 @@ def link_problems(
     trusted = list(trusted)
     problems: list[LinkProblem] = []
     for found in urls_in(rendered):
-        if found.url == "css-escape:":
+        if found.url == ESCAPED_CSS:
             problem = "a backslash escape in CSS (it can hide a URL)"
         else:
             problem = link_problem(found.url, allowed, trusted)

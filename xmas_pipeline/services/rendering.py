@@ -35,7 +35,7 @@ from xmas_pipeline.core.render import (
     TemplateSource,
     resolve,
 )
-from xmas_pipeline.core.template_check import check_unit, check_units
+from xmas_pipeline.core.template_check import CheckUnit, check_unit, check_units
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
@@ -48,11 +48,14 @@ class ProcessLimits:
 
 
 DEFAULT_PROCESS_LIMITS = ProcessLimits()
+# In a send run, a template stopped this often fails the rest of its emails unrendered.
+STOPS_BEFORE_GIVING_UP = 2
 
 
 @dataclass(frozen=True)
 class Stopped:
-    """An item whose rendering was stopped from outside: why."""
+    """An item whose rendering was stopped from outside, or not tried: why ("stopped:
+    took longer than ...", "not rendered: ...")."""
 
     reason: str
 
@@ -67,22 +70,42 @@ class RenderJob:
 _HEADER = struct.Struct("!Q")
 
 
+# Decides, before a child starts on an item, that it is not worth rendering: given the
+# item and every item stopped so far (with why), a Stopped to report instead, or None.
+GiveUp = Callable[[Item, list[tuple[Item, "Stopped"]]], "Stopped | None"]
+
+
 def supervised_map(
     work: Callable[[Item], Result],
     items: Sequence[Item],
     limits: ProcessLimits = DEFAULT_PROCESS_LIMITS,
+    give_up: GiveUp[Item] | None = None,
 ) -> list[Result | Stopped]:
     """`work` on every item, in a child process; an item that takes longer than
-    `limits.seconds`, or on which the child dies, is `Stopped`. Results must pickle."""
+    `limits.seconds`, or on which the child dies, is `Stopped`, and a new child carries on
+    with the rest, less those `give_up` answers for. Results must pickle."""
     if not hasattr(os, "fork"):
         return [work(item) for item in items]
-    results: list[Result | Stopped] = []
-    while len(results) < len(items):
-        done, stopped = _child_run(work, items[len(results) :], limits)
-        results += done
+    results: dict[int, Result | Stopped] = {}
+    stops: list[tuple[Item, Stopped]] = []
+    pending = list(range(len(items)))
+    while pending:
+        if give_up is not None and stops:
+            for index in pending:
+                verdict = give_up(items[index], stops)
+                if verdict is not None:
+                    results[index] = verdict
+            pending = [index for index in pending if index not in results]
+            if not pending:
+                break
+        done, stopped = _child_run(work, [items[i] for i in pending], limits)
+        results.update(zip(pending, done, strict=False))
+        pending = pending[len(done) :]
         if stopped is not None:
-            results.append(stopped)
-    return results
+            results[pending[0]] = stopped
+            stops.append((items[pending[0]], stopped))
+            pending = pending[1:]
+    return [results[index] for index in range(len(items))]
 
 
 def _child_run(
@@ -104,10 +127,11 @@ def _child_run(
             if record is _Reader.SILENT:
                 os.kill(pid, signal.SIGKILL)
                 reason = f"took longer than {limits.seconds:g} s (the rendering process's limit)"
+                reason = f"stopped: {reason}"
                 return done, Stopped(reason)
             if record is _Reader.CLOSED:
                 _, status = os.waitpid(pid, 0)
-                return done, Stopped(_death(status))
+                return done, Stopped(f"stopped: {_death(status)}")
             done.append(record)
         return done, None
     finally:
@@ -144,7 +168,7 @@ def _serve(work: Callable[[Any], Any], items: Sequence[Any], out: int, memory: i
                 try:
                     result = work(item)
                 except Exception as exc:  # noqa: BLE001 - reported as the item's result
-                    result = Stopped(f"{type(exc).__name__}: {str(exc)[:200]}")
+                    result = Stopped(f"failed: {type(exc).__name__}: {str(exc)[:200]}")
                 data = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
                 pipe.write(_HEADER.pack(len(data)) + data)
                 pipe.flush()
@@ -214,14 +238,26 @@ def check_supervised(
     and the others are still checked."""
     renderer = Renderer(sources)
     units = check_units(campaign, now)
-    results = supervised_map(lambda unit: check_unit(renderer, unit, campaign), units, limits)
+
+    def give_up(unit: CheckUnit, stops: list[tuple[CheckUnit, Stopped]]) -> Stopped | None:
+        # One stop fails a template: its other segments are not rendered again.
+        name = _template_name(sources, unit.base, unit.segment.value)
+        for stopped, why in stops:
+            if _template_name(sources, stopped.base, stopped.segment.value) == name:
+                was = why.reason.partition(":")[0]
+                return Stopped(f"not rendered: {stopped.label} was {was}")
+        return None
+
+    results = supervised_map(
+        lambda unit: check_unit(renderer, unit, campaign), units, limits, give_up
+    )
     problems: list[str] = []
     rendered: dict[tuple[str, str], RenderedEmail | str] = {}
     for unit, result in zip(units, results, strict=True):
         key = (unit.base, unit.segment.value)
         if isinstance(result, Stopped):
             name = _template_name(sources, unit.base, unit.segment.value)
-            problems.append(f"{unit.label}: {name}: stopped: {result.reason}")
+            problems.append(f"{unit.label}: {name}: {result.reason}")
             rendered[key] = problems[-1]
             continue
         problems += result.problems
@@ -258,11 +294,26 @@ def render_supervised(
         except TemplateError as exc:
             return exc
 
+    def give_up(job: RenderJob, stops: list[tuple[RenderJob, Stopped]]) -> Stopped | None:
+        # A template stopped again and again (one that runs away for every reader) fails
+        # its remaining emails at once, so the run goes on to the rest in good time.
+        name = _template_name(renderer.templates, job.base, job.segment)
+        same = [
+            why
+            for stopped, why in stops
+            if _template_name(renderer.templates, stopped.base, stopped.segment) == name
+        ]
+        if len(same) < STOPS_BEFORE_GIVING_UP:
+            return None
+        last = same[-1].reason.partition(": ")[2]
+        return Stopped(f"not rendered: it was stopped {len(same)} times in this run ({last})")
+
     out: list[RenderedEmail | TemplateError] = []
-    for job, result in zip(jobs, supervised_map(work, jobs, limits), strict=True):
+    results = supervised_map(work, jobs, limits, give_up)
+    for job, result in zip(jobs, results, strict=True):
         if isinstance(result, Stopped):
             name = _template_name(renderer.templates, job.base, job.segment)
-            result = TemplateError(f"{name}: stopped: {result.reason}")
+            result = TemplateError(f"{name}: {result.reason}")
         out.append(result)
     return out
 
