@@ -16,6 +16,7 @@ Where `os.fork` does not exist, everything renders in this process under the cor
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import pickle
 import resource
@@ -68,6 +69,7 @@ class RenderJob:
 
 
 _HEADER = struct.Struct("!Q")
+_PR_SET_PDEATHSIG = 1  # prctl(2)
 
 
 # Decides, before a child starts on an item, that it is not worth rendering: given the
@@ -113,10 +115,11 @@ def _child_run(
 ) -> tuple[list[Result], Stopped | None]:
     """Fork a child for `items`: what it finished, and the item it was stopped on."""
     read_end, write_end = os.pipe()
+    parent = os.getpid()
     pid = os.fork()
     if pid == 0:  # the child
         os.close(read_end)
-        _serve(work, items, write_end, limits.memory_bytes)
+        _serve(work, items, write_end, limits.memory_bytes, parent)
     os.close(write_end)
     done: list[Result] = []
     status: int | None = None
@@ -155,13 +158,16 @@ def _death(status: int) -> str:
     return f"the rendering process failed (exit {code})"
 
 
-def _serve(work: Callable[[Any], Any], items: Sequence[Any], out: int, memory: int) -> NoReturn:
+def _serve(
+    work: Callable[[Any], Any], items: Sequence[Any], out: int, memory: int, parent: int
+) -> NoReturn:
     """The child: render each item, write each result as soon as it is ready, and leave
     without running anything of the parent's (no atexit, no finally of its frames)."""
     code = 1
     try:
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        _die_with(parent)
         _cap_memory(memory)
         with os.fdopen(out, "wb") as pipe:
             for item in items:
@@ -175,6 +181,15 @@ def _serve(work: Callable[[Any], Any], items: Sequence[Any], out: int, memory: i
         code = 0
     finally:
         os._exit(code)
+
+
+def _die_with(parent: int) -> None:
+    """Have the kernel kill the child when the run worker dies (Linux): a runaway child
+    of a killed worker must not spin on alone."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # it died before that took effect
+        os._exit(1)
 
 
 def _cap_memory(extra: int) -> None:

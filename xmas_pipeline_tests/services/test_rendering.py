@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -162,3 +165,38 @@ def test_a_child_that_dies_fails_the_item_it_was_on() -> None:
         "stopped: the rendering process was killed (SIGKILL; out of memory?)"
     )
     assert no_children_left()
+
+
+def running(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text(encoding="ascii")
+    except FileNotFoundError:
+        return False
+    return "\nState:\tZ" not in status
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc (Linux)")
+def test_a_child_dies_with_the_run_worker() -> None:
+    # A run worker killed outright (the OOM killer, kill -9) leaves no renderer spinning.
+    script = (
+        "import os, time\n"
+        "from xmas_pipeline.services.rendering import supervised_map\n"
+        "supervised_map(lambda _: (print(os.getpid(), flush=True), time.sleep(600)), [1])\n"
+    )
+    worker = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=os.environ.copy()
+    )
+    assert worker.stdout is not None
+    child = int(worker.stdout.readline())
+    try:
+        assert running(child)
+        worker.kill()
+        worker.wait()
+        deadline = time.monotonic() + 10
+        while running(child) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not running(child)
+    finally:
+        if running(child):  # leave nothing behind, whatever the outcome
+            os.kill(child, signal.SIGKILL)
