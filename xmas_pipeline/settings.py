@@ -26,6 +26,7 @@ from pydantic_settings import (
 )
 
 from xmas_pipeline.core.campaign import Campaign, load_campaign
+from xmas_pipeline.core.links import check_host_entry, host_of
 from xmas_pipeline.core.reputation import ReputationLimits
 from xmas_pipeline.core.safe_text import first_unsafe
 
@@ -113,6 +114,9 @@ class Settings(BaseSettings):
     # Resend on: a send run refuses to start without it).
     postal_address: str | None = _env("XMAS_POSTAL_ADDRESS")
     public_url: str | None = _env("XMAS_PUBLIC_URL")
+    # Hosts an email may link to or load from besides the campaign's own (comma-separated;
+    # `*.example.com` for every subdomain).
+    allowed_link_hosts: str = _env("XMAS_ALLOWED_LINK_HOSTS", "")
     unsubscribe_secret: SecretStr | None = _env("XMAS_UNSUBSCRIBE_SECRET")
     sensor_interval_seconds: int = _env("XMAS_SENSOR_INTERVAL_SECONDS", 30, ge=1)
     # Unset: every 5 minutes, or every minute in testing mode (the steps are a minute apart).
@@ -207,6 +211,12 @@ class Settings(BaseSettings):
             raise ValueError("must be an http(s) URL, e.g. https://campaign.example.com")
         return value.rstrip("/") if value else None
 
+    @field_validator("allowed_link_hosts")
+    @classmethod
+    def _link_hosts(cls, value: str) -> str:
+        hosts = [check_host_entry(host) for host in value.split(",") if host.strip()]
+        return ",".join(hosts)
+
     @field_validator("send_cron")
     @classmethod
     def _cron(cls, value: str) -> str:
@@ -273,6 +283,14 @@ class Settings(BaseSettings):
         )
 
     @property
+    def link_hosts(self) -> list[str]:
+        """The deployment's hosts an email may point at: the intake's (unsubscribe links
+        go there) and XMAS_ALLOWED_LINK_HOSTS; the campaign adds its own."""
+        own = host_of(self.intake_public_url)
+        extra = [host for host in self.allowed_link_hosts.split(",") if host]
+        return sorted({*extra, *([own] if own else [])})
+
+    @property
     def notion_enabled(self) -> bool:
         return self.notion_token is not None
 
@@ -281,7 +299,8 @@ class Settings(BaseSettings):
         return self.resend_api_key is not None
 
     def campaign(self) -> Campaign:
-        return load_campaign(self.campaign_file, testing_mode=self.testing_mode)
+        campaign = load_campaign(self.campaign_file, testing_mode=self.testing_mode)
+        return campaign.with_link_hosts(self.link_hosts)
 
     @staticmethod
     def env_name(field: str) -> str:

@@ -10,6 +10,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from xmas_pipeline.core.durations import Duration
+from xmas_pipeline.core.links import check_host_entry, host_of
 from xmas_pipeline.core.zones import is_known_zone
 
 DEFAULT_CAMPAIGN_FILE = Path(__file__).resolve().parent.parent / "campaigns" / "christmas-2025.yaml"
@@ -96,6 +97,9 @@ class Campaign(BaseModel):
     notion_select: str = ""  # the `Campaign` select option in Notion; defaults to the name
     sender_name: str = "The BusOS team"
     booking_url: str = "https://cal.com/busos/diagnostic"
+    # Hosts an email may link to or load from, besides the booking page's (`core.links`);
+    # a deployment adds its public URL's and XMAS_ALLOWED_LINK_HOSTS (`with_link_hosts`).
+    allowed_hosts: list[str] = []
     # First day of the daily partitions (signups, bookings, deliveries).
     start_date: str = "2025-11-01"
     steps: list[NurtureStep]
@@ -108,6 +112,11 @@ class Campaign(BaseModel):
     # never sends two in a day.
     min_gap: Duration = timedelta(hours=20)
     testing: TestingPreset | None = None
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _hosts(cls, hosts: list[str]) -> list[str]:
+        return [check_host_entry(host) for host in hosts]
 
     @model_validator(mode="after")
     def _check(self) -> Campaign:
@@ -153,6 +162,16 @@ class Campaign(BaseModel):
                 "min_gap": self.testing.min_gap,
             }
         )
+
+    def link_hosts(self) -> frozenset[str]:
+        """Every host an email of this campaign may point at (`core.links`)."""
+        booking = host_of(self.booking_url)
+        return frozenset([booking, *self.allowed_hosts] if booking else self.allowed_hosts)
+
+    def with_link_hosts(self, hosts: list[str]) -> Campaign:
+        """This campaign with a deployment's hosts allowed too."""
+        merged = sorted({*self.allowed_hosts, *(check_host_entry(h) for h in hosts)})
+        return self.model_copy(update={"allowed_hosts": merged})
 
     @property
     def last_step(self) -> int:

@@ -1,8 +1,12 @@
 """The blocking check of a campaign's templates, and the snapshot a send run keeps of them.
 
-`check_templates` renders every template the campaign uses for every segment's sample
-contact (`core.samples`) and lists what is wrong: a template that cannot render, and one
-that lacks what every bulk email must carry (`core.render.Renderer.check`).
+The check renders every template the campaign uses for every segment's sample contact
+(`core.samples`), one `CheckUnit` at a time, and lists what is wrong: a template that
+cannot render (a limit hit included: `core.render_limits`), one that lacks what every bulk
+email must carry, one that points anywhere but the campaign's allowed hosts
+(`core.render.Renderer.check_one`). `services/rendering.py` runs the units in a child
+process, so that not even a runaway template can stop the check; `check_templates` here
+runs them in this process.
 
 A send run sends with exactly the templates its check passed: the `templates` asset keeps
 them as a snapshot (`snapshot_sources`), `deliveries` renders from that snapshot
@@ -13,14 +17,14 @@ before sending anything.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
 from xmas_pipeline.core.campaign import Campaign
-from xmas_pipeline.core.render import Renderer, TemplateSource
-from xmas_pipeline.core.samples import is_reminder, sample_context
-from xmas_pipeline.core.segments import ALL_SEGMENTS
+from xmas_pipeline.core.render import RenderedEmail, Renderer, TemplateSource
+from xmas_pipeline.core.samples import sample_context
+from xmas_pipeline.core.segments import ALL_SEGMENTS, Segment
 
 
 def template_bases(campaign: Campaign) -> list[str]:
@@ -28,21 +32,48 @@ def template_bases(campaign: Campaign) -> list[str]:
     return [s.template for s in campaign.steps] + [r.template for r in campaign.reminders]
 
 
+@dataclass(frozen=True)
+class CheckUnit:
+    """One template for one segment's sample contact."""
+
+    base: str
+    segment: Segment
+    context: dict[str, Any]
+
+    @property
+    def label(self) -> str:
+        return f"{self.base} [{self.segment}]"
+
+
+@dataclass(frozen=True)
+class UnitResult:
+    problems: list[str]
+    rendered: RenderedEmail | None  # None when it could not render
+
+
+def check_units(campaign: Campaign, now: datetime) -> list[CheckUnit]:
+    return [
+        CheckUnit(base, segment, sample_context(base, segment, campaign, now))
+        for base in template_bases(campaign)
+        for segment in ALL_SEGMENTS
+    ]
+
+
+def check_unit(renderer: Renderer, unit: CheckUnit, campaign: Campaign) -> UnitResult:
+    problems, rendered = renderer.check_one(
+        unit.base, unit.segment, unit.context, sorted(campaign.link_hosts())
+    )
+    return UnitResult(problems, rendered)
+
+
 def check_templates(renderer: Renderer, campaign: Campaign, now: datetime) -> list[str]:
-    """Every template for every segment's sample contact: the problems found ([]: fine)."""
-    bases = template_bases(campaign)
-    problems: list[str] = []
-    for kind_bases in (
-        [b for b in bases if not is_reminder(b)],
-        [b for b in bases if is_reminder(b)],
-    ):
-        if kind_bases:
-            contexts = {
-                segment: sample_context(kind_bases[0], segment, campaign, now)
-                for segment in ALL_SEGMENTS
-            }
-            problems += renderer.check(kind_bases, contexts)
-    return problems
+    """Every template for every segment's sample contact, in this process: the problems
+    found ([]: fine)."""
+    return [
+        problem
+        for unit in check_units(campaign, now)
+        for problem in check_unit(renderer, unit, campaign).problems
+    ]
 
 
 def snapshot_sources(sources: Mapping[str, TemplateSource]) -> dict[str, Any]:

@@ -43,10 +43,13 @@ class CampaignResource(dg.ConfigurableResource):
 
     campaign_file: str | None = None
     testing_mode: bool = False
+    # The deployment's hosts emails may point at, besides the campaign's (`Settings.link_hosts`).
+    link_hosts: list[str] = []
 
     @cached_property
     def campaign(self) -> Campaign:
-        return load_campaign(self.campaign_file, testing_mode=self.testing_mode)
+        campaign = load_campaign(self.campaign_file, testing_mode=self.testing_mode)
+        return campaign.with_link_hosts(self.link_hosts)
 
 
 class InboxResource(dg.ConfigurableResource):
@@ -353,7 +356,9 @@ def definitions(
         # store or the inbox, and the few op values stay in the run worker's memory.
         "io_manager": dg.mem_io_manager,
         "campaign_config": CampaignResource(
-            campaign_file=settings.campaign_file, testing_mode=settings.testing_mode
+            campaign_file=settings.campaign_file,
+            testing_mode=settings.testing_mode,
+            link_hosts=settings.link_hosts,
         ),
         "inbox": sealed(InboxResource(root=settings.inbox_root), _names("inbox_url", "home")),
         "alerts": sealed(

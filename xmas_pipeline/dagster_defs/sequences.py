@@ -8,6 +8,7 @@
   the blocking check that every one renders.
 """
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -16,10 +17,7 @@ import pandas as pd
 from xmas_pipeline.adapters.sql.forget import SqlForget
 from xmas_pipeline.core.campaign import Campaign
 from xmas_pipeline.core.funnel import steps_reached
-from xmas_pipeline.core.render import Renderer, TemplateError
-from xmas_pipeline.core.samples import sample_context
-from xmas_pipeline.core.segments import ALL_SEGMENTS
-from xmas_pipeline.core.template_check import check_templates, template_bases
+from xmas_pipeline.core.render import TemplateSource
 from xmas_pipeline.dagster_defs.metadata import (
     email_preview,
     in_group,
@@ -40,28 +38,25 @@ from xmas_pipeline.services.critical_alerts import (
 )
 from xmas_pipeline.services.forget import drop_forgotten
 from xmas_pipeline.services.inbox_days import read_booking_day, read_signup_day
+from xmas_pipeline.services.rendering import check_supervised
 from xmas_pipeline.settings import Settings
 
 
 def render_check(
-    renderer: Renderer, campaign: Campaign, now: datetime
+    sources: Mapping[str, TemplateSource], campaign: Campaign, now: datetime
 ) -> tuple[list[str], dict[str, dg.MetadataValue]]:
-    """Every template for every segment's sample contact: problems, and the previews."""
-    problems = check_templates(renderer, campaign, now)
+    """Every template for every segment's sample contact, rendered in a watched child
+    process (`services.rendering`): problems, and the previews."""
+    outcome = check_supervised(sources, campaign, now)
     previews: dict[str, dg.MetadataValue] = {}
-    for base in template_bases(campaign):
-        for segment in ALL_SEGMENTS:
-            try:
-                rendered = renderer.render(
-                    base, segment, sample_context(base, segment, campaign, now)
-                )
-            except TemplateError as exc:
-                previews[f"{base} {segment}"] = dg.MetadataValue.md(f"**cannot render**: {exc}")
-                continue
-            previews[f"{base} {segment}"] = email_preview(
-                rendered.subject, rendered.template, rendered.text
-            )
-    return problems, previews
+    for (base, segment), rendered in outcome.rendered.items():
+        if isinstance(rendered, str):
+            previews[f"{base} {segment}"] = dg.MetadataValue.md(f"**cannot render**: {rendered}")
+            continue
+        previews[f"{base} {segment}"] = email_preview(
+            rendered.subject, rendered.template, rendered.text
+        )
+    return outcome.problems, previews
 
 
 def definitions(
@@ -196,9 +191,11 @@ def definitions(
                 asset="templates",
                 blocking=True,
                 description=(
-                    "Every template renders for every segment with no unknown variable and "
-                    "carries what every bulk email must; a failure stops the send run before "
-                    "anything is sent. The run sends exactly the templates checked here."
+                    "Every template renders for every segment with no unknown variable, within "
+                    "the rendering limits (time, output, loops, sizes), carries what every bulk "
+                    "email must, and links or loads only from allowed hosts; a failure stops "
+                    "the send run before anything is sent. The run sends exactly the templates "
+                    "checked here."
                 ),
             )
         ],
@@ -210,7 +207,7 @@ def definitions(
     ) -> dg.MaterializeResult:
         camp = campaign_config.campaign
         sources = store.templates()
-        problems, previews = render_check(Renderer(sources), camp, datetime.now(UTC))
+        problems, previews = render_check(sources, camp, datetime.now(UTC))
         # What this run's `deliveries` sends with: exactly what was checked here, even if
         # someone edits a template in Notion meanwhile.
         keep_checked(store.template_snapshots(), camp, context.run_id, sources, problems)

@@ -14,12 +14,9 @@ from datetime import UTC, datetime
 
 from xmas_pipeline.core.campaign import Campaign
 from xmas_pipeline.core.ports import TemplateSnapshot, TemplateSnapshots
-from xmas_pipeline.core.render import Renderer, TemplateSource
-from xmas_pipeline.core.template_check import (
-    check_templates,
-    snapshot_sources,
-    sources_from_snapshot,
-)
+from xmas_pipeline.core.render import TemplateSource
+from xmas_pipeline.core.template_check import snapshot_sources, sources_from_snapshot
+from xmas_pipeline.services.rendering import check_supervised
 
 
 class TemplatesRefused(RuntimeError):
@@ -59,7 +56,7 @@ def templates_to_send(
             raise TemplatesRefused(kept.problems)
         return sources_from_snapshot(kept.sources)
     sources = load()
-    problems = check_templates(Renderer(sources), campaign, now or datetime.now(UTC))
+    problems = check_supervised(sources, campaign, now or datetime.now(UTC)).problems
     if problems:
         raise TemplatesRefused(problems)
     return sources

@@ -8,9 +8,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from xmas_pipeline.core.campaign import Campaign, load_campaign
-from xmas_pipeline.core.render import Renderer, TemplateSource, load_template_dir
+from xmas_pipeline.core.render import Renderer, TemplateError, TemplateSource, load_template_dir
 from xmas_pipeline.core.samples import sample_context
 from xmas_pipeline.core.segments import ALL_SEGMENTS, Segment
+from xmas_pipeline.services.rendering import RenderJob, render_supervised
 
 FORMATS: tuple[str, ...] = ("html", "text", "subject")
 
@@ -53,8 +54,13 @@ def render_preview(
     context = sample_context(
         template, seg, campaign or load_campaign(), now or datetime.now(UTC), overrides
     )
-    # A template that cannot render raises TemplateError, itself a ValueError.
-    rendered = Renderer(source).render(template, seg.value, context)
+    # Rendered in a watched child: a runaway template cannot hang the command. One that
+    # cannot render raises TemplateError, itself a ValueError.
+    [rendered] = render_supervised(
+        Renderer(source), [RenderJob(template, seg.value, context)], allowed_hosts=None
+    )
+    if isinstance(rendered, TemplateError):
+        raise rendered
     if fmt == "subject":
         return rendered.subject
     return rendered.html if fmt == "html" else rendered.text

@@ -36,7 +36,8 @@ from xmas_pipeline.core.ports import (
     SentRecord,
     SequenceStore,
 )
-from xmas_pipeline.core.render import Renderer, TemplateError
+from xmas_pipeline.core.render import RenderedEmail, Renderer
+from xmas_pipeline.services.rendering import RenderJob, render_rows
 
 log = logging.getLogger(__name__)
 
@@ -158,15 +159,26 @@ def deliver(
             _record_skip(store, campaign, row, now, report, final=row["action"] == EXIT)
 
     outgoing: Chunk = []
-    for row in (r for r in rows if r["action"] == SEND):
-        try:
-            email = _build(row, campaign, renderer, context_for, envelope, idempotency_suffix)
-        except (TemplateError, KeyError, ValueError) as exc:
+    sendable = [r for r in rows if r["action"] == SEND]
+    # Rendered in a watched child process: a runaway template fails its own messages,
+    # named, and never hangs the run (services/rendering.py).
+    renders = render_rows(
+        renderer,
+        campaign,
+        sendable,
+        lambda row: RenderJob(
+            template_for(campaign, row["kind"], int(row["step_number"])),
+            row["segment"],
+            context_for(row),
+        ),
+    )
+    for row, rendered in zip(sendable, renders, strict=True):
+        if isinstance(rendered, Exception):
             # Fixable on our side (a template or data problem): the message stays due.
-            reason = f"cannot render: {exc}"
+            reason = f"cannot render: {rendered}"
             _record_failure(store, campaign, row, reason, now, report, final=False)
             continue
-        outgoing.append((row, email))
+        outgoing.append((row, _build(row, campaign, rendered, envelope, idempotency_suffix)))
 
     for start in range(0, len(outgoing), batch_size):
         chunk = outgoing[start : start + batch_size]
@@ -276,14 +288,10 @@ def _finish(
 def _build(
     row: Mapping[str, Any],
     campaign: Campaign,
-    renderer: Renderer,
-    context_for: ContextBuilder,
+    rendered: RenderedEmail,
     envelope: Envelope,
     suffix: str,
 ) -> OutgoingEmail:
-    context = context_for(row)
-    base = template_for(campaign, row["kind"], int(row["step_number"]))
-    rendered = renderer.render(base, row["segment"], context)
     key = row["message_id"] + suffix
     return OutgoingEmail(
         message_id=row["message_id"],
