@@ -90,13 +90,15 @@ def test_schedule_requests_todays_catch_up_run(env: PipelineEnv) -> None:
     assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
     when = datetime(2025, 12, 3, 10, 5, tzinfo=UTC)
     with dg.instance_for_test() as instance:
-        context = dg.build_schedule_context(
+        # As a context manager: its resources are torn down here, not whenever the garbage
+        # collector gets to them (after this test's Dagster state was reset).
+        with dg.build_schedule_context(
             instance=instance,
             scheduled_execution_time=when,
             repository_def=env.defs.get_repository_def(),
             resources=env.resources("store", "campaign_config"),
-        )
-        request = schedule.evaluate_tick(context).run_requests[0]
+        ) as context:
+            request = schedule.evaluate_tick(context).run_requests[0]
         assert request.partition_key == "2025-12-03"
         assert request.run_config["ops"]["deliveries"]["config"] == {"catch_up": True}
         assert request.tags["xmas/send"] == "1"
@@ -109,13 +111,13 @@ def test_schedule_skips_while_a_send_run_is_in_flight(env: PipelineEnv) -> None:
         instance.create_run_for_job(
             job_def=job, status=dg.DagsterRunStatus.STARTED, tags={"dagster/partition": today()}
         )
-        context = dg.build_schedule_context(
+        with dg.build_schedule_context(
             instance=instance,
             scheduled_execution_time=datetime.now(UTC),
             repository_def=env.defs.get_repository_def(),
             resources=env.resources("store", "campaign_config"),
-        )
-        result = schedule.evaluate_tick(context)
+        ) as context:
+            result = schedule.evaluate_tick(context)
         assert not result.run_requests
         assert "still in progress" in (result.skip_message or "")
 

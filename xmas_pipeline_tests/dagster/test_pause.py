@@ -80,13 +80,12 @@ def test_pausing_stops_the_schedule_the_welcome_sensor_and_a_run_by_hand(
         assert "paused" in (skipped.skip_message or "")
         # The schedule skips, saying why.
         schedule = env.defs.resolve_schedule_def("send_schedule")
-        tick = schedule.evaluate_tick(
-            dg.build_schedule_context(
-                instance=instance,
-                scheduled_execution_time=datetime.now(UTC),
-                resources=env.resources("store", "campaign_config"),
-            )
-        )
+        with dg.build_schedule_context(
+            instance=instance,
+            scheduled_execution_time=datetime.now(UTC),
+            resources=env.resources("store", "campaign_config"),
+        ) as context:
+            tick = schedule.evaluate_tick(context)
         assert not tick.run_requests
         assert "Black Friday copy under review" in (tick.skip_message or "")
         # A send run launched by hand (or by anything else) sends nothing and says why.
