@@ -137,10 +137,10 @@ def definitions(
         backend = store.prepared(camp)
         # A backfill is a person's explicit request: it goes while sending is paused.
         switch = None if is_backfill(context.run) else store.send_switch()
-        if switch is not None and switch.state(camp).paused:
-            paused = switch.state(camp).describe()
-            context.log.info(f"nothing sent: sending is {paused}")
-            return dg.MaterializeResult(metadata={"sent": 0, "sending": paused})
+        state = switch.state(camp) if switch is not None else None
+        if state is not None and state.paused:
+            context.log.info(f"nothing sent: sending is {state.describe()}")
+            return dg.MaterializeResult(metadata={"sent": 0, "sending": state.describe()})
         try:
             templates = templates_to_send(
                 store.template_snapshots(), store.templates, camp, context.run_id

@@ -17,6 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from xmas_pipeline.adapters.sql.journal import SqlSendJournal
+from xmas_pipeline.adapters.sql.send_switch import SqlSendSwitch
 from xmas_pipeline.adapters.sql.tables import alert_outbox, alerts_sent
 from xmas_pipeline.dagster_defs.executor import HEARTBEAT_TAG, run_is_live
 from xmas_pipeline.dagster_defs.jobs import SEND_POOL, SEND_TAG
@@ -332,3 +333,19 @@ def test_ingestion_jobs_are_retried_and_every_job_heartbeats(env: PipelineEnv) -
         assert int(job.tags["dagster/max_retries"]) >= 1
     for job in env.defs.get_repository_def().get_all_jobs():
         assert job.executor_def.name == "in_process_with_heartbeat", job.name
+
+
+def test_no_stuck_alert_while_sending_is_paused(env: PipelineEnv, chat: ChatWebhookServer) -> None:
+    # A pause is a person's choice: what waits meanwhile is expected, not stuck.
+    env.drop_signup(signup("late@x.com"), age=timedelta(hours=2))
+    with dg.instance_for_test() as instance:
+        assert env.ingest(today(), instance).success
+        switch = SqlSendSwitch(env.settings.database_url)
+        switch.set(env.campaign, paused=True, reason="copy review", by="ops")
+        Ticker.of(env, instance, "stuck_messages_sensor")()
+        Ticker.of(env, instance, "alert_outbox_sensor")()
+        assert chat.posts == []
+        switch.set(env.campaign, paused=False, reason="", by="ops")
+        Ticker.of(env, instance, "stuck_messages_sensor")()
+        Ticker.of(env, instance, "alert_outbox_sensor")()
+    assert len(chat.accepted) == 1
