@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -11,6 +13,23 @@ import pytest
 from xmas_pipeline.adapters.sql.store import SqlStore
 from xmas_pipeline.core.campaign import Campaign, load_campaign
 from xmas_pipeline_tests.support.stores import postgres_database
+
+
+def _temp_in_memory() -> None:
+    """Put temporary files (tmp_path, Dagster's test instances, SQLite stores) on the
+    machine's tmpfs when it has one: those tests commit many small SQLite transactions, and
+    on disk each one waits for an fsync (a quarter of the fast tier's time). Set before
+    pytest picks its base folder; processes the tests start inherit TMPDIR."""
+    shm = Path("/dev/shm")
+    if "XMAS_TEST_TMPDIR" in os.environ or not os.access(shm, os.W_OK):
+        return
+    folder = shm / f"xmas-tests-{os.getuid()}"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    os.environ["TMPDIR"] = str(folder)
+    tempfile.tempdir = str(folder)
+
+
+_temp_in_memory()
 
 
 @pytest.fixture

@@ -1,7 +1,9 @@
 """Pausing pauses, for real: `xmas-pipeline dev` in testing mode (a send every minute),
-sending paused from the launchpad (`pause_sending`), signups posted to the intake. Three
-send intervals later nothing has been sent, though the schedule and the welcome sensor
-kept ticking; resumed (`resume_sending`), everything due goes, each message once.
+sending paused from the launchpad (`pause_sending`), signups posted to the intake. Once
+they are in the store and the daemon has ticked the send schedule twice since (so emails
+were due on a real tick), nothing has been sent; resumed (`resume_sending`), everything
+due goes, each message once. The waits poll the daemon's own tick history, so the test
+takes as long as the ticks, not a fixed number of minutes.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import httpx
 import pytest
 
 from xmas_pipeline.adapters.sql.send_switch import SqlSendSwitch
+from xmas_pipeline.adapters.sql.store import SqlStore
 from xmas_pipeline.core.campaign import load_campaign
 from xmas_pipeline_tests.support.dagster_dev import running_dev, wait_for
 from xmas_pipeline_tests.support.pipeline_env import signup
@@ -52,12 +55,19 @@ def test_paused_sends_nothing_and_resumed_sends_everything_due_once(tmp_path: Pa
                 f"{dev.intake_url}/webhook/christmas-signup", json=signup(person, red=2)
             )
             assert answer.status_code == 202, answer.text
-        paused_at = time.monotonic()
         outbox = home / "outbox"
-        # Three send intervals: the schedule and the welcome sensor tick, nothing goes.
-        while time.monotonic() - paused_at < 3 * SEND_INTERVAL_S + 10:
+        store = SqlStore(f"sqlite:///{home / 'state.db'}")
+        in_store = wait_for(lambda: len(store.load_sequences(campaign)) == len(PEOPLE), 120)
+        assert in_store, dev.log_tail()
+        ingested_at = time.time()
+
+        def ticked_twice() -> bool:
             assert not sent_steps(outbox), f"sent while paused: {sent_steps(outbox)}"
-            time.sleep(5)
+            return len(dev.schedule_ticks("send_schedule", after=ingested_at)) >= 2
+
+        # Two real ticks of the schedule with email 1 due for everyone (the welcome sensor
+        # ticks every 5 s meanwhile): nothing goes.
+        assert wait_for(ticked_twice, timeout=3 * SEND_INTERVAL_S, interval=2), dev.log_tail()
         assert not sent_steps(outbox)
 
         dev.launch("resume_sending", {"ops": {"send_switch": {"config": {"pause": False}}}})

@@ -33,6 +33,11 @@ def free_port() -> int:
 _REPOSITORY = (
     "{ repositoriesOrError { ... on RepositoryConnection { nodes { name location { name } } } } }"
 )
+_SCHEDULE_TICKS = """
+query($selector: ScheduleSelector!, $after: Float) { scheduleOrError(scheduleSelector: $selector) {
+    ... on Schedule { scheduleState { ticks(afterTimestamp: $after, limit: 50) { status } } }
+} }
+"""
 _LAUNCH = """
 mutation($params: ExecutionParams!) { launchRun(executionParams: $params) {
     __typename
@@ -66,20 +71,26 @@ class DevServer:
         assert "errors" not in body, body
         return body["data"]
 
+    def _repository(self) -> dict[str, str]:
+        repo = self.graphql(_REPOSITORY)["repositoriesOrError"]["nodes"][0]
+        return {"repositoryLocationName": repo["location"]["name"], "repositoryName": repo["name"]}
+
     def launch(self, job: str, run_config: dict[str, Any] | None = None) -> str:
         """Launch `job` as the launchpad does; the new run's id."""
-        repo = self.graphql(_REPOSITORY)["repositoriesOrError"]["nodes"][0]
         params = {
-            "selector": {
-                "repositoryLocationName": repo["location"]["name"],
-                "repositoryName": repo["name"],
-                "jobName": job,
-            },
+            "selector": {**self._repository(), "jobName": job},
             "runConfigData": run_config or {},
         }
         answer = self.graphql(_LAUNCH, {"params": params})["launchRun"]
         assert answer["__typename"] == "LaunchRunSuccess", answer
         return str(answer["run"]["runId"])
+
+    def schedule_ticks(self, schedule: str, after: float) -> list[str]:
+        """The statuses of `schedule`'s ticks the daemon made after the epoch time `after`."""
+        selector = {**self._repository(), "scheduleName": schedule}
+        answer = self.graphql(_SCHEDULE_TICKS, {"selector": selector, "after": after})
+        state = answer["scheduleOrError"].get("scheduleState") or {}
+        return [str(tick["status"]) for tick in state.get("ticks", [])]
 
     def run_status(self, run_id: str) -> str:
         query = "query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }"
