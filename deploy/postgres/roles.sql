@@ -5,10 +5,10 @@
 --   sudo -u postgres psql -f deploy/postgres/roles.sql
 --
 -- It holds no password. Set each role's password yourself, either with psql variables
---   sudo -u postgres psql -v intake_password="$(openssl rand -hex 32)" ... -f roles.sql
+--   sudo -u postgres psql -v intake_pw="$(openssl rand -hex 32)" ... -f roles.sql
 -- or afterwards, typed at a prompt:  sudo -u postgres psql -c '\password xmas_intake'
 -- Optional variables: store_db (default xmas), dagster_db (default dagster),
--- owner_password, pipeline_password, intake_password, dagster_password.
+-- owner_pw, pipeline_pw, intake_pw, dagster_pw.
 --
 --   xmas_owner     owns the store database and its tables; only `xmas-pipeline store
 --                  migrate` logs in as it
@@ -36,17 +36,17 @@ SELECT format('ALTER ROLE %I LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICA
 FROM unnest(ARRAY['xmas_owner', 'xmas_pipeline', 'xmas_intake', 'xmas_dagster']) AS name
 \gexec
 
-\if :{?owner_password}
-ALTER ROLE xmas_owner PASSWORD :'owner_password';
+\if :{?owner_pw}
+ALTER ROLE xmas_owner PASSWORD :'owner_pw';
 \endif
-\if :{?pipeline_password}
-ALTER ROLE xmas_pipeline PASSWORD :'pipeline_password';
+\if :{?pipeline_pw}
+ALTER ROLE xmas_pipeline PASSWORD :'pipeline_pw';
 \endif
-\if :{?intake_password}
-ALTER ROLE xmas_intake PASSWORD :'intake_password';
+\if :{?intake_pw}
+ALTER ROLE xmas_intake PASSWORD :'intake_pw';
 \endif
-\if :{?dagster_password}
-ALTER ROLE xmas_dagster PASSWORD :'dagster_password';
+\if :{?dagster_pw}
+ALTER ROLE xmas_dagster PASSWORD :'dagster_pw';
 \endif
 
 -- The two databases, each with its owner. Nobody else may connect unless granted here.
