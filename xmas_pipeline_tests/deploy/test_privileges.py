@@ -226,7 +226,8 @@ def test_systemd_unit_is_sandboxed(unit_name: str) -> None:
     assert writable == WRITABLE[unit_name]
     # Nothing the unit could use to get around the sandbox.
     assert "AmbientCapabilities" not in section
-    assert "ReadOnlyPaths" not in section or writable
+    assert "PermissionsStartOnly" not in section
+    assert section.get("User") != ["root"]
 
 
 def sysusers() -> dict[str, set[str]]:
