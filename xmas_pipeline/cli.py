@@ -16,6 +16,7 @@ import dagster as dg
 
 from xmas_pipeline.adapters.notion.http import NotionCallError
 from xmas_pipeline.adapters.notion.setup import setup_notion
+from xmas_pipeline.adapters.sql.migrate import migrate_store
 from xmas_pipeline.adapters.sql.secrets import rotate_unsubscribe_key
 from xmas_pipeline.core.forget import checked_address
 from xmas_pipeline.core.ports import StoreSchemaError
@@ -251,6 +252,15 @@ def _rotate_unsubscribe_key(args: argparse.Namespace) -> int:
     return 0
 
 
+def _store_migrate(args: argparse.Namespace) -> int:
+    """Create or upgrade the store's tables and grants (as the store's owner)."""
+    settings = Settings.from_env()
+    for line in migrate_store(settings.database_url):
+        print(f"granted {line}")
+    print("the store is up to date")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="xmas-pipeline", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -295,6 +305,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="sign unsubscribe links with a new key; links already sent keep working",
     )
     rotate.set_defaults(func=_rotate_unsubscribe_key)
+
+    store = sub.add_parser("store", help="the pipeline's SQL store")
+    store_sub = store.add_subparsers(dest="store_command", required=True)
+    migrate = store_sub.add_parser(
+        "migrate",
+        help="create or upgrade the tables and give each database role its tables "
+        "(run as the store's owner before the code server and the intake)",
+    )
+    migrate.set_defaults(func=_store_migrate)
     return parser
 
 

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
+from xmas_pipeline.adapters.sql.engine import creates_its_tables
 from xmas_pipeline.adapters.sql.webhook_ids import SqlWebhookIds
 
 logger = logging.getLogger("xmas_pipeline.intake")
@@ -96,7 +97,13 @@ class DeliveryIds:
     def _run(self, call: _Call) -> bool:
         with self._lock:
             if self._table is None:
-                self._table = SqlWebhookIds(self.database_url, connect_timeout_s=CONNECT_TIMEOUT_S)
+                self._table = SqlWebhookIds(
+                    self.database_url,
+                    connect_timeout_s=CONNECT_TIMEOUT_S,
+                    # On PostgreSQL the table is the migrate step's to create: a missing
+                    # one is an unreachable store (ingestion deduplicates meanwhile).
+                    create=creates_its_tables(self.database_url),
+                )
             table = self._table
         return call(table)
 

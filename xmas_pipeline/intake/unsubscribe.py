@@ -18,6 +18,8 @@ Posting again records the event again; ingesting it twice changes nothing.
 Tokens are checked with `XMAS_UNSUBSCRIBE_SECRET`, or without it with the key the
 deployment generated and keeps in the SQL store (`adapters.sql.secrets`): the same key the
 run workers sign the links with. It is looked up once, on the first unsubscribe request.
+On PostgreSQL the intake only reads it (its role may create nothing): until the migrate
+step has made the table and the key, unsubscribing answers 503.
 """
 
 from __future__ import annotations
@@ -35,8 +37,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
-from xmas_pipeline.adapters.sql.engine import make_engine
-from xmas_pipeline.adapters.sql.secrets import unsubscribe_keys
+from xmas_pipeline.adapters.sql.engine import creates_its_tables, make_engine
+from xmas_pipeline.adapters.sql.secrets import (
+    SigningKeyMissing,
+    read_unsubscribe_keys,
+    unsubscribe_keys,
+)
 from xmas_pipeline.core.unsubscribe import SigningKeys, key_id_of, verify_token
 from xmas_pipeline.intake.http import Reject, read_body
 from xmas_pipeline.intake.storage import EventStore
@@ -106,10 +112,12 @@ class UnsubscribeEndpoint:
                 if configured and not again:
                     self._secret = SigningKeys.of(configured)
                 else:
-                    engine = make_engine(self.settings.database_url)
+                    url = self.settings.database_url
+                    # Dev (SQLite) makes the key on first use; production only reads it.
+                    load = unsubscribe_keys if creates_its_tables(url) else read_unsubscribe_keys
+                    engine = make_engine(url)
                     try:
-                        url = self.settings.database_url
-                        self._secret = unsubscribe_keys(configured, url, engine)
+                        self._secret = load(configured, url, engine)
                     finally:
                         engine.dispose()
                     if again:  # only lookups for unknown ids are limited
@@ -127,6 +135,11 @@ class UnsubscribeEndpoint:
         try:
             # A database round trip: off the event loop.
             return await run_in_threadpool(self._load_secret, unknown)
+        except SigningKeyMissing:
+            logger.error(
+                "no unsubscribe signing key in the store yet: run `xmas-pipeline store migrate`"
+            )
+            raise Reject(503, "unsubscribe is unavailable right now; please try again") from None
         except (SQLAlchemyError, OSError):
             logger.exception("could not read the unsubscribe signing key from the store")
             raise Reject(503, "unsubscribe is unavailable right now; please try again") from None

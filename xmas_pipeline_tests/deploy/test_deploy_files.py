@@ -33,10 +33,10 @@ SYSTEMD = DEPLOY / "systemd"
 DAGSTER_HOME = "/opt/dagster/dagster_home"
 WORKSPACE = f"{DAGSTER_HOME}/workspace.yaml"
 VENV_BIN = "/opt/xmas/venv/bin"
-ENV_FILE = "/etc/xmas/xmas.env"
 
 APP_SERVICES = {
     "migrate": topology.migrate_command(),
+    "store-migrate": topology.store_migrate_command(),
     "code-server": topology.code_server_command(),
     "webserver": topology.webserver_command(WORKSPACE),
     "daemon": topology.daemon_command(WORKSPACE),
@@ -49,9 +49,24 @@ UNITS = {
     "xmas-daemon.service": ("daemon", topology.daemon_command(WORKSPACE)),
     "xmas-intake.service": ("intake", topology.intake_command(host="127.0.0.1")),
 }
-# Runs once (Type=oneshot) before the Dagster units, which Require= it.
+# Run once (Type=oneshot) before the units that Require= them.
 MIGRATE_UNIT = "xmas-dagster-migrate.service"
-ALL_UNITS = {**UNITS, MIGRATE_UNIT: ("migrate", topology.migrate_command())}
+STORE_MIGRATE_UNIT = "xmas-store-migrate.service"
+ALL_UNITS = {
+    **UNITS,
+    MIGRATE_UNIT: ("migrate", topology.migrate_command()),
+    STORE_MIGRATE_UNIT: ("store-migrate", topology.store_migrate_command()),
+}
+# The env files each unit reads (/etc/xmas/<name>, from deploy/systemd/<name>.example).
+UNIT_ENV_FILES = {
+    "xmas-code-server.service": ("dagster.env", "pipeline.env"),
+    "xmas-webserver.service": ("dagster.env",),
+    "xmas-daemon.service": ("dagster.env",),
+    "xmas-intake.service": ("intake.env",),
+    MIGRATE_UNIT: ("dagster.env",),
+    STORE_MIGRATE_UNIT: ("store-migrate.env",),
+}
+ENV_EXAMPLES = sorted({name for names in UNIT_ENV_FILES.values() for name in names})
 
 
 # -- reading the files ------------------------------------------------------------------
@@ -356,13 +371,14 @@ def test_compose_gives_each_process_exactly_its_variables() -> None:
 
 
 def test_compose_requires_exactly_what_production_cannot_run_without() -> None:
-    environment = service("code-server")["environment"]
-    for name in topology.PIPELINE_ENV:
-        value = str(environment[name])
-        if name in topology.REQUIRED_PIPELINE_ENV:
-            assert ":?" in value, f"{name}: compose must refuse to start without it"
-        elif "${" in value:
-            assert ":-" in value and ":?" not in value, f"{name} is optional"
+    for process, required in topology.REQUIRED_ENV.items():
+        environment = service(process)["environment"]
+        for name in set(topology.PROCESS_ENV[process]) - set(topology.DAGSTER_ENV):
+            value = str(environment[name])
+            if name in required:
+                assert ":?" in value, f"{process}: compose must refuse to start without {name}"
+            elif "${" in value and name != "XMAS_PUBLIC_URL":
+                assert ":-" in value and ":?" not in value, f"{process}: {name} is optional"
 
 
 def test_compose_takes_every_secret_from_substitution() -> None:
@@ -525,7 +541,9 @@ def test_systemd_unit_runs_the_topology_command(unit_name: str) -> None:
     argv = shlex.split(exec_start)
     assert argv[0] == f"{VENV_BIN}/{command[0]}"
     assert argv[1:] == command[1:]
-    assert service_section["EnvironmentFile"] == [ENV_FILE]
+    assert service_section["EnvironmentFile"] == [
+        f"/etc/xmas/{name}" for name in UNIT_ENV_FILES[unit_name]
+    ]
     assert service_section["Restart"] == ["always"]
     # A restart takes every child with it (the code server's run workers above all).
     assert service_section["KillMode"] == ["control-group"]
@@ -538,15 +556,19 @@ def test_systemd_unit_runs_the_topology_command(unit_name: str) -> None:
 def test_systemd_unit_sees_exactly_its_variables(unit_name: str) -> None:
     process, _ = ALL_UNITS[unit_name]
     service_section = unit(unit_name)
-    from_file = set(parse_env_file(SYSTEMD / "xmas.env.example"))
-    unset = {
-        name for value in service_section.get("UnsetEnvironment", []) for name in value.split()
-    }
+    assert service_section["EnvironmentFile"] == [
+        f"/etc/xmas/{name}" for name in UNIT_ENV_FILES[unit_name]
+    ]
+    from_files = set().union(
+        *(parse_env_file(SYSTEMD / f"{name}.example") for name in UNIT_ENV_FILES[unit_name])
+    )
     fixed = unit_environment(service_section.get("Environment", []))
     expected = set(topology.PROCESS_ENV[process])
     if process in ("webserver", "daemon"):
         expected |= workspace_env()
-    assert (from_file - unset) | set(fixed) == expected
+    # Each file holds only what its processes read: nothing to unset.
+    assert "UnsetEnvironment" not in service_section
+    assert from_files | set(fixed) == expected
     if "DAGSTER_HOME" in fixed:
         assert fixed["DAGSTER_HOME"] == DAGSTER_HOME
     if process in ("webserver", "daemon"):
@@ -555,27 +577,31 @@ def test_systemd_unit_sees_exactly_its_variables(unit_name: str) -> None:
         assert fixed["XMAS_CODE_SERVER_HOST"] == listen_address(code_server)[0] == "127.0.0.1"
 
 
-def test_systemd_migrate_runs_once_before_the_dagster_units() -> None:
-    service_section = unit(MIGRATE_UNIT)
+@pytest.mark.parametrize("migrate_unit", [MIGRATE_UNIT, STORE_MIGRATE_UNIT])
+def test_systemd_migrate_runs_once_before_the_units_that_need_it(migrate_unit: str) -> None:
+    process, command = ALL_UNITS[migrate_unit]
+    service_section = unit(migrate_unit)
     (exec_start,) = service_section["ExecStart"]
-    command = topology.migrate_command()
     assert shlex.split(exec_start) == [f"{VENV_BIN}/{command[0]}", *command[1:]]
     # Runs to the end, then counts as started for the units that need it.
     assert service_section["Type"] == ["oneshot"]
     assert service_section["RemainAfterExit"] == ["yes"]
     assert "Restart" not in service_section
-    assert service_section["EnvironmentFile"] == [ENV_FILE]
-    (user,) = service_section["User"]
-    assert user not in ("root", "0")
-    assert "postgresql.service" in unit_words(MIGRATE_UNIT, "Unit", "After")
-    assert parse_unit(SYSTEMD / MIGRATE_UNIT)["Install"]["WantedBy"] == ["multi-user.target"]
-    # Each Dagster unit needs it (a failed migrate keeps them stopped) and starts after it.
+    # A throw-away user: it keeps nothing on disk.
+    assert service_section["DynamicUser"] == ["yes"] and "User" not in service_section
+    assert "postgresql.service" in unit_words(migrate_unit, "Unit", "After")
+    assert parse_unit(SYSTEMD / migrate_unit)["Install"]["WantedBy"] == ["multi-user.target"]
+    # Each unit that needs it starts after it; a failed migrate keeps the units that
+    # Require= it stopped. The intake only Wants= the store's: it answers 503 meanwhile.
     by_process = {process: name for name, (process, _) in UNITS.items()}
-    for process in topology.AFTER_MIGRATE:
-        unit_name = by_process[process]
-        assert MIGRATE_UNIT in unit_words(unit_name, "Unit", "Requires"), unit_name
-        assert MIGRATE_UNIT in unit_words(unit_name, "Unit", "After"), unit_name
+    needing = topology.AFTER_MIGRATE if process == "migrate" else topology.AFTER_STORE_MIGRATE
+    for needs in needing:
+        unit_name = by_process[needs]
+        assert migrate_unit in unit_words(unit_name, "Unit", "After"), unit_name
+        if needs != "intake":
+            assert migrate_unit in unit_words(unit_name, "Unit", "Requires"), unit_name
     assert MIGRATE_UNIT not in unit_words("xmas-intake.service", "Unit", "Requires")
+    assert MIGRATE_UNIT not in unit_words("xmas-intake.service", "Unit", "After")
 
 
 def test_systemd_processes_listen_on_loopback_only() -> None:
@@ -584,25 +610,22 @@ def test_systemd_processes_listen_on_loopback_only() -> None:
         assert listen_address(argv)[0] == "127.0.0.1", unit_name
 
 
-def test_systemd_env_example_lists_every_variable_with_no_value() -> None:
-    env = parse_env_file(SYSTEMD / "xmas.env.example")
-    fixed_in_units = {
-        name
-        for unit_name in ALL_UNITS
-        for name in unit_environment(unit(unit_name).get("Environment", []))
-    }
-    every_variable = (
-        set().union(*topology.PROCESS_ENV.values()) | workspace_env()
-    ) - fixed_in_units
-    assert set(env) == every_variable
+@pytest.mark.parametrize("example", ENV_EXAMPLES)
+def test_systemd_env_examples_hold_variables_with_no_value(example: str) -> None:
+    env = parse_env_file(SYSTEMD / f"{example}.example")
+    assert env, example
     for name, value in env.items():
-        if SECRET_NAME.search(name):
-            assert value == "", f"{name} must be empty in the example"
+        assert value == "", f"{name} must be empty in the example"
     # Every variable has a comment right above it.
-    lines = (SYSTEMD / "xmas.env.example").read_text(encoding="utf-8").splitlines()
+    lines = (SYSTEMD / f"{example}.example").read_text(encoding="utf-8").splitlines()
     for i, line in enumerate(lines):
         if re.match(r"[A-Z][A-Z0-9_]*=", line):
             assert lines[i - 1].startswith("#"), f"{line.split('=')[0]} has no comment"
+
+
+def test_systemd_env_examples_are_exactly_the_units_files() -> None:
+    shipped = {path.name.removesuffix(".example") for path in SYSTEMD.glob("*.env.example")}
+    assert shipped - {"caddy.env"} == set(ENV_EXAMPLES)
 
 
 def test_systemd_caddy_uses_the_same_caddyfile_with_loopback_upstreams() -> None:
@@ -621,7 +644,8 @@ def test_systemd_caddy_uses_the_same_caddyfile_with_loopback_upstreams() -> None
     assert set(caddy_env) == caddy_required_env()
     assert all(value == "" for value in caddy_env.values())
     # Caddy never reads the pipeline's secrets.
-    assert not set(caddy_env) & set(parse_env_file(SYSTEMD / "xmas.env.example"))
+    for example in ENV_EXAMPLES:
+        assert not set(caddy_env) & set(parse_env_file(SYSTEMD / f"{example}.example"))
 
 
 # -- Kubernetes: the Helm values and the intake manifest ---------------------------------
@@ -642,7 +666,7 @@ def helm_code_server() -> dict[str, Any]:
 def intake_manifests() -> dict[str, dict[str, Any]]:
     documents = load_yaml_documents("k8s/intake.yaml")
     by_kind = {doc["kind"]: doc for doc in documents}
-    assert len(by_kind) == len(documents) == 3
+    assert len(by_kind) == len(documents) == 4
     return by_kind
 
 
@@ -682,9 +706,10 @@ def test_helm_code_server_runs_the_topology_command() -> None:
 
 def test_helm_code_server_reads_the_pipeline_secret() -> None:
     deployment = helm_code_server()
-    # The one Secret the intake reads its variables from feeds the code server too.
-    (secret,) = {ref["name"] for ref in intake_secret_refs().values()}
-    assert deployment["envSecrets"] == [{"name": secret}]
+    # Its own Secret, never the intake's.
+    (intake_secret,) = {ref["name"] for ref in intake_secret_refs().values()}
+    assert deployment["envSecrets"] == [{"name": "xmas-pipeline-env"}]
+    assert intake_secret != "xmas-pipeline-env"
     # Nothing set inline, and the run pods get the same environment.
     assert not deployment.get("env") and not deployment.get("envConfigMaps")
     assert deployment["includeConfigInLaunchedRuns"] == {"enabled": True}
@@ -798,7 +823,7 @@ def test_k8s_intake_reads_exactly_the_pipeline_variables_from_the_secret() -> No
     # Pods share no disk: without an object-store inbox the pod must not start.
     assert not refs["XMAS_INBOX_URL"].get("optional", False)
     for name, ref in refs.items():
-        needed = name in topology.REQUIRED_PIPELINE_ENV or name == "XMAS_INBOX_URL"
+        needed = name in topology.REQUIRED_ENV["intake"] or name == "XMAS_INBOX_URL"
         assert ref.get("optional", False) is not needed, name
 
 
@@ -838,9 +863,9 @@ def driverless_postgres_urls(content: str) -> list[str]:
     return [match.group(0) for match in POSTGRES_URL.finditer(content) if not match.group(1)]
 
 
-def env_example_comment(name: str) -> str:
-    """The comment lines right above `NAME=` in xmas.env.example."""
-    lines = (SYSTEMD / "xmas.env.example").read_text(encoding="utf-8").splitlines()
+def env_example_comment(example: str, name: str) -> str:
+    """The comment lines right above `NAME=` in deploy/systemd/<example>.example."""
+    lines = (SYSTEMD / f"{example}.example").read_text(encoding="utf-8").splitlines()
     index = next(i for i, line in enumerate(lines) if line.startswith(f"{name}="))
     comment: list[str] = []
     while index > 0 and lines[index - 1].startswith("#"):
@@ -871,8 +896,9 @@ def test_every_dagster_postgres_url_names_the_psycopg2_driver() -> None:
         if "XMAS_DATABASE_URL" in env:
             assert env["XMAS_DATABASE_URL"].startswith(STORE_URL_PREFIX), name
     # The VM's env example gives the form in the comment above each variable.
-    assert dagster_prefix in env_example_comment("DAGSTER_POSTGRES_URL")
-    assert STORE_URL_PREFIX in env_example_comment("XMAS_DATABASE_URL")
+    assert dagster_prefix in env_example_comment("dagster.env", "DAGSTER_POSTGRES_URL")
+    for example in ("pipeline.env", "intake.env", "store-migrate.env"):
+        assert STORE_URL_PREFIX in env_example_comment(example, "XMAS_DATABASE_URL")
     # Helm: the chart builds the URL from its parts, with this scheme.
     assert helm()["postgresql"]["postgresqlScheme"] == topology.DAGSTER_POSTGRES_SCHEME
     # Anywhere in the kit: no URL without a driver, and a line about Dagster's URL uses psycopg2.
@@ -914,6 +940,8 @@ def test_no_deploy_file_holds_a_literal_secret() -> None:
         "workspace.yaml",
         "values.yaml",
         "intake.yaml",
+        "store-migrate.yaml",
+        "roles.sql",
     }
     assert expected <= {path.name for path in files}
     for path in files:

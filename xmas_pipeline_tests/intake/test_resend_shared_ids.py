@@ -16,6 +16,7 @@ import pytest
 import sqlalchemy as sa
 from starlette.testclient import TestClient
 
+from xmas_pipeline.adapters.sql.migrate import migrate_store
 from xmas_pipeline.adapters.sql.webhook_ids import MAX_ID, SqlWebhookIds, webhook_ids
 from xmas_pipeline.intake.app import create_app
 from xmas_pipeline.settings import Settings
@@ -28,7 +29,10 @@ URL = "/webhook/resend"
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'shared' / 'state.db'}"
-    return str(request.getfixturevalue("postgres_url"))
+    url = str(request.getfixturevalue("postgres_url"))
+    # On PostgreSQL the intake creates no table: the deployment's migrate step does.
+    migrate_store(url)
+    return url
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from xmas_pipeline.adapters.sql.migrate import migrate_store
 from xmas_pipeline_tests.intake.test_resend import SECRET, event, svix_headers
 from xmas_pipeline_tests.support.intake_process import IntakeProcess
 
@@ -28,6 +29,7 @@ def test_repeats_reaching_two_workers_are_stored_once(
     env.update(XMAS_HOME=str(tmp_path / "home"), RESEND_WEBHOOK_SECRET=SECRET)
     if engine == "postgresql":
         env["XMAS_DATABASE_URL"] = str(request.getfixturevalue("postgres_url"))
+        migrate_store(env["XMAS_DATABASE_URL"])  # the intake creates no table on PostgreSQL
     raw, delivery = event(), f"msg_{uuid.uuid4().hex}"
     statuses = []
     with IntakeProcess(env=env, log_path=tmp_path / "intake.log", workers=2) as server:

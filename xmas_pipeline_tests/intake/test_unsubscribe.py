@@ -9,9 +9,19 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+import sqlalchemy as sa
 from starlette.testclient import TestClient
 
-from xmas_pipeline.adapters.sql.secrets import unsubscribe_keys, unsubscribe_secret
+from xmas_pipeline.adapters.sql.engine import SqlDatabase
+from xmas_pipeline.adapters.sql.migrate import migrate_store
+from xmas_pipeline.adapters.sql.secrets import (
+    UNSUBSCRIBE,
+    SigningKeyMissing,
+    SqlSecrets,
+    read_unsubscribe_keys,
+    unsubscribe_keys,
+    unsubscribe_secret,
+)
 from xmas_pipeline.cli import main
 from xmas_pipeline.core.unsubscribe import SigningKeys, make_token, unsubscribe_url
 from xmas_pipeline.intake import unsubscribe
@@ -271,3 +281,41 @@ def test_links_already_sent_keep_working_after_a_key_rotation(
     forged = make_token("x@example.com", SigningKeys((("1", "not-the-key"),)))
     assert client.post(f"/unsubscribe?token={forged}").status_code == 400
     assert client.post(f"/unsubscribe?token={fresh[:-1]}7").status_code == 400
+
+
+# -- a store the intake may only read (PostgreSQL in production) ------------------------
+
+
+def test_a_read_only_intake_answers_503_until_the_key_exists_and_creates_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As on PostgreSQL: the intake may not create the key (nor its table).
+    monkeypatch.setattr(unsubscribe, "creates_its_tables", lambda url: False)
+    settings = settings_for(tmp_path, secret=None)
+    SqlDatabase(settings.database_url).prepare()  # the tables, but no key yet
+    client = TestClient(create_app(settings))
+    token = make_token("jane@example.com", "a key nobody made")
+    for method in ("GET", "POST"):
+        assert client.request(method, f"/unsubscribe?token={token}").status_code == 503
+    assert SqlSecrets(settings.database_url).read(UNSUBSCRIBE) is None  # still no key
+    with pytest.raises(SigningKeyMissing):
+        read_unsubscribe_keys(None, settings.database_url)
+    # The migrate step makes it; from then on the intake verifies links with it.
+    migrate_store(settings.database_url)
+    keys = read_unsubscribe_keys(None, settings.database_url)
+    assert keys == unsubscribe_keys(None, settings.database_url)
+    done = client.post(f"/unsubscribe?token={make_token('jane@example.com', keys)}")
+    assert done.status_code == 200 and len(events(tmp_path)) == 1
+
+
+def test_the_read_only_lookup_creates_nothing(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    with pytest.raises(sa.exc.OperationalError):  # no table, and none is made
+        read_unsubscribe_keys(None, url)
+    with pytest.raises(sa.exc.OperationalError):
+        read_unsubscribe_keys("a configured base key", url)  # rotations are read too
+    engine = sa.create_engine(url)
+    try:
+        assert sa.inspect(engine).get_table_names() == []
+    finally:
+        engine.dispose()

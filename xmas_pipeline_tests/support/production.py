@@ -233,14 +233,15 @@ def running_production(
         }
         saved = os.environ.get("DAGSTER_POSTGRES_URL")
         try:
-            migrate = topology.migrate_command()
-            subprocess.run(
-                [str(BIN / migrate[0]), *migrate[1:]],
-                env=prod.env,
-                cwd=home,
-                check=True,
-                capture_output=True,
-            )
+            # Both migrate steps, as every deployment runs them before the processes.
+            for migrate in (topology.migrate_command(), topology.store_migrate_command()):
+                subprocess.run(
+                    [str(BIN / migrate[0]), *migrate[1:]],
+                    env=prod.env,
+                    cwd=home,
+                    check=True,
+                    capture_output=True,
+                )
             for name in ("code-server", "webserver", "daemon", "intake"):
                 prod.start(name)
             prod.wait_ready()

@@ -10,6 +10,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from xmas_pipeline.adapters.sql.migrate import migrate_store
 from xmas_pipeline_tests.fakes.calcom_api import FakeCalcomApi
 from xmas_pipeline_tests.fakes.chat_webhook import ChatWebhookServer
 from xmas_pipeline_tests.fakes.notion_api import FakeNotion
@@ -38,6 +39,7 @@ def secret_stack(home: Path, **extra: str) -> Iterator[SecretStack]:
     markers = SecretMarkers()
     with ExitStack() as stack:
         database = stack.enter_context(postgres_database())
+        migrate_store(database)  # as a deployment does before its processes start
         resend = stack.enter_context(running_fake(api_key=markers.resend_key, rate_limit=None))
         notion = stack.enter_context(FakeNotion(token=markers.notion_token))
         calcom = stack.enter_context(FakeCalcomApi(api_key=markers.calcom_key))

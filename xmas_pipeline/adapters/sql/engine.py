@@ -53,6 +53,13 @@ def make_engine(url: str, *, connect_timeout_s: int | None = None) -> Engine:
     )
 
 
+def creates_its_tables(url: str) -> bool:
+    """Whether a process that only uses a few tables may create them on first use: on
+    SQLite (dev, one machine), yes. On PostgreSQL a deployment's roles keep DDL to the
+    migrate step (`xmas-pipeline store migrate`, adapters/sql/privileges.py)."""
+    return url.startswith("sqlite")
+
+
 def upsert(conn: Connection, table: sa.Table) -> Any:
     """A dialect INSERT that supports ON CONFLICT (DO NOTHING / DO UPDATE)."""
     if conn.dialect.name == "postgresql":

@@ -10,6 +10,10 @@ Rotating the key (`xmas-pipeline rotate-unsubscribe-key`) adds a key under the n
 (`unsubscribe-signing-key/1`, `/2`...) and keeps the older ones: links carry their key's
 id, so every link already sent still verifies. The base key (configured or generated) is
 id "0", the one tokens made before key ids were signed with.
+
+The production intake only reads (`read_unsubscribe_keys`): its database role may not
+create tables or keys, so the key is made by `xmas-pipeline store migrate` (or the first
+send run), and until then the intake answers that unsubscribing is unavailable.
 """
 
 from __future__ import annotations
@@ -42,6 +46,10 @@ class SqlSecrets(SqlDatabase):
     def numbered(self, name: str) -> list[tuple[str, str]]:
         """(number, value) of `name/<n>` entries, in order."""
         self.prepare()
+        return self.read_numbered(name)
+
+    def read_numbered(self, name: str) -> list[tuple[str, str]]:
+        """`numbered` without creating anything (the table must exist)."""
         prefix = f"{name}/"
         with self.engine.connect() as conn:
             rows = conn.execute(
@@ -49,6 +57,13 @@ class SqlSecrets(SqlDatabase):
             ).all()
         found = [(r[0][len(prefix) :], str(r[1])) for r in rows]
         return sorted((n, v) for n, v in found if n.isdigit())
+
+    def read(self, name: str) -> str | None:
+        """One value, or None; creates nothing (the table must exist)."""
+        with self.engine.connect() as conn:
+            value = conn.execute(sa.select(secrets.c.value).where(secrets.c.name == name))
+            found = value.scalar_one_or_none()
+        return None if found is None else str(found)
 
     def add_numbered(self, name: str) -> str:
         """A new random value under the next `name/<n>`: its number."""
@@ -86,6 +101,22 @@ def unsubscribe_keys(
     base = unsubscribe_secret(configured, database_url, engine)
     rotated = SqlSecrets(database_url, engine).numbered(UNSUBSCRIBE)
     return SigningKeys((("0", base), *rotated))
+
+
+class SigningKeyMissing(LookupError):
+    """No unsubscribe key was generated yet (`xmas-pipeline store migrate` makes it)."""
+
+
+def read_unsubscribe_keys(
+    configured: str | None, database_url: str, engine: Engine | None = None
+) -> SigningKeys:
+    """`unsubscribe_keys` for a role that may only read: it creates neither the table nor
+    the key. A missing table raises the database's error; a missing key SigningKeyMissing."""
+    store = SqlSecrets(database_url, engine)
+    base = configured or store.read(UNSUBSCRIBE)
+    if not base:
+        raise SigningKeyMissing(UNSUBSCRIBE)
+    return SigningKeys((("0", base), *store.read_numbered(UNSUBSCRIBE)))
 
 
 def rotate_unsubscribe_key(

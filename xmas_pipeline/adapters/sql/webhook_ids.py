@@ -4,8 +4,9 @@ A provider delivers at least once: Svix retries a Resend event under the same `s
 The production intake runs several worker processes (and may run on several hosts), so a
 memory of ids per process lets a repeat that reaches another worker write a second inbox
 file. The ids live in the SQL store instead, in a table of their own, `webhook_ids`
-(source, id, received_at), on a `MetaData` of its own: the intake creates and writes only
-this table, never the pipeline's.
+(source, id, received_at), on a `MetaData` of its own. On SQLite (dev) the intake creates
+it on first use; on PostgreSQL `xmas-pipeline store migrate` does, and the intake's role
+may only read, insert and delete its rows.
 
 Recording is an insert-if-absent, so two workers recording one id at once both succeed
 and one row is kept. Rows older than `KEEP` are pruned now and then by whoever records:
@@ -56,10 +57,12 @@ class SqlWebhookIds:
         *,
         keep: timedelta = KEEP,
         connect_timeout_s: int | None = None,
+        create: bool = True,
     ) -> None:
         self.engine = engine or make_engine(url, connect_timeout_s=connect_timeout_s)
         self.keep = keep
-        self._prepared = False
+        # False: never DDL (a role without CREATE); a missing table is then an error.
+        self._prepared = not create
         self._pruned_at = float("-inf")
 
     def prepare(self) -> None:
