@@ -2,8 +2,8 @@
 sending paused from the launchpad (`pause_sending`), signups posted to the intake. Once
 they are in the store and the daemon has ticked the send schedule since (email 1 due for
 everyone on a real tick; the welcome sensor ticks every 5 s), nothing has been sent;
-resumed (`resume_sending`), everything due goes, each message once. The waits poll the daemon's own tick history, so the test
-takes as long as the ticks, not a fixed number of minutes.
+resumed (`resume_sending`), everything due goes, each message once. The waits poll the
+daemon's own tick history, so the test takes as long as the ticks, not fixed minutes.
 """
 
 from __future__ import annotations
