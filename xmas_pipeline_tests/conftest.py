@@ -12,6 +12,7 @@ import pytest
 
 from xmas_pipeline.adapters.sql.store import SqlStore
 from xmas_pipeline.core.campaign import Campaign, load_campaign
+from xmas_pipeline_tests.support.clock import MovableClock, movable_clock
 from xmas_pipeline_tests.support.stores import postgres_database
 
 
@@ -30,6 +31,13 @@ def _temp_in_memory() -> None:
 
 
 _temp_in_memory()
+
+
+@pytest.fixture
+def clock() -> Iterator[MovableClock]:
+    """Time in this process, moved on by the test (`clock.advance(seconds)`)."""
+    with movable_clock() as moving:
+        yield moving
 
 
 @pytest.fixture

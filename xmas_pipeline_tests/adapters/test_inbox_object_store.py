@@ -11,7 +11,6 @@ import json
 import os
 import re
 import socket
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -33,6 +32,7 @@ from xmas_pipeline.intake.app import create_app
 from xmas_pipeline.services.forget import forget_inbox
 from xmas_pipeline.services.inbox_days import read_signup_day
 from xmas_pipeline.settings import Settings
+from xmas_pipeline_tests.support.clock import MovableClock
 
 PREFIX = "inbox"
 NAME = re.compile(r"^\d{20}-[0-9a-f]{32}\.json$")
@@ -279,12 +279,14 @@ def test_arrival_time_is_the_objects_last_modified_in_utc(bucket: str, s3_url: s
     assert before - timedelta(seconds=1) <= listed.received_at <= after + timedelta(seconds=1)
 
 
-def test_an_object_replaced_in_place_changes_the_fingerprint(bucket: str, s3_url: str) -> None:
+def test_an_object_replaced_in_place_changes_the_fingerprint(
+    bucket: str, s3_url: str, clock: MovableClock
+) -> None:
     inbox = Inbox(s3_url)
     item = inbox.write("signups", b'{"email": "typo@example"}')
     before = inbox.fingerprint("signups", item.day)
     # Fixing a bad file by hand: a new PUT of the same key a second later.
-    time.sleep(1.1)  # LastModified has a resolution of one second
+    clock.advance(1.1)  # LastModified has a resolution of one second
     _bucket_drop(bucket)(item.ref, b'{"email": "fixed@example.com"}')
     assert inbox.fingerprint("signups", item.day) != before
     assert inbox.read(inbox.files("signups", item.day)[0]) == b'{"email": "fixed@example.com"}'

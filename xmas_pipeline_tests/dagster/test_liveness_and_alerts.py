@@ -22,6 +22,7 @@ from xmas_pipeline.adapters.sql.tables import alert_outbox, alerts_sent
 from xmas_pipeline.dagster_defs.executor import HEARTBEAT_TAG, run_is_live
 from xmas_pipeline.dagster_defs.jobs import SEND_POOL, SEND_TAG
 from xmas_pipeline_tests.fakes.chat_webhook import ChatWebhookServer
+from xmas_pipeline_tests.support.clock import MovableClock
 from xmas_pipeline_tests.support.pipeline_env import (
     PipelineEnv,
     make_env,
@@ -152,7 +153,7 @@ def _failed_run(instance: dg.DagsterInstance, job: str, reason: str, **tags: str
 
 
 def test_a_failed_send_run_reaches_ops_once_though_the_chat_was_down(
-    tmp_path: Path, chat: ChatWebhookServer
+    tmp_path: Path, chat: ChatWebhookServer, clock: MovableClock
 ) -> None:
     """A send run fails for real (Resend on, no postal address) while the chat answers 429,
     then 503: the failure sensor ticks past the run meanwhile, and the alert still arrives,
@@ -177,14 +178,14 @@ def test_a_failed_send_run_reaches_ops_once_though_the_chat_was_down(
         assert "1 waiting" in str(outbox().skip_message)  # 429: kept, Retry-After honoured
         failures()
         failures()  # ticked past the failed run: nothing new, and nothing lost
-        time.sleep(2.2)
+        clock.advance(2.2)
         chat.fail_with = 503
         outbox()
         assert [p.status for p in chat.posts] == [429, 503]
         chat.fail_with = None
         outbox()  # too early: the backoff after two failures is 4 s
         assert len(chat.posts) == 2
-        time.sleep(4.2)
+        clock.advance(4.2)
         assert "1 alert(s) posted; 0 waiting" in str(outbox().skip_message)
         for tick in (outbox, failures, outbox):
             tick()
@@ -246,7 +247,9 @@ def test_a_dead_worker_is_reported_whatever_the_job(
     assert "worker died" in post.body["text"] and "no heartbeat" in post.body["text"]
 
 
-def test_stuck_messages_are_reported_once_each(env: PipelineEnv, chat: ChatWebhookServer) -> None:
+def test_stuck_messages_are_reported_once_each(
+    env: PipelineEnv, chat: ChatWebhookServer, clock: MovableClock
+) -> None:
     env.drop_signup(signup("late@x.com"), age=timedelta(hours=2))
     with dg.instance_for_test() as instance:
         assert env.ingest(today(), instance).success
@@ -257,7 +260,7 @@ def test_stuck_messages_are_reported_once_each(env: PipelineEnv, chat: ChatWebho
         outbox()  # refused: kept
         stuck()  # the same message: no second alert
         chat.fail_with = None
-        time.sleep(2.2)
+        clock.advance(2.2)
         outbox()
         stuck()
         outbox()

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -20,6 +19,7 @@ from xmas_pipeline.settings import Settings, SettingsError
 from xmas_pipeline_tests.fakes.chat_webhook import ChatWebhookServer
 from xmas_pipeline_tests.fakes.notion_api import FakeNotion
 from xmas_pipeline_tests.fakes.notion_workspace import Workspace, busos_workspace
+from xmas_pipeline_tests.support.clock import MovableClock
 from xmas_pipeline_tests.support.notion_sync import sync_pass
 from xmas_pipeline_tests.support.pipeline_env import (
     PipelineEnv,
@@ -84,7 +84,7 @@ def test_the_sync_asset_its_check_and_the_pool(tmp_path: Path, notion: FakeNotio
 
 
 def test_notion_down_delays_only_the_sync_and_the_check_says_so(
-    tmp_path: Path, notion: FakeNotion
+    tmp_path: Path, notion: FakeNotion, clock: MovableClock
 ) -> None:
     env, ws = notion_env(tmp_path, notion, XMAS_NOTION_MAX_LAG_SECONDS="1")
     env.drop_signup(signup("a@x.com"))
@@ -93,7 +93,7 @@ def test_notion_down_delays_only_the_sync_and_the_check_says_so(
         notion.inject("503", times=1000)
         send = env.send(today(), instance, catch_up=True)
         assert materializations(send, "deliveries")[0]["sent"] == 1  # never waited
-        time.sleep(1.2)
+        clock.advance(1.2)
         result = sync(env, instance)
         assert result.success  # a materialization saying what happened, not a crash
         meta = materializations(result, "notion_email_sequence")[0]
@@ -162,7 +162,7 @@ def test_contacts_a_dead_sync_run_held_are_freed_by_the_sensor_and_synced(
 
 
 def test_notion_falling_behind_turns_the_check_red_from_the_sensor_and_tells_ops_once(
-    tmp_path: Path, notion: FakeNotion
+    tmp_path: Path, notion: FakeNotion, clock: MovableClock
 ) -> None:
     """No sync can run (a hung run holds the queue): the sensor alone turns notion_in_sync
     red and enqueues one alert for the episode; when Notion catches up the check turns green
@@ -184,7 +184,7 @@ def test_notion_falling_behind_turns_the_check_red_from_the_sensor_and_tells_ops
             tick = Ticker.of(env, instance, "notion_sync_sensor")
             outbox = Ticker.of(env, instance, "alert_outbox_sensor")
             assert latest_check(instance) is None
-            time.sleep(1.2)
+            clock.advance(1.2)
             red = tick()
             assert [e.passed for e in red.asset_events] == [False]
             assert latest_check(instance) == "FAILED"
@@ -209,14 +209,14 @@ def test_notion_falling_behind_turns_the_check_red_from_the_sensor_and_tells_ops
 
 
 def test_the_sensor_turns_the_check_green_again_without_a_run(
-    tmp_path: Path, notion: FakeNotion
+    tmp_path: Path, notion: FakeNotion, clock: MovableClock
 ) -> None:
     env, ws = notion_env(tmp_path, notion, XMAS_NOTION_MAX_LAG_SECONDS="1")
     env.drop_signup(signup("a@x.com"))
     with dg.instance_for_test() as instance:
         assert env.ingest(today(), instance).success
         tick = Ticker.of(env, instance, "notion_sync_sensor")
-        time.sleep(1.2)
+        clock.advance(1.2)
         tick()
         assert latest_check(instance) == "FAILED"
         # The contact's change reaches Notion some other way (a sync run of another

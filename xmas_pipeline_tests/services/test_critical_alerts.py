@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -26,6 +25,7 @@ from xmas_pipeline_tests.fakes.chat_webhook import (
     discord_refusal,
     slack_refusal,
 )
+from xmas_pipeline_tests.support.clock import MovableClock
 from xmas_pipeline_tests.support.pipeline_env import make_env, materializations, signup, today
 from xmas_pipeline_tests.support.sensor_ticks import Ticker
 
@@ -184,7 +184,7 @@ def hook() -> Iterator[tuple[Hook, str]]:
 
 
 def test_a_critical_signup_is_announced_once_though_no_other_signup_follows(
-    tmp_path: Path, hook: tuple[Hook, str]
+    tmp_path: Path, hook: tuple[Hook, str], clock: MovableClock
 ) -> None:
     """The chat fails when the day's signups are ingested: nothing else arrives that day,
     and the alerts still go, each once, from the outbox."""
@@ -201,7 +201,7 @@ def test_a_critical_signup_is_announced_once_though_no_other_signup_follows(
         outbox = Ticker.of(env, instance, "alert_outbox_sensor")
         outbox()  # the one never tried goes; the one refused waits out its backoff
         assert len(state.bodies) == 1
-        time.sleep(2.2)
+        clock.advance(2.2)
         outbox()
         outbox()
         again = env.ingest(today(), instance)  # a re-ingested day announces nobody twice
