@@ -46,6 +46,10 @@ class UpsertReport:
     created: list[str] = field(default_factory=list)  # contact keys given a new sequence
     updated: list[str] = field(default_factory=list)  # already had one: profile refreshed
     unchanged: list[str] = field(default_factory=list)  # exact re-delivery
+    # Double opt-in: new or renewed sequences waiting for their confirmation (also in
+    # `created` / `updated`), and contacts whose new name or business was held.
+    awaiting: list[str] = field(default_factory=list)
+    held: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
