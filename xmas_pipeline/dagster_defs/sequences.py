@@ -75,7 +75,7 @@ def definitions(
             "follows through notion_email_sequence). A new contact starts the sequence; a "
             "re-delivered signup changes nothing; a newer assessment refreshes the scores and "
             "segment but never restarts the clock, and a new name or business name is held "
-            "(README, Privacy). With double_opt_in, a new sequence awaits its confirmation "
+            "(README, Signing up again). With double_opt_in, a new sequence awaits its confirmation "
             "link and starts when it is clicked."
         ),
     )
@@ -125,21 +125,25 @@ def definitions(
                 "critical alerts sent": len(sent.sent),
                 "critical alerts waiting": len(sent.waiting),
             }
-        optin_meta: dict[str, object] = {}
-        if camp.double_opt_in or day.confirmations or report.held:
-            optin_meta = {
-                "awaiting confirmation": len(report.awaiting),
-                # Sequences started by a confirmation now: email 1 goes at once.
-                "confirmed": len(confirmed.started),
-                "changes confirmed": len(confirmed.changed),
-                "confirmations repeated": len(confirmed.repeated),
-                "confirmations refused": len(day.refused) + len(confirmed.unknown),
-                "held profile changes": len(report.held),
-                "held changes": md_table(
-                    held_changes(backend.profile_changes(camp), report.held),
-                    ["contact", "changes", "status"],
-                ),
-            }
+        # The retake rule's held changes (README, "Signing up again"), always shown.
+        optin_meta: dict[str, object] = {
+            "held profile changes": len(report.held),
+            "held changes": md_table(
+                held_changes(backend.profile_changes(camp), report.held) if report.held else [],
+                ["contact", "changes", "status"],
+            ),
+        }
+        if camp.double_opt_in or day.confirmations:
+            optin_meta.update(
+                {
+                    "awaiting confirmation": len(report.awaiting),
+                    # Sequences started by a confirmation now: email 1 goes at once.
+                    "confirmed": len(confirmed.started),
+                    "changes confirmed": len(confirmed.changed),
+                    "confirmations repeated": len(confirmed.repeated),
+                    "confirmations refused": len(day.refused) + len(confirmed.unknown),
+                }
+            )
         segments = segment_counts(pd.Series([e.signup.segment.value for e in events]))
         # Campaign-wide: where every sequence stands now (last email sent), per segment.
         reached = steps_reached(backend.load_sequences(camp), len(camp.steps))

@@ -101,8 +101,20 @@ def retake_signup(
         return
     if decision.held:
         change_id = signup_subject(event.source).split(":", 1)[1]
+        changes = json.dumps(decision.held, ensure_ascii=False, sort_keys=True)
+        # This signup seen before, or the same change already waiting: nothing new.
         known = conn.execute(
-            sa.select(profile_changes.c.change_id).where(profile_changes.c.change_id == change_id)
+            sa.select(profile_changes.c.change_id).where(
+                sa.or_(
+                    profile_changes.c.change_id == change_id,
+                    sa.and_(
+                        profile_changes.c.campaign == campaign.slug,
+                        profile_changes.c.contact_key == key,
+                        profile_changes.c.changes == changes,
+                        profile_changes.c.status.in_(["pending", "held"]),
+                    ),
+                )
+            )
         ).first()
         if known is None:
             # One confirmation open at a time: a change arriving while one is open is held.
@@ -112,7 +124,7 @@ def retake_signup(
                     change_id=change_id,
                     campaign=campaign.slug,
                     contact_key=key,
-                    changes=json.dumps(decision.held, ensure_ascii=False),
+                    changes=changes,
                     status="pending" if pending else "held",
                     source=event.source,
                     created_at=utc(event.received_at),
