@@ -75,8 +75,8 @@ def definitions(
             "follows through notion_email_sequence). A new contact starts the sequence; a "
             "re-delivered signup changes nothing; a newer assessment refreshes the scores and "
             "segment but never restarts the clock, and a new name or business name is held "
-            "(README, Signing up again). With double_opt_in, a new sequence awaits its confirmation "
-            "link and starts when it is clicked."
+            "(README, Signing up again). With double_opt_in, a new sequence awaits its "
+            "confirmation link and starts when it is clicked."
         ),
     )
     def email_sequences(
