@@ -5,6 +5,7 @@ record holds both requests; `forget` erases it. And the retake rule on the same 
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import timedelta
 from html import unescape
@@ -21,6 +22,7 @@ from xmas_pipeline.core.campaign import DEFAULT_CAMPAIGN_FILE
 from xmas_pipeline.intake.app import create_app
 from xmas_pipeline.services.forget import forget_person
 from xmas_pipeline.services.planning import due_plan
+from xmas_pipeline_tests.fakes.chat_webhook import ChatWebhookServer
 from xmas_pipeline_tests.support.pipeline_env import (
     PipelineEnv,
     make_env,
@@ -239,3 +241,32 @@ def test_with_opt_in_a_new_name_waits_for_a_link_sent_to_the_address(env: Pipeli
         [row] = env.store().load_sequences(env.campaign, [key]).to_dict("records")
         assert row["first_name"] == "Annabel"
         assert env.store().profile_changes(env.campaign)["status"].tolist() == ["applied"]
+
+
+def test_the_critical_alert_waits_for_the_confirmation(tmp_path: Path) -> None:
+    """With opt-in on, a script posting CRITICAL signups reaches nobody's chat: the alert
+    goes once the address's owner confirmed, and once only."""
+    with ChatWebhookServer(flavour="slack") as chat:
+        env = make_env(
+            tmp_path / "home",
+            XMAS_TESTING_MODE="true",
+            XMAS_CAMPAIGN_FILE=campaign_file(tmp_path / "campaign", True),
+            XMAS_UNSUBSCRIBE_SECRET="test-signing-secret",
+            XMAS_ALERT_WEBHOOK_URL=chat.url,
+        )
+        intake = TestClient(create_app(env.settings))
+        key = "crit@example.com"
+        intake.post("/webhook/christmas-signup", json=signup(key, red=3))
+        with dg.instance_for_test() as instance:
+            assert env.ingest(today(), instance).success
+            assert chat.posts == []
+            assert env.send(today(), instance, catch_up=True).success
+            link = confirm_path(env, key)
+            intake.post(link)
+            ingested = env.ingest(today(), instance)
+            assert materializations(ingested, "email_sequences")[0]["critical alerts sent"] == 1
+            [post] = chat.accepted
+            assert key in json.dumps(post.body)
+            intake.post(link)  # a second click: no second alert
+            env.ingest(today(), instance)
+            assert len(chat.accepted) == 1
