@@ -103,7 +103,11 @@ class SqlSequences(SqlDatabase):
                         report.unchanged.append(key)
                 else:
                     retake_signup(conn, campaign, event, dict(existing), profile, now, report)
-            mark_dirty(conn, campaign.slug, report.created + report.updated, now)
+            # Unconfirmed signups stay out of Notion: a script posting addresses must not
+            # fill the team's workspace. A confirmation queues the contact.
+            waiting = set(report.awaiting)
+            changed = [k for k in report.created + report.updated if k not in waiting]
+            mark_dirty(conn, campaign.slug, changed, now)
         return report
 
     # -- state -----------------------------------------------------------------------------
