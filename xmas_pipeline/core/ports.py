@@ -67,7 +67,7 @@ class SentRecord:
     message_id: str
     idempotency_key: str
     contact_key: str
-    kind: str  # "nurture" | "reminder"
+    kind: str  # "nurture" | "reminder" | "confirm" (double opt-in)
     step_id: str  # "email-3", "reminder-2"
     step_number: int
     due_at: datetime
