@@ -12,7 +12,7 @@ from xmas_pipeline.adapters.sql.forget import SqlForget
 from xmas_pipeline.adapters.sql.store import SqlStore
 from xmas_pipeline.core.campaign import Campaign, load_campaign
 from xmas_pipeline.core.confirm_plan import due_confirmations
-from xmas_pipeline.core.optin import ConfirmClaim, Confirmation
+from xmas_pipeline.core.optin import Confirmation, ConfirmClaim
 from xmas_pipeline.core.ports import SentRecord
 from xmas_pipeline.core.signup import Signup, SignupEvent
 
