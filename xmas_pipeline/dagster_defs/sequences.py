@@ -146,7 +146,11 @@ def definitions(
             )
         segments = segment_counts(pd.Series([e.signup.segment.value for e in events]))
         # Campaign-wide: where every sequence stands now (last email sent), per segment.
-        reached = steps_reached(backend.load_sequences(camp), len(camp.steps))
+        everyone = backend.load_sequences(camp)
+        reached = steps_reached(everyone, len(camp.steps))
+        if camp.double_opt_in:  # campaign-wide: signups whose link was not clicked yet
+            waiting = everyone["awaiting_confirmation"] & ~everyone["completed"]
+            optin_meta["awaiting confirmation (all)"] = int(waiting.sum())
         context.log.info(
             f"{len(report.created)} new sequences, {len(report.updated)} refreshed, "
             f"{len(report.unchanged)} unchanged"

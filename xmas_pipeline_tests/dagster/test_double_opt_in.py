@@ -19,6 +19,7 @@ from starlette.testclient import TestClient
 
 from xmas_pipeline.adapters.sql.forget import SqlForget
 from xmas_pipeline.core.campaign import DEFAULT_CAMPAIGN_FILE
+from xmas_pipeline.dagster_defs.sensors import new_sequences
 from xmas_pipeline.intake.app import create_app
 from xmas_pipeline.services.forget import forget_person
 from xmas_pipeline.services.planning import due_plan
@@ -91,6 +92,7 @@ def test_only_the_confirmation_goes_until_the_link_is_clicked(env: PipelineEnv) 
         assert ingested.success
         meta = materializations(ingested, "email_sequences")[0]
         assert meta["new sequences"] == 1 and meta["awaiting confirmation"] == 1
+        assert meta["awaiting confirmation (all)"] == 1
         assert env.send(today(), instance, catch_up=True).success
         [confirmation] = sent_steps(env, key)
         assert f"__confirm__signup-{event_id}" in confirmation
@@ -107,7 +109,10 @@ def test_only_the_confirmation_goes_until_the_link_is_clicked(env: PipelineEnv) 
         assert clicked.status_code == 200 and "confirmed" in clicked.text
 
         ingested = env.ingest(today(), instance)
-        assert materializations(ingested, "email_sequences")[0]["confirmed"] == 1
+        meta = materializations(ingested, "email_sequences")[0]
+        assert meta["confirmed"] == 1 and meta["awaiting confirmation (all)"] == 0
+        # The welcome sensor counts a confirmation as a start: email 1 goes at once.
+        assert new_sequences(instance, ingested.run_id) == 1
         assert env.send(today(), instance, catch_up=True).success
         assert [n for n in sent_steps(env, key) if "__email-" in n] == [
             f"christmas-2025__{key}__email-1.eml"
@@ -139,6 +144,7 @@ def test_only_the_confirmation_goes_until_the_link_is_clicked(env: PipelineEnv) 
         again = env.ingest(today(), instance)
         meta = materializations(again, "email_sequences")[0]
         assert meta["confirmed"] == 0 and meta["confirmations repeated"] == 2
+        assert new_sequences(instance, again.run_id) == 0
         before = sent_steps(env, key)
         assert env.send(today(), instance, catch_up=True).success
         assert sent_steps(env, key) == before
