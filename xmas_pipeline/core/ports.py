@@ -50,6 +50,8 @@ class UpsertReport:
     # `created` / `updated`), and contacts whose new name or business was held.
     awaiting: list[str] = field(default_factory=list)
     held: list[str] = field(default_factory=list)
+    # Held changes now pending a confirmation email (double opt-in).
+    asked: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -142,13 +142,13 @@ def calcom_poll_sensor(campaign: Campaign, interval: int) -> dg.SensorDefinition
 
 SEQUENCES_ASSET = dg.AssetKey("email_sequences")
 # The `email_sequences` counts that each mean an email to send at once.
-STARTED_COUNTS = ("new sequences", "awaiting confirmation", "confirmed", "held profile changes")
+STARTED_COUNTS = ("new sequences", "confirmed", "confirmation emails owed")
 
 
 def new_sequences(instance: dg.DagsterInstance, run_id: str) -> int:
     """How many sequences a run's `email_sequences` materializations started (new ones,
-    awaiting ones whose confirmation email goes now, and ones a confirmation started), or
-    held changes whose confirmation email goes now."""
+    and ones a confirmation started), plus the double opt-in confirmation emails it made
+    due: each is an email to send at once."""
     records = instance.get_records_for_run(
         run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
     ).records

@@ -137,6 +137,8 @@ def definitions(
             optin_meta.update(
                 {
                     "awaiting confirmation": len(report.awaiting),
+                    # Confirmation emails to send at once (a signup's, a held change's).
+                    "confirmation emails owed": len(report.awaiting) + len(report.asked),
                     # Sequences started by a confirmation now: email 1 goes at once.
                     "confirmed": len(confirmed.started),
                     "changes confirmed": len(confirmed.changed),

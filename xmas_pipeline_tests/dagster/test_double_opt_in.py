@@ -229,8 +229,10 @@ def test_with_opt_in_a_new_name_waits_for_a_link_sent_to_the_address(env: Pipeli
         assert "Ann" in subject_of(env, f"christmas-2025__{key}__email-1.eml")
 
         intake.post("/webhook/christmas-signup", json=signup(key, first_name="Annabel"))
-        meta = materializations(env.ingest(today(), instance), "email_sequences")[0]
-        assert meta["held profile changes"] == 1
+        ingested = env.ingest(today(), instance)
+        meta = materializations(ingested, "email_sequences")[0]
+        assert meta["held profile changes"] == 1 and meta["confirmation emails owed"] == 1
+        assert new_sequences(instance, ingested.run_id) == 1  # its email goes at once
         assert env.store().profile_changes(env.campaign)["status"].tolist() == ["pending"]
         env.send(today(), instance, catch_up=True)
         [change_mail] = [n for n in sent_steps(env, key) if "__confirm__change-" in n]

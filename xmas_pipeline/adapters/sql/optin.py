@@ -138,6 +138,7 @@ def retake_signup(
                     confirm_requested_at=utc(event.received_at),
                     confirm_sent_at=None,
                 )
+                report.asked.append(key)
             report.held.append(key)
     if not values:
         report.unchanged.append(key)
