@@ -92,6 +92,9 @@ def test_an_unconfirmed_signup_asks_once_per_link_life(store: SqlStore, campaign
     assert current["confirm_subject"] == f"signup:{3:020d}-file"
     due = due_confirmations(store.load_sequences(campaign), campaign, T0 + timedelta(days=8))
     assert due["confirm_subject"].tolist() == [current["confirm_subject"]]
+    # A file older than the open round, ingested late (a day run again): nothing changes.
+    late = store.upsert_signups(campaign, [signup(T0 + timedelta(days=2), "Old", n=9)])
+    assert late.unchanged == [KEY] and row(store, campaign)["first_name"] == "Janet"
 
     # The first, expired round's record stays unconfirmed; the new one is confirmed once.
     done = store.apply_confirmations(

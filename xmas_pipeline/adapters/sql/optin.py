@@ -85,6 +85,9 @@ def retake_signup(
         return
     awaiting = bool(existing.get("awaiting_confirmation"))
     requested = existing.get("confirm_requested_at")
+    if awaiting and requested is not None and utc(event.received_at) < utc(requested):
+        report.unchanged.append(key)  # older than the open round (a day ingested again)
+        return
     asked_open = (
         bool(existing.get("confirm_subject"))
         and requested is not None
