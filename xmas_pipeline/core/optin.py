@@ -76,6 +76,7 @@ class Confirmation:
     ip: str
     user_agent: str
     source: str  # the inbox file
+    forwarded_for: str = ""  # what the click claimed in X-Forwarded-For
 
     @property
     def contact_key(self) -> str:
@@ -160,7 +161,12 @@ def clean_user_agent(value: str | None) -> str:
 
 
 def confirmation_event(
-    claim: ConfirmClaim, token: str, ip: str, user_agent: str, moment: datetime
+    claim: ConfirmClaim,
+    token: str,
+    ip: str,
+    user_agent: str,
+    moment: datetime,
+    forwarded_for: str = "",
 ) -> bytes:
     """The inbox file of one click. The address is written out too (the token holds it
     encoded) so that `forget` finds the file like any other holding it."""
@@ -172,6 +178,7 @@ def confirmation_event(
             "token": token,
             "ip": ip,
             "user_agent": clean_user_agent(user_agent),
+            "forwarded_for": forwarded_for[:200],
         },
     }
     return json.dumps(event, ensure_ascii=False).encode("utf-8")
@@ -205,6 +212,7 @@ def read_confirmation(
         ip=str(data.get("ip") or "")[:64],
         user_agent=clean_user_agent(str(data.get("user_agent") or "")),
         source=source,
+        forwarded_for=str(data.get("forwarded_for") or "")[:200],
     )
 
 

@@ -112,6 +112,7 @@ class ConfirmEndpoint:
             client["ip"],
             client["user_agent"],
             self.clock(),
+            client.get("forwarded_for", ""),
         )
         try:
             await self.store.put("signups", event)

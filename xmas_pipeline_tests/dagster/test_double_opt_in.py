@@ -32,7 +32,7 @@ from xmas_pipeline_tests.support.pipeline_env import (
     today,
 )
 
-SIGNUP_UA = {"User-Agent": "Mozilla/5.0 (signup browser)"}
+SIGNUP_UA = {"User-Agent": "Mozilla/5.0 (signup browser)", "X-Forwarded-For": "198.51.100.20"}
 CLICK_UA = {"User-Agent": "Mozilla/5.0 (mail client)"}
 
 
@@ -134,6 +134,8 @@ def test_only_the_confirmation_goes_until_the_link_is_clicked(env: PipelineEnv) 
         assert record["contact_key"] == key
         assert record["request_ip"] == "testclient"
         assert record["request_user_agent"] == SIGNUP_UA["User-Agent"]
+        assert record["request_forwarded_for"] == "198.51.100.20"
+        assert record["confirm_forwarded_for"] == ""
         assert record["confirm_ip"] == "testclient"
         assert record["confirm_user_agent"] == CLICK_UA["User-Agent"]
         assert record["requested_at"] <= record["confirmed_at"]

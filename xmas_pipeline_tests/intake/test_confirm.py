@@ -57,17 +57,20 @@ def test_get_shows_a_button_and_stores_nothing(tmp_path: Path) -> None:
 def test_post_records_the_click_with_the_clients_address_and_agent(tmp_path: Path) -> None:
     path = link()
     before = datetime.now(UTC)
-    response = client(tmp_path).post(path, headers={"User-Agent": "Thunderbird/128"})
+    response = client(tmp_path).post(
+        path, headers={"User-Agent": "Thunderbird/128", "X-Forwarded-For": "192.0.2.44"}
+    )
     assert response.status_code == 200 and "confirmed" in response.text
     [event] = signup_files(tmp_path)
     assert event["type"] == "signup.confirmed"
     assert event["data"]["email"] == "jane@example.com"
     assert event["data"]["ip"] == "testclient"
     assert event["data"]["user_agent"] == "Thunderbird/128"
+    assert event["data"]["forwarded_for"] == "192.0.2.44"  # a claim, kept as one
     assert datetime.fromisoformat(event["created_at"]) >= before
     # What ingestion reads back from it: the same claim, checked again.
     click = read_confirmation(event, SECRET, received_at=datetime.now(UTC), source="s")
-    assert click.claim.subject == "signup:e1"
+    assert click.claim.subject == "signup:e1" and click.forwarded_for == "192.0.2.44"
 
 
 def test_bad_links_get_a_clear_400_and_store_nothing(tmp_path: Path) -> None:

@@ -46,6 +46,7 @@ def _record_request(
             requested_at=utc(event.received_at),
             request_ip=str(request.get("ip", ""))[:64],
             request_user_agent=str(request.get("user_agent", ""))[:500],
+            request_forwarded_for=str(request.get("forwarded_for", ""))[:200],
             request_source=event.source,
         )
         .on_conflict_do_nothing()
@@ -185,6 +186,7 @@ def apply_confirmations(
                 confirmed_at=utc(item.at),
                 confirm_ip=item.ip,
                 confirm_user_agent=item.user_agent,
+                confirm_forwarded_for=item.forwarded_for,
                 confirm_source=item.source,
             )
         )

@@ -108,10 +108,13 @@ consent_records = sa.Table(
     sa.Column("requested_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("request_ip", sa.String(64), nullable=False, default=""),
     sa.Column("request_user_agent", sa.String(500), nullable=False, default=""),
+    # What the request claimed in X-Forwarded-For (a claim, kept beside the peer address).
+    sa.Column("request_forwarded_for", sa.String(200), nullable=False, default=""),
     sa.Column("request_source", sa.String(500), nullable=False, default=""),
     sa.Column("confirmed_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("confirm_ip", sa.String(64), nullable=False, default=""),
     sa.Column("confirm_user_agent", sa.String(500), nullable=False, default=""),
+    sa.Column("confirm_forwarded_for", sa.String(200), nullable=False, default=""),
     sa.Column("confirm_source", sa.String(500), nullable=False, default=""),
 )
 
