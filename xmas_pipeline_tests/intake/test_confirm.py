@@ -124,3 +124,9 @@ def test_a_signup_keeps_the_request_beside_its_file_and_ingestion_reads_it(
     }
     assert by_key["old@example.com"].request == {}
     assert batch.rejected == []
+
+
+def test_a_change_link_says_what_it_confirms(tmp_path: Path) -> None:
+    response = client(tmp_path).get(link(subject="change:e2"))
+    assert response.status_code == 200
+    assert "new name or business name" in response.text
