@@ -10,6 +10,7 @@ import pytest
 
 from xmas_pipeline.adapters.sql.forget import SqlForget
 from xmas_pipeline.adapters.sql.store import SqlStore
+from xmas_pipeline.cli import main
 from xmas_pipeline.core.campaign import Campaign, load_campaign
 from xmas_pipeline.core.confirm_plan import due_confirmations
 from xmas_pipeline.core.optin import Confirmation, ConfirmClaim
@@ -145,3 +146,27 @@ def test_forget_erases_consent_records_and_held_changes(
     erased = SqlForget(store.url, engine=store.engine).erase(KEY)
     assert erased["consent_records"] == 2 and erased["profile_changes"] == 1
     assert store.consent_records(campaign).empty and store.profile_changes(campaign).empty
+
+
+def test_the_team_applies_a_held_change_by_hand(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With opt-in off a change is held; `xmas-pipeline profile-changes` lists it and
+    `--apply` uses it, once (after the team checked with the person)."""
+    monkeypatch.setenv("XMAS_HOME", str(tmp_path / "home"))
+    campaign = load_campaign()
+    store = SqlStore(f"sqlite:///{tmp_path / 'home' / 'state.db'}")
+    store.upsert_signups(campaign, [signup(T0, n=1)])
+    report = store.upsert_signups(campaign, [signup(T0 + timedelta(days=1), "Janet", n=2)])
+    assert report.held == [KEY] and report.asked == []
+    assert row(store, campaign)["confirm_subject"] == ""  # no email with opt-in off
+    change_id = f"{2:020d}-file"
+
+    assert main(["profile-changes"]) == 0
+    listed = capsys.readouterr().out
+    assert change_id in listed and "held" in listed and "Janet" in listed
+    assert main(["profile-changes", "--apply", change_id]) == 0
+    assert row(store, campaign)["first_name"] == "Janet"
+    assert main(["profile-changes", "--apply", change_id]) == 2  # applied already
+    assert main(["profile-changes"]) == 0
+    assert "no held changes" in capsys.readouterr().out

@@ -151,6 +151,45 @@ def retake_signup(
     report.updated.append(key)
 
 
+def _apply_change(
+    conn: sa.Connection,
+    campaign: Campaign,
+    change_id: str,
+    statuses: tuple[str, ...],
+    at: datetime,
+    contact: str | None = None,
+) -> str | None:
+    """Apply one held change in one of `statuses` (and of `contact`, when given) to its
+    sequence: its contact, or None when there is no such change."""
+    query = sa.select(profile_changes).where(
+        profile_changes.c.change_id == change_id,
+        profile_changes.c.campaign == campaign.slug,
+        profile_changes.c.status.in_(list(statuses)),
+    )
+    if contact is not None:
+        query = query.where(profile_changes.c.contact_key == contact)
+    row = conn.execute(query).mappings().first()
+    if row is None:
+        return None
+    key = str(row["contact_key"])
+    conn.execute(
+        sequences.update()
+        .where(_where(campaign, key))
+        .values(**json.loads(row["changes"]), updated_at=datetime.now(UTC))
+    )
+    conn.execute(  # its confirmation, if one is open, has nothing left to confirm
+        sequences.update()
+        .where(_where(campaign, key), sequences.c.confirm_subject == f"change:{change_id}")
+        .values(confirm_subject="")
+    )
+    conn.execute(
+        profile_changes.update()
+        .where(profile_changes.c.change_id == change_id)
+        .values(status="applied", decided_at=at)
+    )
+    return key
+
+
 def apply_confirmations(
     conn: sa.Connection, campaign: Campaign, confirmations: list[Confirmation]
 ) -> ConfirmReport:
@@ -209,36 +248,10 @@ def apply_confirmations(
             )
             (report.started if started.rowcount else report.repeated).append(key)
         else:
-            change_id = item.claim.subject_id
-            row = (
-                conn.execute(
-                    sa.select(profile_changes).where(
-                        profile_changes.c.change_id == change_id,
-                        profile_changes.c.contact_key == key,
-                        profile_changes.c.status == "pending",
-                    )
-                )
-                .mappings()
-                .first()
-            )
-            if row is None:
+            at = utc(item.at)
+            if _apply_change(conn, campaign, item.claim.subject_id, ("pending",), at, key) is None:
                 report.repeated.append(key)
                 continue
-            conn.execute(
-                sequences.update()
-                .where(_where(campaign, key))
-                .values(**json.loads(row["changes"]), updated_at=now)
-            )
-            conn.execute(
-                sequences.update()
-                .where(_where(campaign, key), sequences.c.confirm_subject == subject)
-                .values(confirm_subject="")
-            )
-            conn.execute(
-                profile_changes.update()
-                .where(profile_changes.c.change_id == change_id)
-                .values(status="applied", decided_at=utc(item.at))
-            )
             report.changed.append(key)
     mark_dirty(conn, campaign.slug, report.started + report.changed, datetime.now(UTC))
     return report
@@ -253,6 +266,16 @@ class SqlOptIn(SqlDatabase):
         self.prepare(campaign)
         with self.engine.begin() as conn:
             return apply_confirmations(conn, campaign, confirmations)
+
+    def apply_held_change(self, campaign: Campaign, change_id: str) -> str | None:
+        """The team applies a held (or pending) change by hand, having checked with the
+        person: its contact, or None when there is no such change waiting."""
+        self.prepare(campaign)
+        with self.engine.begin() as conn:
+            key = _apply_change(conn, campaign, change_id, ("held", "pending"), datetime.now(UTC))
+            if key is not None:
+                mark_dirty(conn, campaign.slug, [key], datetime.now(UTC))
+            return key
 
     def consent_records(self, campaign: Campaign) -> pd.DataFrame:
         query = sa.select(consent_records).where(consent_records.c.campaign == campaign.slug)
