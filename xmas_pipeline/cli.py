@@ -261,6 +261,27 @@ def _store_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _profile_changes(args: argparse.Namespace) -> int:
+    """List the held changes of name or business, or apply one (the retake rule)."""
+    settings = Settings.from_env()
+    campaign = settings.campaign()
+    store = build_store(settings)
+    if args.apply:
+        key = store.apply_held_change(campaign, args.apply)
+        if key is None:
+            print(f"no held or pending change {args.apply!r}", file=sys.stderr)
+            return 2
+        print(f"applied change {args.apply} to {key}")
+        return 0
+    changes = store.profile_changes(campaign)
+    waiting = changes.loc[changes["status"] != "applied"] if not changes.empty else changes
+    if waiting.empty:
+        print("no held changes")
+    for row in waiting.to_dict("records"):
+        print(f"{row['change_id']}  {row['status']}  {row['contact_key']}  {row['changes']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="xmas-pipeline", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -314,6 +335,13 @@ def build_parser() -> argparse.ArgumentParser:
         "(run as the store's owner before the code server and the intake)",
     )
     migrate.set_defaults(func=_store_migrate)
+
+    changes = sub.add_parser(
+        "profile-changes",
+        help="list the held changes of name or business a later signup brought, or apply one",
+    )
+    changes.add_argument("--apply", metavar="CHANGE_ID", default="")
+    changes.set_defaults(func=_profile_changes)
     return parser
 
 

@@ -33,6 +33,9 @@ from xmas_pipeline.adapters.inbox_folder import FolderStore
 from xmas_pipeline.adapters.inbox_object_store import ObjectStore
 
 KINDS: tuple[str, ...] = ("signups", "bookings", "email-events")
+# Beside an event file, `<name>.request`: the request it came in (client address, user
+# agent), for double opt-in's consent records. Not a `.json` name, so no reader lists it.
+REQUEST_SUFFIX = ".request"
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
@@ -84,14 +87,24 @@ class Inbox:
 
     # -- writing -------------------------------------------------------------------------
 
-    def write(self, kind: str, body: bytes, received_at: datetime | None = None) -> InboxFile:
-        """Store one event durably; returns only once it is safely in its day folder."""
+    def write(
+        self,
+        kind: str,
+        body: bytes,
+        received_at: datetime | None = None,
+        request: dict[str, str] | None = None,
+    ) -> InboxFile:
+        """Store one event durably; returns only once it is safely in its day folder.
+        `request`: details of the request kept beside it (written first, so an event
+        file is never seen without them)."""
         if kind not in KINDS:
             raise ValueError(f"unknown inbox kind {kind!r}")
         moment = (received_at or datetime.now(UTC)).astimezone(UTC)
         day = utc_day(moment)
         name = _new_name()
         folder = self.root / kind / day
+        if request:
+            self._store.put(folder, name + REQUEST_SUFFIX, json.dumps(request).encode("utf-8"))
         self._store.put(folder, name, body)
         return InboxFile(kind=kind, day=day, name=name, path=str(folder / name), received_at=moment)
 
@@ -115,11 +128,24 @@ class Inbox:
     def read(self, item: InboxFile) -> bytes:
         return self._store.read(UPath(item.path))
 
+    def request_of(self, item: InboxFile) -> dict[str, str]:
+        """The request details kept beside `item` ({} for a file without: older files, a
+        file dropped by hand)."""
+        try:
+            data = json.loads(self._store.read(UPath(item.path + REQUEST_SUFFIX)))
+        except (FileNotFoundError, ValueError):
+            return {}
+        if not isinstance(data, dict):
+            return {}
+        return {str(k): str(v) for k, v in data.items() if isinstance(v, str)}
+
     def remove(self, item: InboxFile) -> None:
         """Delete one file (a forgotten person's, one past retention); already gone is fine."""
         path = self.root / item.kind / item.day / item.name
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
+        with contextlib.suppress(FileNotFoundError):  # the request details go with it
+            (self.root / item.kind / item.day / (item.name + REQUEST_SUFFIX)).unlink()
 
     def remove_day(self, kind: str, day: str) -> int:
         """Delete a whole day folder (past retention): the files removed."""

@@ -112,6 +112,13 @@ class Campaign(BaseModel):
     # never sends two in a day.
     min_gap: Duration = timedelta(hours=20)
     testing: TestingPreset | None = None
+    # Double opt-in (`core.optin`): a new signup gets only the confirmation email until the
+    # link in it is clicked; off by default, so the quick start sends the welcome at once.
+    double_opt_in: bool = False
+    confirm_template: str = "confirm"
+    # How long a confirmation link works; an unconfirmed signup older than this is not
+    # emailed again (a new signup after that asks once more).
+    confirm_ttl: Duration = timedelta(days=7)
 
     @field_validator("allowed_hosts")
     @classmethod

@@ -98,6 +98,30 @@ def reminder_contact_fields(row: Mapping[str, Any]) -> dict[str, Any]:
     return fields
 
 
+def confirm_context(
+    fields: Mapping[str, Any],
+    campaign: Campaign,
+    confirm_url: str,
+    unsubscribe_url: str = "",
+    postal_address: str = "",
+) -> dict[str, Any]:
+    """The double opt-in confirmation email's variables. No name or business: anyone can
+    post any address, so nothing the poster typed goes to the address before its owner
+    confirmed. `confirm_purpose` is `signup` (start the emails) or `change` (use a new
+    name or business name)."""
+    subject = str(fields.get("confirm_subject") or "signup:")
+    return {
+        "email": str(fields.get("email") or ""),
+        "confirm_url": confirm_url,
+        "confirm_purpose": "change" if subject.startswith("change:") else "signup",
+        "confirm_days": max(1, round(campaign.confirm_ttl.total_seconds() / 86400)),
+        "campaign_name": campaign.name,
+        "sender_name": campaign.sender_name,
+        "unsubscribe_url": unsubscribe_url,
+        "postal_address": postal_address,
+    }
+
+
 def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and value != value)  # NaN
 
@@ -107,8 +131,13 @@ def message_context(
     campaign: Campaign,
     unsubscribe_url: str = "",
     postal_address: str = "",
+    confirm_url: str = "",
 ) -> dict[str, Any]:
-    """The template variables for one send-plan row, nurture or reminder."""
+    """The template variables for one send-plan row: nurture, reminder or confirmation."""
+    if row.get("kind") == "confirm":
+        if not confirm_url:
+            raise ValueError("the confirmation email has no confirmation link")
+        return confirm_context(row, campaign, confirm_url, unsubscribe_url, postal_address)
     if row.get("kind") != "reminder":
         return nurture_context(row, campaign, unsubscribe_url, postal_address)
     start = pd.Timestamp(row["meeting_start"])

@@ -7,6 +7,7 @@ Rules:
   that person got: a catch-up after an outage spreads over days, in daytime;
 - a run catches up everything due, but sends at most one nurture email per person: the
   earliest unsent due step (the next run sends the one after);
+- a sequence awaiting its double opt-in confirmation gets none (`core.optin`);
 - the exit rule (`core.exit_rules`) turns a due row into `exit` (stop the sequence for
   good, with the reason) or `skip` (not now: a paused contact; retried once unpaused).
 """
@@ -58,7 +59,10 @@ def compute_due(sequences: pd.DataFrame, campaign: Campaign, now: datetime) -> p
     """One row per active sequence that has a step due now (see module docstring)."""
     if sequences.empty:
         return empty_due()
-    active = sequences.loc[~sequences["completed"].to_numpy(dtype=bool)]
+    # A sequence awaiting its double opt-in confirmation gets nothing of the nurture yet.
+    waiting = sequences.get("awaiting_confirmation", pd.Series(False, index=sequences.index))
+    stopped = sequences["completed"].to_numpy(dtype=bool) | waiting.to_numpy(dtype=bool)
+    active = sequences.loc[~stopped]
     if active.empty:
         return empty_due()
 

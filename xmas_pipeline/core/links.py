@@ -29,7 +29,7 @@ from typing import Any
 from urllib.parse import unquote
 
 # Template variables holding the campaign's own links: their exact values are allowed.
-LINK_VARIABLES: tuple[str, ...] = ("booking_url", "meeting_url", "unsubscribe_url")
+LINK_VARIABLES: tuple[str, ...] = ("booking_url", "meeting_url", "unsubscribe_url", "confirm_url")
 
 _URL_ATTRIBUTES = (
     "href|src|srcset|background|action|formaction|poster|data|cite|longdesc|lowsrc|"

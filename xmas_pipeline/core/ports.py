@@ -46,6 +46,12 @@ class UpsertReport:
     created: list[str] = field(default_factory=list)  # contact keys given a new sequence
     updated: list[str] = field(default_factory=list)  # already had one: profile refreshed
     unchanged: list[str] = field(default_factory=list)  # exact re-delivery
+    # Double opt-in: new or renewed sequences waiting for their confirmation (also in
+    # `created` / `updated`), and contacts whose new name or business was held.
+    awaiting: list[str] = field(default_factory=list)
+    held: list[str] = field(default_factory=list)
+    # Held changes now pending a confirmation email (double opt-in).
+    asked: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -63,7 +69,7 @@ class SentRecord:
     message_id: str
     idempotency_key: str
     contact_key: str
-    kind: str  # "nurture" | "reminder"
+    kind: str  # "nurture" | "reminder" | "confirm" (double opt-in)
     step_id: str  # "email-3", "reminder-2"
     step_number: int
     due_at: datetime

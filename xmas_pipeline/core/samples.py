@@ -12,7 +12,7 @@ from datetime import datetime, time, timedelta
 from typing import Any
 
 from xmas_pipeline.core.campaign import Campaign
-from xmas_pipeline.core.context import nurture_context, reminder_context
+from xmas_pipeline.core.context import confirm_context, nurture_context, reminder_context
 from xmas_pipeline.core.segments import Segment
 from xmas_pipeline.core.sequence_frame import SIGNUP_FIELDS
 from xmas_pipeline.core.zones import zone_info
@@ -21,6 +21,7 @@ SAMPLE_TIME_ZONE = "America/Toronto"
 SAMPLE_MEETING_URL = "https://app.cal.com/video/sample-booking"
 SAMPLE_BOOKING_UID = "sample-booking"
 SAMPLE_UNSUBSCRIBE_URL = "https://example.com/unsubscribe?token=preview"
+SAMPLE_CONFIRM_URL = "https://example.com/confirm?token=preview"
 SAMPLE_POSTAL_ADDRESS = "BusOS, 100 Sample Street, Toronto ON M5V 2T6, Canada"
 # Besides the signup fields, a preview may override these presentation-only values.
 EXTRA_OVERRIDES: tuple[str, ...] = ("unsubscribe_url", "postal_address", "time_zone", "meeting_url")
@@ -84,6 +85,9 @@ def sample_context(
     fields["segment"] = segment.value
     unsubscribe_url = str(extra.get("unsubscribe_url", SAMPLE_UNSUBSCRIBE_URL))
     postal_address = str(extra.get("postal_address", SAMPLE_POSTAL_ADDRESS))
+    if base == campaign.confirm_template:
+        confirm_url = SAMPLE_CONFIRM_URL
+        return confirm_context(fields, campaign, confirm_url, unsubscribe_url, postal_address)
     if not is_reminder(base):
         return nurture_context(fields, campaign, unsubscribe_url, postal_address)
     return reminder_context(

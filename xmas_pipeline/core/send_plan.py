@@ -18,6 +18,7 @@ import pandas as pd
 
 from xmas_pipeline.core.booking_state import empty_bookings
 from xmas_pipeline.core.campaign import Campaign
+from xmas_pipeline.core.confirm_plan import CONFIRM_KIND, due_confirmations
 from xmas_pipeline.core.due import compute_due
 from xmas_pipeline.core.flags import merge_contact_flags
 from xmas_pipeline.core.reminders import (
@@ -85,18 +86,26 @@ def plan_due(
     sequences with every exit flag merged in."""
     sequences, contacts = merge_contact_flags(state.sequences, state.contact_flags)
     plan = with_profile(compute_due(sequences, campaign, now), sequences)
+    confirmations = due_confirmations(sequences, campaign, now)
+    if not confirmations.empty:
+        confirmations = with_profile(confirmations, sequences)
+        plan = confirmations if plan.empty else pd.concat([plan, confirmations], ignore_index=True)
     merged = CampaignState(sequences, state.contact_flags, state.bookings, state.reminder_log)
     plan = add_reminders(plan, due_reminders(merged, campaign, now, contacts))
     return in_send_order(plan), sequences
 
 
 def in_send_order(plan: pd.DataFrame) -> pd.DataFrame:
-    """Reminders and welcome emails first, then the rest by due time: when a run has a
-    lot to send (a burst of signups, a catch-up), what answers a person's action now goes
-    before follow-ups that can wait a few minutes."""
+    """Reminders, confirmations and welcome emails first, then the rest by due time: when
+    a run has a lot to send (a burst of signups, a catch-up), what answers a person's
+    action now goes before follow-ups that can wait a few minutes."""
     if plan.empty:
         return plan
-    urgent = (plan["kind"] == "reminder") | (plan["step_number"].astype(int) == 1)
+    urgent = (
+        (plan["kind"] == "reminder")
+        | (plan["kind"] == CONFIRM_KIND)
+        | (plan["step_number"].astype(int) == 1)
+    )
     order = (
         plan.assign(_later=~urgent)
         .sort_values(["_later", "due_at", "message_id"], kind="stable")

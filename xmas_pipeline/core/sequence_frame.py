@@ -41,6 +41,15 @@ NUMBER_FIELDS: frozenset[str] = frozenset(SIGNUP_FIELDS) - set(TEXT_FIELDS)
 # Per-contact flags that exit rules read. `delivery_state` is "", "bounced" or "complained".
 FLAG_COLUMNS: tuple[str, ...] = ("booked", "unsubscribed", "paused", "delivery_state")
 
+# Double opt-in (`core.optin`): the sequence waits for its confirmation; the open
+# confirmation (a signup's or a held change's), when it was asked for and emailed.
+OPTIN_COLUMNS: tuple[str, ...] = (
+    "awaiting_confirmation",
+    "confirm_subject",
+    "confirm_requested_at",
+    "confirm_sent_at",
+)
+
 
 def sent_column(step_number: int) -> str:
     return f"email_{step_number}_sent"
@@ -57,6 +66,7 @@ def sequence_columns(step_count: int) -> list[str]:
         "completed",
         "exit_reason",
         *FLAG_COLUMNS,
+        *OPTIN_COLUMNS,
     ]
 
 
@@ -66,7 +76,10 @@ def normalise_sequences(frame: pd.DataFrame, step_count: int) -> pd.DataFrame:
     out = frame.reindex(columns=columns).copy()
     for name in ("signup_at", *(sent_column(n) for n in range(1, step_count + 1))):
         out[name] = pd.to_datetime(out[name], utc=True, format="ISO8601")
-    for name in ("completed", "booked", "unsubscribed", "paused"):
+    for name in ("confirm_requested_at", "confirm_sent_at"):
+        out[name] = pd.to_datetime(out[name], utc=True, format="ISO8601")
+    out["confirm_subject"] = out["confirm_subject"].fillna("").astype(str)
+    for name in ("completed", "booked", "unsubscribed", "paused", "awaiting_confirmation"):
         out[name] = as_bool(out[name])
     for name in NUMBER_FIELDS:
         out[name] = pd.to_numeric(out[name], errors="coerce").fillna(0).astype("int64")

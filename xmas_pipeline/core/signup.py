@@ -104,6 +104,8 @@ class SignupEvent(BaseModel):
     signup: Signup
     received_at: datetime
     source: str  # the inbox file it came from
+    # The request it came in (`ip`, `user_agent`), when the intake kept it beside the file.
+    request: dict[str, str] = {}
 
     @property
     def contact_key(self) -> str:

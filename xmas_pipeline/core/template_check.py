@@ -28,8 +28,10 @@ from xmas_pipeline.core.segments import ALL_SEGMENTS, Segment
 
 
 def template_bases(campaign: Campaign) -> list[str]:
-    """The base templates the campaign sends (nurture steps, then reminders)."""
-    return [s.template for s in campaign.steps] + [r.template for r in campaign.reminders]
+    """The base templates the campaign sends (nurture steps, reminders, and with double
+    opt-in the confirmation)."""
+    bases = [s.template for s in campaign.steps] + [r.template for r in campaign.reminders]
+    return [*bases, campaign.confirm_template] if campaign.double_opt_in else bases
 
 
 @dataclass(frozen=True)

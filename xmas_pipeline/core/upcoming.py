@@ -67,7 +67,9 @@ def _rows(keys: np.ndarray, kind: str, step_ids: np.ndarray, due_ns: np.ndarray)
 def _nurture(sequences: pd.DataFrame, campaign: Campaign, lo: int, hi: int) -> pd.DataFrame:
     if sequences.empty:
         return _empty()
-    active = sequences.loc[~sequences["completed"].to_numpy(dtype=bool)]
+    waiting = sequences.get("awaiting_confirmation", pd.Series(False, index=sequences.index))
+    stopped = sequences["completed"].to_numpy(dtype=bool) | waiting.to_numpy(dtype=bool)
+    active = sequences.loc[~stopped]  # awaiting a double opt-in confirmation: nothing yet
     action, _ = exit_actions(active, campaign, "nurture")
     active = active.loc[action == SEND]
     if active.empty:

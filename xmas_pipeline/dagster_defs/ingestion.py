@@ -76,6 +76,8 @@ def definitions(
                 "accepted": len(batch.events),
                 "rejected": len(batch.rejected),
                 "repeats": repeats(batch.events),
+                # Double opt-in's clicks, checked and applied by email_sequences.
+                "confirmation clicks": batch.ignored,
                 **{f"segment {k}": v for k, v in by_segment.items()},
                 "rejected files": md_table(batch.rejected, ["file", "reason"]),
             },

@@ -31,6 +31,7 @@ from xmas_pipeline.adapters.sql.send_switch import SqlSendSwitch, SqlTemplateSna
 from xmas_pipeline.adapters.sql.store import SqlStore
 from xmas_pipeline.core.campaign import Campaign, load_campaign
 from xmas_pipeline.core.context import message_context
+from xmas_pipeline.core.optin import confirm_url, make_confirm_token
 from xmas_pipeline.core.ports import EmailSender, SendJournal, StateStore
 from xmas_pipeline.core.render import Renderer, TemplateSource, load_template_dir
 from xmas_pipeline.core.unsubscribe import SigningKeys, public_url_problem, unsubscribe_url
@@ -199,6 +200,18 @@ class EmailSenderResource(dg.ConfigurableResource):
     def unsubscribe_link(self, email: str) -> str:
         return unsubscribe_url(self.public_url or self.local_url, email, self.signing_key())
 
+    def confirm_link(self, row: Mapping[str, Any], campaign_slug: str) -> str:
+        """A double opt-in confirmation row's link (`core.optin`), signed with the same
+        keys as the unsubscribe links, valid until the row's expiry."""
+        token = make_confirm_token(
+            str(row["email"]),
+            campaign_slug,
+            str(row["confirm_subject"]),
+            pd.Timestamp(row["confirm_expires_at"]).to_pydatetime(),
+            self.signing_key(),
+        )
+        return confirm_url(self.public_url or self.local_url, token)
+
     def envelope(self) -> Envelope:
         return Envelope(
             from_email=self.from_email,
@@ -246,7 +259,11 @@ class EmailSenderResource(dg.ConfigurableResource):
             campaign=campaign,
             plan=plan,
             context_for=lambda row: message_context(
-                row, campaign, self.unsubscribe_link(row["email"]), postal
+                row,
+                campaign,
+                self.unsubscribe_link(row["email"]),
+                postal,
+                self.confirm_link(row, campaign.slug) if row.get("kind") == "confirm" else "",
             ),
             envelope=self.envelope(),
             **options,

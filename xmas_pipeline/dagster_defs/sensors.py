@@ -141,10 +141,14 @@ def calcom_poll_sensor(campaign: Campaign, interval: int) -> dg.SensorDefinition
 
 
 SEQUENCES_ASSET = dg.AssetKey("email_sequences")
+# The `email_sequences` counts that each mean an email to send at once.
+STARTED_COUNTS = ("new sequences", "confirmed", "confirmation emails owed")
 
 
 def new_sequences(instance: dg.DagsterInstance, run_id: str) -> int:
-    """How many sequences a run's `email_sequences` materializations started."""
+    """How many sequences a run's `email_sequences` materializations started (new ones,
+    and ones a confirmation started), plus the double opt-in confirmation emails it made
+    due: each is an email to send at once."""
     records = instance.get_records_for_run(
         run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
     ).records
@@ -152,8 +156,9 @@ def new_sequences(instance: dg.DagsterInstance, run_id: str) -> int:
     for record in records:
         materialization = record.asset_materialization
         if materialization is not None and materialization.asset_key == SEQUENCES_ASSET:
-            value = materialization.metadata.get("new sequences")
-            started += int(getattr(value, "value", 0) or 0)
+            for name in STARTED_COUNTS:
+                value = materialization.metadata.get(name)
+                started += int(getattr(value, "value", 0) or 0)
     return started
 
 

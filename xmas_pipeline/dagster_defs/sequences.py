@@ -28,6 +28,7 @@ from xmas_pipeline.dagster_defs.metadata import (
 from xmas_pipeline.dagster_defs.resources import (
     AlertResource,
     CampaignResource,
+    EmailSenderResource,
     InboxResource,
     StateStoreResource,
 )
@@ -38,6 +39,7 @@ from xmas_pipeline.services.critical_alerts import (
 )
 from xmas_pipeline.services.forget import drop_forgotten
 from xmas_pipeline.services.inbox_days import read_booking_day, read_signup_day
+from xmas_pipeline.services.optin_view import confirmed_signups, held_changes
 from xmas_pipeline.services.rendering import check_supervised
 from xmas_pipeline.settings import Settings
 
@@ -71,8 +73,10 @@ def definitions(
         description=(
             "Contacts and their email sequences in the SQL store (Notion's Email Sequence DB "
             "follows through notion_email_sequence). A new contact starts the sequence; a "
-            "re-delivered signup changes nothing; a newer assessment refreshes the profile but "
-            "never restarts the clock."
+            "re-delivered signup changes nothing; a newer assessment refreshes the scores and "
+            "segment but never restarts the clock, and a new name or business name is held "
+            "(README, Signing up again). With double_opt_in, a new sequence awaits its "
+            "confirmation link and starts when it is clicked."
         ),
     )
     def email_sequences(
@@ -81,24 +85,37 @@ def definitions(
         store: StateStoreResource,
         campaign_config: CampaignResource,
         alerts: AlertResource,
+        sender: EmailSenderResource,
     ) -> dg.MaterializeResult:
         camp = campaign_config.campaign
         backend = store.prepared(camp)
         # The day's files read again (not a value passed from `signups`): nothing between
         # the two lives on one host's disk, and a re-run of this asset alone works.
-        events = read_signup_day(inbox.get(), context.partition_key).events
+        # Confirmation clicks are checked with the keys their links were signed with.
+        day = read_signup_day(inbox.get(), context.partition_key, sender.signing_key)
+        for item in day.refused:
+            context.log.warning(f"confirmation refused {item['file']}: {item['reason']}")
         database = store.database()
         forget = SqlForget(database.url, engine=database.engine)
-        events, suppressed = drop_forgotten(inbox.get(), forget, events, lambda e: e.source)
+        events, suppressed = drop_forgotten(inbox.get(), forget, day.events, lambda e: e.source)
         outbox = store.alert_outbox(camp)
         # Into the alert outbox before the signups are stored, so no crash in between can
-        # lose one; one the chat does not take now goes with alert_outbox_sensor.
+        # lose one; one the chat does not take now goes with alert_outbox_sensor. With
+        # double opt-in, only a confirmed signup is announced (below): a script posting
+        # addresses must not reach the chat.
         critical = (
             enqueue_critical_alerts(events, campaign_name=camp.name, outbox=outbox)
-            if alerts.webhook_url
+            if alerts.webhook_url and not camp.double_opt_in
             else None
         )
         report = backend.upsert_signups(camp, events)
+        confirmed = backend.apply_confirmations(camp, day.confirmations)
+        if alerts.webhook_url and camp.double_opt_in and day.confirmations:
+            # Every confirmed signup of the day, repeats too: the outbox keeps one alert
+            # per contact, and a crash after the confirmation was stored loses none.
+            keys = {c.contact_key for c in day.confirmations if c.claim.kind == "signup"}
+            running = confirmed_signups(backend.load_sequences(camp, keys), context.partition_key)
+            critical = enqueue_critical_alerts(running, campaign_name=camp.name, outbox=outbox)
         alert_meta: dict[str, object] = {}
         if alerts.webhook_url and critical is not None:
             sent = post_critical_alerts(critical, url=alerts.webhook_url, outbox=outbox)
@@ -108,9 +125,34 @@ def definitions(
                 "critical alerts sent": len(sent.sent),
                 "critical alerts waiting": len(sent.waiting),
             }
+        # The retake rule's held changes (README, "Signing up again"), always shown.
+        optin_meta: dict[str, object] = {
+            "held profile changes": len(report.held),
+            "held changes": md_table(
+                held_changes(backend.profile_changes(camp), report.held) if report.held else [],
+                ["contact", "changes", "status"],
+            ),
+        }
+        if camp.double_opt_in or day.confirmations:
+            optin_meta.update(
+                {
+                    "awaiting confirmation": len(report.awaiting),
+                    # Confirmation emails to send at once (a signup's, a held change's).
+                    "confirmation emails owed": len(report.awaiting) + len(report.asked),
+                    # Sequences started by a confirmation now: email 1 goes at once.
+                    "confirmed": len(confirmed.started),
+                    "changes confirmed": len(confirmed.changed),
+                    "confirmations repeated": len(confirmed.repeated),
+                    "confirmations refused": len(day.refused) + len(confirmed.unknown),
+                }
+            )
         segments = segment_counts(pd.Series([e.signup.segment.value for e in events]))
         # Campaign-wide: where every sequence stands now (last email sent), per segment.
-        reached = steps_reached(backend.load_sequences(camp), len(camp.steps))
+        everyone = backend.load_sequences(camp)
+        reached = steps_reached(everyone, len(camp.steps))
+        if camp.double_opt_in:  # campaign-wide: signups whose link was not clicked yet
+            waiting = everyone["awaiting_confirmation"] & ~everyone["completed"]
+            optin_meta["awaiting confirmation (all)"] = int(waiting.sum())
         context.log.info(
             f"{len(report.created)} new sequences, {len(report.updated)} refreshed, "
             f"{len(report.unchanged)} unchanged"
@@ -124,6 +166,7 @@ def definitions(
                 "store": store.backend,
                 **{f"signups {k}": v for k, v in segments.items()},
                 **alert_meta,
+                **optin_meta,
                 "sequences": int(reached["total"].sum()),
                 **reached_metadata(reached),
             }

@@ -12,7 +12,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from xmas_pipeline.adapters.inbox import Inbox
-from xmas_pipeline.intake import calcom, health, resend, signup, unsubscribe
+from xmas_pipeline.intake import calcom, confirm, health, resend, signup, unsubscribe
 from xmas_pipeline.intake.http import Reject, rejection
 from xmas_pipeline.intake.storage import EventStore
 from xmas_pipeline.settings import Settings
@@ -45,11 +45,14 @@ async def _healthz(request: Request) -> Response:
 
 def create_app(settings: Settings) -> Starlette:
     store = EventStore(Inbox(settings.inbox_root))
-    campaign_name = settings.campaign().name
+    campaign = settings.campaign()
+    campaign_name = campaign.name
     signups = signup.SignupEndpoint(settings, store, campaign_name)
     bookings = calcom.CalcomEndpoint(settings, store)
     email_events = resend.ResendEndpoint(settings, store)
     unsubscribes = unsubscribe.UnsubscribeEndpoint(settings, store)
+    # Confirmation links are signed with the unsubscribe keys (their own purpose).
+    confirms = confirm.ConfirmEndpoint(settings, store, unsubscribes, campaign.slug)
     routes = [
         Route(signup.PATH, signups.post, methods=["POST"]),
         Route(signup.PATH, signups.preflight, methods=["OPTIONS"]),
@@ -60,6 +63,8 @@ def create_app(settings: Settings) -> Starlette:
         Route(resend.PATH, email_events.post, methods=["POST"]),
         Route(unsubscribe.PATH, unsubscribes.get, methods=["GET"]),
         Route(unsubscribe.PATH, unsubscribes.post, methods=["POST"]),
+        Route(confirm.PATH, confirms.get, methods=["GET"]),
+        Route(confirm.PATH, confirms.post, methods=["POST"]),
         Route(health.PATH, health.HealthEndpoint(settings, campaign_name).get, methods=["GET"]),
         Route("/healthz", _healthz, methods=["GET"]),
     ]

@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from xmas_pipeline.core.signup import Signup, field_errors
+from xmas_pipeline.intake.client import request_details
 from xmas_pipeline.intake.http import (
     check_bearer,
     check_json_content_type,
@@ -69,7 +70,7 @@ class SignupEndpoint:
             return received
         body, data = received
         # The file holds the body exactly as received; ingestion re-validates it.
-        return await self._accept(data, body)
+        return await self._accept(data, body, request)
 
     async def post_flow_run(self, request: Request) -> Response:
         """The original Prefect endpoint: the signup is the body's `parameters`."""
@@ -84,7 +85,7 @@ class SignupEndpoint:
             stored = website_json(parameters)
         except (UnicodeEncodeError, RecursionError):  # a lone surrogate escape ("\ud800")
             return _rejected({"parameters": "holds text that is not valid Unicode"})
-        return await self._accept(parameters, stored)
+        return await self._accept(parameters, stored, request)
 
     async def preflight(self, request: Request) -> Response:
         return Response(status_code=204, headers=CORS_HEADERS)
@@ -99,13 +100,14 @@ class SignupEndpoint:
             return _rejected({"body": "must be a JSON object"})
         return body, data
 
-    async def _accept(self, data: dict[str, Any], stored: bytes) -> Response:
-        """Validate the signup `data`; store `stored` as its inbox file, then answer 202."""
+    async def _accept(self, data: dict[str, Any], stored: bytes, request: Request) -> Response:
+        """Validate the signup `data`; store `stored` as its inbox file (the client's
+        address and user agent beside it, for consent records), then answer 202."""
         try:
             signup = Signup.model_validate(data)
         except ValidationError as exc:
             return _rejected(field_errors(exc))
-        item = await self.store.put("signups", stored)
+        item = await self.store.put("signups", stored, request_details(request))
         return JSONResponse(
             {
                 "status": "accepted",

@@ -73,7 +73,7 @@ _STYLE = (
 )
 
 
-def _page(title: str, body_html: str, status: int = 200) -> HTMLResponse:
+def page(title: str, body_html: str, status: int = 200) -> HTMLResponse:
     html = (
         "<!doctype html><html lang=en><head><meta charset=utf-8>"
         '<meta name=viewport content="width=device-width, initial-scale=1">'
@@ -125,11 +125,13 @@ class UnsubscribeEndpoint:
             return self._secret
 
     async def _signing_key(self, token: str | None = None) -> SigningKeys:
-        unknown = (
-            bool(token)
-            and self._secret is not None
-            and not self._secret.get(key_id_of(token or "") or "0")
-        )
+        return await self.signing_keys(key_id_of(token or "") or "0" if token else "")
+
+    async def signing_keys(self, key_id: str = "") -> SigningKeys:
+        """The signing keys (also double opt-in's, `intake.confirm`): read again, at most
+        once a minute, when `key_id` names a key not known yet. `Reject` 503 while the
+        store holding a generated key cannot be read."""
+        unknown = bool(key_id) and self._secret is not None and not self._secret.get(key_id)
         if self._secret is not None and not unknown:
             return self._secret
         try:
@@ -149,7 +151,7 @@ class UnsubscribeEndpoint:
         try:
             secret = await self._signing_key(token)
         except Reject as exc:
-            return _page("Unsubscribe unavailable", f"<p>{escape(exc.reason)}.</p>", exc.status)
+            return page("Unsubscribe unavailable", f"<p>{escape(exc.reason)}.</p>", exc.status)
         email = verify_token(token, secret) if token else None
         return _invalid_link() if email is None else email
 
@@ -159,7 +161,7 @@ class UnsubscribeEndpoint:
         if isinstance(email, Response):
             return email
         action = f"?{urlencode({'token': token})}"
-        return _page(
+        return page(
             "Unsubscribe",
             f"<p>Stop all emails from us to <strong>{escape(email)}</strong>?</p>"
             f'<form method=post action="{escape(action)}">'
@@ -181,15 +183,15 @@ class UnsubscribeEndpoint:
         try:
             await self.store.put("email-events", unsubscribe_event(email, source))
         except Reject as exc:
-            return _page("Please try again", f"<p>{escape(exc.reason)}.</p>", exc.status)
-        return _page(
+            return page("Please try again", f"<p>{escape(exc.reason)}.</p>", exc.status)
+        return page(
             "You are unsubscribed",
             f"<p>We will send no more emails to <strong>{escape(email)}</strong>.</p>",
         )
 
 
 def _invalid_link() -> HTMLResponse:
-    return _page(
+    return page(
         "Link not valid",
         "<p>This unsubscribe link is not valid. Please use the link from your latest email, "
         "or reply to it and we will remove you by hand.</p>",

@@ -318,7 +318,9 @@ def _upsert(
             report.notes.append((state.key, f"profile not refreshed: {state.problem}"))
         present.add(state.key)
     if events:
-        result = store.upsert_signups(campaign, events)
+        # People the first tool already emailed: no double opt-in confirmation for them.
+        imported = campaign.model_copy(update={"double_opt_in": False})
+        result = store.upsert_signups(imported, events)
         report.created += len(result.created)
         report.refreshed += len(result.updated)
     return present

@@ -102,6 +102,8 @@ class DeliveryReport:
 def template_for(campaign: Campaign, kind: str, step_number: int) -> str:
     if kind == "reminder":
         return campaign.reminders[step_number - 1].template
+    if kind == "confirm":  # double opt-in (`core.optin`)
+        return campaign.confirm_template
     return campaign.step(step_number).template
 
 

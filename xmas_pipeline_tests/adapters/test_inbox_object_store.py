@@ -336,7 +336,10 @@ def test_the_intake_stores_a_signup_byte_for_byte_and_ingestion_reads_it(
     response = client.post(SIGNUP_URL, content=raw, headers={"Content-Type": "application/json"})
     assert response.status_code == 202, response.text
     event_id = response.json()["event_id"]
-    (key,) = keys(bucket)
+    # The signup, and beside it the request's details (double opt-in's consent records).
+    (key, request) = keys(bucket)
+    assert request == key + ".request"
+    assert json.loads(stored_body(bucket, request))["ip"] == "testclient"
     _, kind, day, name = key.split("/")
     assert (kind, name) == ("signups", f"{event_id}.json")
     assert stored_body(bucket, key) == raw

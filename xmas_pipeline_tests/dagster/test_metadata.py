@@ -186,7 +186,7 @@ def test_templates_show_each_template_rendered_for_each_segment(env: PipelineEnv
     # Each segment reads its own variant of email 2.
     assert "_template `email-2.critical`_" in meta["email-2 CRITICAL"]
     assert "_template `email-2.optimize`_" in meta["email-2 OPTIMIZE"]
-    assert meta["templates"] == 16
+    assert meta["templates"] == 17  # 16 nurture and reminder files, and `confirm`
 
 
 def test_a_preview_shows_template_text_literally() -> None:

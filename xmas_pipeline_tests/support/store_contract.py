@@ -18,7 +18,9 @@ T0 = datetime(2025, 12, 1, 9, 0, tzinfo=UTC)
 
 def event(email: str, at: datetime = T0, **fields: object) -> SignupEvent:
     data = {"email": email, "first_name": "Jane", "assessment_score": 52, **fields}
-    return SignupEvent(signup=Signup.model_validate(data), received_at=at, source=f"test/{email}")
+    # Each delivery is a file of its own, as in the inbox.
+    source = f"test/{email}/{at.isoformat()}"
+    return SignupEvent(signup=Signup.model_validate(data), received_at=at, source=source)
 
 
 def sent(campaign: Campaign, key: str, step: int, at: datetime = T0) -> SentRecord:

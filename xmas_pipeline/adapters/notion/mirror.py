@@ -80,7 +80,9 @@ def sequence_values(
             p.signup_date: seq.get("signup_at"),
             p.assessment_completed: True,
             p.sequence_completed: bool(seq.get("completed")),
-            p.exit_reason: seq.get("exit_reason") or None,
+            # A double opt-in signup not confirmed yet says so where the team looks.
+            p.exit_reason: seq.get("exit_reason")
+            or ("awaiting confirmation" if seq.get("awaiting_confirmation") else None),
             p.unsubscribed: snap.unsubscribed,
             p.paused: snap.paused,
             p.delivery_status: snap.delivery_state or None,

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from xmas_pipeline.adapters.sql.engine import SqlDatabase, upsert, utc
 from xmas_pipeline.adapters.sql.notion_queue import mark_dirty
+from xmas_pipeline.adapters.sql.optin import ask_confirmation, retake_signup
 from xmas_pipeline.adapters.sql.tables import contacts, messages, outcomes, sequences
 from xmas_pipeline.core.booking_state import BOOKED
 from xmas_pipeline.core.campaign import Campaign
@@ -85,6 +86,8 @@ class SqlSequences(SqlDatabase):
                         "source": event.source,
                         "updated_at": now,
                     }
+                    if campaign.double_opt_in:
+                        row.update(ask_confirmation(conn, campaign, event))
                     stmt = (
                         upsert(conn, sequences)
                         .values(**row)
@@ -94,21 +97,17 @@ class SqlSequences(SqlDatabase):
                     # RETURNING, not rowcount: psycopg reports -1 for a skipped row.
                     if conn.execute(stmt).first() is not None:
                         report.created.append(key)
+                        if campaign.double_opt_in:
+                            report.awaiting.append(key)
                     else:  # a concurrent writer created it first: a re-delivery
                         report.unchanged.append(key)
-                elif all(existing[f] == v for f, v in profile.items()):
-                    report.unchanged.append(key)
                 else:
-                    # A new assessment refreshes the profile; the sequence keeps its clock.
-                    conn.execute(
-                        sequences.update()
-                        .where(
-                            sequences.c.campaign == campaign.slug, sequences.c.contact_key == key
-                        )
-                        .values(**profile, updated_at=now)
-                    )
-                    report.updated.append(key)
-            mark_dirty(conn, campaign.slug, report.created + report.updated, now)
+                    retake_signup(conn, campaign, event, dict(existing), profile, now, report)
+            # Unconfirmed signups stay out of Notion: a script posting addresses must not
+            # fill the team's workspace. A confirmation queues the contact.
+            waiting = set(report.awaiting)
+            changed = [k for k in report.created + report.updated if k not in waiting]
+            mark_dirty(conn, campaign.slug, changed, now)
         return report
 
     # -- state -----------------------------------------------------------------------------
@@ -168,6 +167,15 @@ class SqlSequences(SqlDatabase):
                     outcomes.c.message_id == record.message_id, outcomes.c.status == "failed"
                 )
             )
+            if record.kind == "confirm":  # the open confirmation is emailed: never again
+                conn.execute(
+                    sequences.update()
+                    .where(
+                        sequences.c.campaign == campaign.slug,
+                        sequences.c.contact_key == record.contact_key,
+                    )
+                    .values(confirm_sent_at=utc(record.sent_at))
+                )
             if record.completes_sequence:
                 conn.execute(
                     sequences.update()

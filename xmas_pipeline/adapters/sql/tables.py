@@ -30,6 +30,11 @@ Shared by every run and host:
   none goes again) and the stuck messages already announced;
 - `secrets`: values the deployment generated once and every process shares (the
   unsubscribe signing key when none is configured);
+- `consent_records`: double opt-in's evidence, one row per thing asked to be confirmed (a
+  signup, a change of name or business): when it was asked for and from which address and
+  browser, and when, from where and by which browser it was confirmed;
+- `profile_changes`: a name or business name a later signup brought for a running
+  sequence, held (`core.retake`): pending a confirmation, held for the team, or applied;
 - `forgotten`: the salted hashes of addresses `xmas-pipeline forget` erased, never the
   addresses (`adapters.sql.forget`): they are suppressed at ingestion and by the gate.
 
@@ -84,6 +89,46 @@ sequences = sa.Table(
     sa.Column("paused", sa.Boolean, nullable=False, default=False),
     sa.Column("delivery_state", sa.String(20), nullable=False, default=""),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    # Double opt-in (`core.optin`): nothing of the nurture goes while awaiting; the open
+    # confirmation (a signup's or a held change's), when it was asked for and emailed.
+    sa.Column(
+        "awaiting_confirmation", sa.Boolean, nullable=False, default=False, server_default="0"
+    ),
+    sa.Column("confirm_subject", sa.String(300), nullable=False, default="", server_default=""),
+    sa.Column("confirm_requested_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("confirm_sent_at", sa.DateTime(timezone=True), nullable=True),
+)
+
+consent_records = sa.Table(
+    "consent_records",
+    metadata,
+    sa.Column("campaign", sa.String(100), primary_key=True),
+    sa.Column("contact_key", sa.String(320), primary_key=True),
+    sa.Column("subject", sa.String(300), primary_key=True),  # signup:<event id>, change:<id>
+    sa.Column("requested_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("request_ip", sa.String(64), nullable=False, default=""),
+    sa.Column("request_user_agent", sa.String(500), nullable=False, default=""),
+    # What the request claimed in X-Forwarded-For (a claim, kept beside the peer address).
+    sa.Column("request_forwarded_for", sa.String(200), nullable=False, default=""),
+    sa.Column("request_source", sa.String(500), nullable=False, default=""),
+    sa.Column("confirmed_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("confirm_ip", sa.String(64), nullable=False, default=""),
+    sa.Column("confirm_user_agent", sa.String(500), nullable=False, default=""),
+    sa.Column("confirm_forwarded_for", sa.String(200), nullable=False, default=""),
+    sa.Column("confirm_source", sa.String(500), nullable=False, default=""),
+)
+
+profile_changes = sa.Table(
+    "profile_changes",
+    metadata,
+    sa.Column("change_id", sa.String(200), primary_key=True),
+    sa.Column("campaign", sa.String(100), nullable=False, index=True),
+    sa.Column("contact_key", sa.String(320), nullable=False, index=True),
+    sa.Column("changes", sa.Text, nullable=False),  # JSON: {field: new value}
+    sa.Column("status", sa.String(20), nullable=False),  # pending, held, applied
+    sa.Column("source", sa.String(500), nullable=False, default=""),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("decided_at", sa.DateTime(timezone=True), nullable=True),
 )
 
 messages = sa.Table(

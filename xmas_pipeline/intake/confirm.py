@@ -1,0 +1,133 @@
+"""`GET`/`POST /confirm?token=...`: double opt-in confirmation links (`core.optin`).
+
+GET only shows a page with a button (link scanners and mail previews follow GETs, and a
+confirmation must be a person's click); POST records the click as one file in
+`inbox/signups/<day>/`, with the client's address and user agent, and ingestion does the
+rest (it checks the token again). A link that is forged, altered, for another campaign or
+expired gets a 400 page saying which; posting a link twice stores two files, which
+ingestion reads as one confirmation.
+
+The tokens are signed with the unsubscribe keys under a purpose of their own, so no new
+secret is needed and a rotated key keeps checking the links already sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from html import escape
+from urllib.parse import parse_qs, urlencode
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from xmas_pipeline.core.optin import (
+    ConfirmClaim,
+    TokenProblem,
+    confirmation_event,
+    verify_confirm_token,
+)
+from xmas_pipeline.intake.client import request_details
+from xmas_pipeline.intake.http import Reject, read_body
+from xmas_pipeline.intake.storage import EventStore
+from xmas_pipeline.intake.unsubscribe import UnsubscribeEndpoint, page
+from xmas_pipeline.settings import Settings
+
+PATH = "/confirm"
+
+
+def _key_id(token: str | None) -> str:
+    parts = (token or "").split(".")
+    return parts[2] if len(parts) == 3 and parts[2].isdigit() else ""
+
+
+class ConfirmEndpoint:
+    def __init__(
+        self,
+        settings: Settings,
+        store: EventStore,
+        keys: UnsubscribeEndpoint,
+        campaign_slug: str,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.keys = keys
+        self.campaign_slug = campaign_slug
+        self.clock = clock
+
+    async def _verified(self, token: str | None) -> ConfirmClaim | Response:
+        """The claim of a genuine, unexpired link for this campaign, or the page saying why
+        there is none."""
+        try:
+            keys = await self.keys.signing_keys(_key_id(token))
+        except Reject as exc:
+            return page("Confirmation unavailable", f"<p>{escape(exc.reason)}.</p>", exc.status)
+        try:
+            claim = verify_confirm_token(token, keys, self.clock())
+        except TokenProblem as problem:
+            if problem.reason == "expired":
+                return page(
+                    "Link expired",
+                    "<p>This confirmation link has expired. Take the assessment again to "
+                    "get a new one.</p>",
+                    400,
+                )
+            return _invalid()
+        return claim if claim.campaign == self.campaign_slug else _invalid()
+
+    async def get(self, request: Request) -> Response:
+        token = request.query_params.get("token")
+        claim = await self._verified(token)
+        if isinstance(claim, Response):
+            return claim
+        action = f"?{urlencode({'token': token})}"
+        what = (
+            "use the new name or business name you gave"
+            if claim.kind == "change"
+            else "start sending your assessment results and our emails"
+        )
+        return page(
+            "Confirm your email",
+            f"<p>Confirm that <strong>{escape(claim.email)}</strong> is yours, and we will "
+            f"{what}.</p>"
+            f'<form method=post action="{escape(action)}">'
+            "<button type=submit>Yes, it was me</button></form>",
+        )
+
+    async def post(self, request: Request) -> Response:
+        body = await read_body(request, self.settings.intake_max_body_bytes)
+        try:
+            form = parse_qs(body.decode("utf-8", "replace"), max_num_fields=20)
+        except ValueError:
+            form = {}
+        token = request.query_params.get("token") or next(iter(form.get("token", [])), None)
+        claim = await self._verified(token)
+        if isinstance(claim, Response):
+            return claim
+        client = request_details(request)
+        event = confirmation_event(
+            claim,
+            str(token),
+            client["ip"],
+            client["user_agent"],
+            self.clock(),
+            client.get("forwarded_for", ""),
+        )
+        try:
+            await self.store.put("signups", event)
+        except Reject as exc:
+            return page("Please try again", f"<p>{escape(exc.reason)}.</p>", exc.status)
+        return page(
+            "Thank you, you are confirmed",
+            f"<p>We have confirmed <strong>{escape(claim.email)}</strong>.</p>",
+        )
+
+
+def _invalid() -> Response:
+    return page(
+        "Link not valid",
+        "<p>This confirmation link is not valid. Please use the link from the email we "
+        "sent you.</p>",
+        400,
+    )
