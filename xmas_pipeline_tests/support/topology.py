@@ -110,13 +110,23 @@ NOTION_ENV = (
     "NOTION_TEMPLATES_DB_ID",
     "NOTION_EMAIL_ANALYTICS_DB_ID",
 )
+# The public signup's abuse protections: read by the intake alone (the captcha secret
+# never reaches the code server). All optional.
+INTAKE_ENV = (
+    "XMAS_SIGNUP_ALLOWED_ORIGINS",
+    "XMAS_SIGNUP_RATE_PER_IP",
+    "XMAS_SIGNUP_RATE_PER_EMAIL",
+    "XMAS_TRUSTED_PROXIES",
+    "XMAS_CAPTCHA_SECRET",
+    "XMAS_CAPTCHA_PROVIDER",
+)
 # Which process gets which variables.
 PROCESS_ENV: dict[str, tuple[str, ...]] = {
     "migrate": DAGSTER_ENV,
     "code-server": (*DAGSTER_ENV, *PIPELINE_ENV, *NOTION_ENV),
     "webserver": DAGSTER_ENV,
     "daemon": DAGSTER_ENV,
-    "intake": PIPELINE_ENV,
+    "intake": (*PIPELINE_ENV, *INTAKE_ENV),
 }
 # What waits for migrate_command() to have succeeded: every process that opens the Dagster
 # instance when it starts (the code server does too, to serve runs).
