@@ -52,7 +52,9 @@ def is_trusted(address: Address, trusted: Iterable[Network]) -> bool:
     return any(address.version == net.version and address in net for net in trusted)
 
 
-def client_address(peer: str | None, forwarded_for: Sequence[str], trusted: Sequence[Network]) -> str:
+def client_address(
+    peer: str | None, forwarded_for: Sequence[str], trusted: Sequence[Network]
+) -> str:
     """The client's address as text. `forwarded_for` holds every `X-Forwarded-For` header
     line in order. Without a usable peer, "unknown" (one shared bucket)."""
     peer_address = _address(peer) if peer else None

@@ -70,7 +70,11 @@ def create_app(settings: Settings, clock: Clock = time.time) -> Starlette:
         Route(resend.PATH, email_events.post, methods=["POST"]),
         Route(unsubscribe.PATH, unsubscribes.get, methods=["GET"]),
         Route(unsubscribe.PATH, unsubscribes.post, methods=["POST"]),
-        Route(health.PATH, health.HealthEndpoint(settings, campaign_name, guard.protections()).get, methods=["GET"]),
+        Route(
+            health.PATH,
+            health.HealthEndpoint(settings, campaign_name, guard.protections()).get,
+            methods=["GET"],
+        ),
         Route("/healthz", _healthz, methods=["GET"]),
     ]
 

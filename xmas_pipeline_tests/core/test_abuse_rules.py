@@ -34,7 +34,9 @@ def test_rates_are_parsed(text: str, rate: Rate | None) -> None:
     assert parse_rate(text) == rate
 
 
-@pytest.mark.parametrize("text", ["20", "20/fortnight", "-1/hour", "x/hour", "5/0h", "5/8d", "1.5/h"])
+@pytest.mark.parametrize(
+    "text", ["20", "20/fortnight", "-1/hour", "x/hour", "5/0h", "5/8d", "1.5/h"]
+)
 def test_malformed_rates_are_refused(text: str) -> None:
     with pytest.raises(ValueError):
         parse_rate(text)
@@ -168,5 +170,7 @@ def test_tokens_are_taken_out_of_the_signup() -> None:
     plain = {"email": "a@example.com"}
     assert take_token(plain) == (plain, None) and take_token(plain)[0] is plain
     assert take_token({"cf-turnstile-response": "t2"})[1] == "t2"
-    assert token_problem(None) and token_problem(5) and token_problem("") and token_problem("x" * 5000)
+    assert (
+        token_problem(None) and token_problem(5) and token_problem("") and token_problem("x" * 5000)
+    )
     assert token_problem("bad\ntoken") and token_problem("0.abc") is None

@@ -139,7 +139,12 @@ class CaptchaVerifyServer:
                 "action": "",
                 "cdata": "",
             }
-        return {"success": True, "challenge_ts": stamp, "hostname": "www.example.com", "credit": False}
+        return {
+            "success": True,
+            "challenge_ts": stamp,
+            "hostname": "www.example.com",
+            "credit": False,
+        }
 
     def __enter__(self) -> CaptchaVerifyServer:
         fake = self

@@ -266,7 +266,9 @@ def test_cors(tmp_path: Path) -> None:
     assert "POST" in preflight.headers["access-control-allow-methods"]
     assert "authorization" in preflight.headers["access-control-allow-headers"].lower()
     for body in (flow_run(signup()), flow_run({}), b"{bad"):
-        response = client.post(URL, content=body, headers={**JSON, "Origin": "https://busos.example"})
+        response = client.post(
+            URL, content=body, headers={**JSON, "Origin": "https://busos.example"}
+        )
         assert response.headers["access-control-allow-origin"] == "https://busos.example"
         assert response.headers["vary"] == "Origin"
     # Only the signup addresses answer cross-origin.

@@ -125,7 +125,9 @@ def test_one_address_from_many_clients_is_limited(
     refused = clients[0].post(URL, json=signup(email="jane@example.com", assessment_score=500))
     assert refused.status_code == 422
     assert post(clients[1], "jane@example.com").status_code == 202
-    flow = clients[2].post(FLOW_RUN, content=flow_run(signup(email="Jane@Example.COM")), headers=JSON)
+    flow = clients[2].post(
+        FLOW_RUN, content=flow_run(signup(email="Jane@Example.COM")), headers=JSON
+    )
     assert flow.status_code == 202
     wait = assert_limited(post(clients[3], " JANE@example.com"), "email address")
     assert wait == 3600 + 1800
@@ -157,7 +159,8 @@ def test_limits_are_shared_by_two_workers(
 ) -> None:
     limits = {"signup_rate_per_ip": "3/hour", "signup_rate_per_email": "2/hour"}
     apps = [
-        make_app(tmp_path, clock, name, database_url=database_url, **limits) for name in ("w1", "w2")
+        make_app(tmp_path, clock, name, database_url=database_url, **limits)
+        for name in ("w1", "w2")
     ]
     first, second = (client_of(stack, app, "203.0.113.7") for app in apps)
     assert post(first, "a@example.com").status_code == 202

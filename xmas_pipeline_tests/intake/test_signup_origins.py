@@ -18,7 +18,10 @@ from xmas_pipeline_tests.intake.test_flow_run import flow_run
 from xmas_pipeline_tests.intake.test_signup import URL, signup
 
 SITE = "https://www.busos.example"
-PREFLIGHT = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"}
+PREFLIGHT = {
+    "Access-Control-Request-Method": "POST",
+    "Access-Control-Request-Headers": "content-type",
+}
 
 
 def make_client(tmp_path: Path, **overrides: Any) -> TestClient:
@@ -59,7 +62,8 @@ def test_another_origin_gets_no_allow_header_and_stores_nothing(
     assert "access-control-allow-origin" not in preflight.headers
     # A simple POST (text/plain, no preflight), as a hostile page could make a browser send.
     answer = client.post(
-        URL, content=b'{"email": "x@example.com", "first_name": "X", "assessment_score": 1}',
+        URL,
+        content=b'{"email": "x@example.com", "first_name": "X", "assessment_score": 1}',
         headers={"Origin": origin, "Content-Type": "text/plain"},
     )
     assert answer.status_code == 403

@@ -68,7 +68,9 @@ class SqlRateCounters:
         with self.engine.connect() as conn:
             return int(conn.execute(query).scalar() or 0)
 
-    def hit(self, bucket: str, key: str, window_start: int, room: int, expires_at: int) -> int | None:
+    def hit(
+        self, bucket: str, key: str, window_start: int, room: int, expires_at: int
+    ) -> int | None:
         """Add one hit when the window holds fewer than `room`; the new count, or None when
         it was full (nothing is written then)."""
         self.prepare()
