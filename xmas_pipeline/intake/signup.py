@@ -79,7 +79,10 @@ class SignupEndpoint:
         body, data = received
         signup_data, token = take_token(data)
         if signup_data is not data:  # a token field: stored without it
-            body = website_json(signup_data)
+            try:
+                body = website_json(signup_data)
+            except (UnicodeEncodeError, RecursionError):  # a lone surrogate escape
+                return _rejected({"body": "holds text that is not valid Unicode"})
         # The file holds the body as received (less any token); ingestion re-validates it.
         return await self._accept(request, signup_data, body, token)
 

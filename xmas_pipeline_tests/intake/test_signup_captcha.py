@@ -172,3 +172,10 @@ def test_no_secret_means_no_check(tmp_path: Path) -> None:
     answer = client.post(URL, json={**signup(), "captcha_token": "left-by-the-page"})
     assert answer.status_code == 202
     assert b"left-by-the-page" not in stored(tmp_path)[0]
+
+
+def test_a_body_with_a_token_and_broken_unicode_is_refused(tmp_path: Path) -> None:
+    client = TestClient(create_app(Settings.of(home=tmp_path, inbox_url=str(tmp_path / "inbox"))))
+    raw = json.dumps({**signup(business_name="\ud800"), "captcha_token": "t"}).encode()
+    answer = client.post(URL, content=raw, headers=JSON)
+    assert answer.status_code == 422 and stored(tmp_path) == []
