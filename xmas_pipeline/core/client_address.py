@@ -52,6 +52,19 @@ def is_trusted(address: Address, trusted: Iterable[Network]) -> bool:
     return any(address.version == net.version and address in net for net in trusted)
 
 
+def rate_key(address: str) -> str:
+    """What a per-client limit counts by: the address, or for IPv6 its /64 network (one
+    subscriber line gets a whole /64, so counting single addresses would let one visitor
+    take 2^64 turns)."""
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(parsed, ipaddress.IPv6Address):
+        return str(ipaddress.ip_network(f"{parsed}/64", strict=False))
+    return str(parsed)
+
+
 def client_address(
     peer: str | None, forwarded_for: Sequence[str], trusted: Sequence[Network]
 ) -> str:

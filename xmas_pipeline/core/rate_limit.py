@@ -68,6 +68,15 @@ def parse_rate(text: str) -> Rate | None:
     return Rate(limit, period)
 
 
+def email_key(address: str) -> str:
+    """What a per-address limit counts by: the address in lower case, without a `+tag`
+    (`jane+1@x` and `jane+2@x` reach one mailbox, which the limit is there to protect)."""
+    local, at, domain = address.strip().lower().rpartition("@")
+    if not at:
+        return domain
+    return f"{local.split('+', 1)[0] or local}@{domain}"
+
+
 @dataclass(frozen=True)
 class Window:
     """Where a moment falls: the current window's start and how far into it (0..1)."""

@@ -2,10 +2,11 @@
 
 1. the page's origin: a browser post from a page not in `XMAS_SIGNUP_ALLOWED_ORIGINS` is
    refused (403); a post without `Origin` (server to server) is not concerned;
-2. a rate per client address (`XMAS_SIGNUP_RATE_PER_IP`), counted on every signup request;
+2. a rate per client address (`XMAS_SIGNUP_RATE_PER_IP`; an IPv6 client by its /64),
+   counted on every signup request;
 3. the bot check (`XMAS_CAPTCHA_SECRET`), once the signup is well formed;
-4. a rate per email address (`XMAS_SIGNUP_RATE_PER_EMAIL`), counted on well-formed,
-   verified signups only.
+4. a rate per email address (`XMAS_SIGNUP_RATE_PER_EMAIL`; lower case, without a `+tag`),
+   counted on well-formed, verified signups only.
 
 Each refusal is a `Reject` raised before anything is written to the inbox.
 """
@@ -19,8 +20,9 @@ from starlette.requests import Request
 
 from xmas_pipeline.adapters.captcha import CaptchaVerifier
 from xmas_pipeline.core.captcha import Outcome, token_problem
-from xmas_pipeline.core.client_address import client_address
+from xmas_pipeline.core.client_address import client_address, rate_key
 from xmas_pipeline.core.origins import ANY, origin_allowed
+from xmas_pipeline.core.rate_limit import email_key
 from xmas_pipeline.intake.http import Reject
 from xmas_pipeline.intake.rate_limits import Clock, SharedLimits
 from xmas_pipeline.settings import Settings
@@ -63,7 +65,8 @@ class SignupGuard:
         self.check_origin(request)
         if self.rate_per_ip is None:
             return
-        wait = await self.limits.take("signup-ip", self.rate_per_ip, self.client(request))
+        key = rate_key(self.client(request))
+        wait = await self.limits.take("signup-ip", self.rate_per_ip, key)
         if wait is not None:
             raise Reject(
                 429,
@@ -89,8 +92,7 @@ class SignupGuard:
                 )
         if self.rate_per_email is None:
             return
-        key = email.strip().lower()
-        wait = await self.limits.take("signup-email", self.rate_per_email, key)
+        wait = await self.limits.take("signup-email", self.rate_per_email, email_key(email))
         if wait is not None:
             raise Reject(
                 429,

@@ -9,9 +9,22 @@ import itertools
 import pytest
 
 from xmas_pipeline.core.captcha import Outcome, judge, take_token, token_problem
-from xmas_pipeline.core.client_address import LOOPBACK, client_address, parse_networks
+from xmas_pipeline.core.client_address import (
+    LOOPBACK,
+    client_address,
+    parse_networks,
+    rate_key,
+)
 from xmas_pipeline.core.origins import origin_allowed, parse_origins
-from xmas_pipeline.core.rate_limit import Rate, allowed, parse_rate, retry_after, room, window_at
+from xmas_pipeline.core.rate_limit import (
+    Rate,
+    allowed,
+    email_key,
+    parse_rate,
+    retry_after,
+    room,
+    window_at,
+)
 
 
 @pytest.mark.parametrize(
@@ -174,3 +187,15 @@ def test_tokens_are_taken_out_of_the_signup() -> None:
         token_problem(None) and token_problem(5) and token_problem("") and token_problem("x" * 5000)
     )
     assert token_problem("bad\ntoken") and token_problem("0.abc") is None
+
+
+def test_rate_keys() -> None:
+    assert rate_key("203.0.113.9") == "203.0.113.9"
+    # One IPv6 subscriber holds a whole /64: it counts as one client.
+    assert rate_key("2001:db8:1:2:aaaa::1") == "2001:db8:1:2::/64"
+    assert rate_key("2001:db8:1:2:ffff::9") == "2001:db8:1:2::/64"
+    assert rate_key("2001:db8:1:3::1") != rate_key("2001:db8:1:2::1")
+    assert rate_key("unknown") == "unknown"
+    assert email_key(" Jane.Doe+promo@Example.COM ") == "jane.doe@example.com"
+    assert email_key("jane@example.com") == email_key("JANE+x+y@example.com")
+    assert email_key("+only@example.com") == "+only@example.com"

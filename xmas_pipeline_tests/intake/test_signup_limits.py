@@ -129,7 +129,7 @@ def test_one_address_from_many_clients_is_limited(
         FLOW_RUN, content=flow_run(signup(email="Jane@Example.COM")), headers=JSON
     )
     assert flow.status_code == 202
-    wait = assert_limited(post(clients[3], " JANE@example.com"), "email address")
+    wait = assert_limited(post(clients[3], " JANE+again@example.com"), "email address")
     assert wait == 3600 + 1800
     assert post(clients[4], "john@example.com").status_code == 202
     assert stored(tmp_path) == 3
@@ -250,3 +250,11 @@ def test_counters_are_atomic_and_old_windows_are_pruned(database_url: str) -> No
         assert table.count("b/60", "k", 600) == 0 and table.count("b/60", "k", 660) == 1
     finally:
         table.dispose()
+
+
+def test_an_ipv6_client_counts_by_its_64(tmp_path: Path, clock: Clock, stack: ExitStack) -> None:
+    app = make_app(tmp_path, clock, signup_rate_per_ip="2/hour")
+    line = [client_of(stack, app, f"2001:db8:5:6::{n}") for n in (1, 2, 3)]
+    assert [post(client).status_code for client in line[:2]] == [202, 202]
+    assert_limited(post(line[2]), "network address")
+    assert post(client_of(stack, app, "2001:db8:5:7::1")).status_code == 202
