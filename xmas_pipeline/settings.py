@@ -15,7 +15,7 @@ from contextvars import ContextVar
 from datetime import timedelta
 from email.utils import getaddresses
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
@@ -26,7 +26,11 @@ from pydantic_settings import (
 )
 
 from xmas_pipeline.core.campaign import Campaign, load_campaign
+from xmas_pipeline.core.captcha import VERIFY_URLS
+from xmas_pipeline.core.client_address import LOOPBACK, Network, parse_networks
 from xmas_pipeline.core.links import check_host_entry, host_of
+from xmas_pipeline.core.origins import parse_origins
+from xmas_pipeline.core.rate_limit import Rate, parse_rate
 from xmas_pipeline.core.reputation import ReputationLimits
 from xmas_pipeline.core.safe_text import first_unsafe
 
@@ -136,6 +140,18 @@ class Settings(BaseSettings):
     complaint_warn_percent: float = _env("XMAS_COMPLAINT_WARN_PERCENT", 0.08, gt=0, le=100)
     complaint_pause_percent: float = _env("XMAS_COMPLAINT_PAUSE_PERCENT", 0.3, gt=0, le=100)
     signup_token: SecretStr | None = _env("XMAS_SIGNUP_TOKEN")
+    # Abuse limits of the public signup (intake/abuse.py): "<count>/<period>", 0/off for none.
+    signup_rate_per_ip: str = _env("XMAS_SIGNUP_RATE_PER_IP", "30/hour")
+    signup_rate_per_email: str = _env("XMAS_SIGNUP_RATE_PER_EMAIL", "5/hour")
+    # Peers whose X-Forwarded-For is believed (CIDR list; "none" for no proxy). Caddy runs
+    # on the same host by default; in Docker Compose it is another container.
+    trusted_proxies: str = _env("XMAS_TRUSTED_PROXIES", LOOPBACK)
+    # Web origins whose pages may post signups from a browser ("*" for any; none by default).
+    signup_allowed_origins: str = _env("XMAS_SIGNUP_ALLOWED_ORIGINS", "")
+    # A bot check on signups when the secret is set (Turnstile or hCaptcha).
+    captcha_secret: SecretStr | None = _env("XMAS_CAPTCHA_SECRET")
+    captcha_provider: Literal["turnstile", "hcaptcha"] = _env("XMAS_CAPTCHA_PROVIDER", "turnstile")
+    captcha_verify_url: str | None = _env("XMAS_CAPTCHA_VERIFY_URL")  # tests only
     alert_webhook_url: SecretStr | None = _env("XMAS_ALERT_WEBHOOK_URL")
     notion_token: SecretStr | None = _env("NOTION_TOKEN")
     notion_base_url: str = _env("NOTION_BASE_URL", "https://api.notion.com")
@@ -217,6 +233,36 @@ class Settings(BaseSettings):
         hosts = [check_host_entry(host) for host in value.split(",") if host.strip()]
         return ",".join(hosts)
 
+    @field_validator("signup_rate_per_ip", "signup_rate_per_email")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        rate = parse_rate(value)
+        return str(rate) if rate else "off"
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: str) -> str:
+        if value.strip().lower() == "none":
+            return ""
+        return ",".join(str(net) for net in parse_networks(value))
+
+    @field_validator("signup_allowed_origins")
+    @classmethod
+    def _origins(cls, value: str) -> str:
+        return ",".join(parse_origins(value))
+
+    @field_validator("captcha_provider", mode="before")
+    @classmethod
+    def _provider(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("captcha_verify_url")
+    @classmethod
+    def _verify_url(cls, value: str | None) -> str | None:
+        if value and not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError("must be an http(s) URL")
+        return value
+
     @field_validator("send_cron")
     @classmethod
     def _cron(cls, value: str) -> str:
@@ -289,6 +335,27 @@ class Settings(BaseSettings):
         own = host_of(self.intake_public_url)
         extra = [host for host in self.allowed_link_hosts.split(",") if host]
         return sorted({*extra, *([own] if own else [])})
+
+    @property
+    def rate_per_ip(self) -> Rate | None:
+        return parse_rate(self.signup_rate_per_ip)
+
+    @property
+    def rate_per_email(self) -> Rate | None:
+        return parse_rate(self.signup_rate_per_email)
+
+    @property
+    def trusted_proxy_networks(self) -> tuple[Network, ...]:
+        return parse_networks(self.trusted_proxies)
+
+    @property
+    def allowed_origins(self) -> tuple[str, ...]:
+        return parse_origins(self.signup_allowed_origins)
+
+    @property
+    def captcha_url(self) -> str:
+        """The provider's verify endpoint (XMAS_CAPTCHA_VERIFY_URL only for tests)."""
+        return self.captcha_verify_url or VERIFY_URLS[self.captcha_provider]
 
     @property
     def notion_enabled(self) -> bool:

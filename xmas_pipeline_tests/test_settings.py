@@ -178,3 +178,48 @@ def test_testing_mode_sends_every_minute_unless_told_otherwise() -> None:
     assert Settings.of().effective_send_cron == "*/5 * * * *"
     chosen = Settings.of(testing_mode=True, send_cron="*/2 * * * *")
     assert chosen.effective_send_cron == "*/2 * * * *"
+
+
+# -- the signup's abuse protections -----------------------------------------------------------
+
+
+def test_signup_protection_defaults() -> None:
+    settings = Settings.from_env({})
+    assert (settings.signup_rate_per_ip, settings.signup_rate_per_email) == ("30/hour", "5/hour")
+    assert [str(net) for net in settings.trusted_proxy_networks] == ["127.0.0.0/8", "::1/128"]
+    assert settings.allowed_origins == ()
+    assert settings.captcha_secret is None and settings.captcha_provider == "turnstile"
+    assert settings.captcha_url == "https://challenges.cloudflare.com/turnstile/v0/siteverify"
+
+
+def test_signup_protection_values() -> None:
+    settings = Settings.from_env(
+        {
+            "XMAS_SIGNUP_RATE_PER_IP": "off",
+            "XMAS_SIGNUP_RATE_PER_EMAIL": "3/10min",
+            "XMAS_TRUSTED_PROXIES": "none",
+            "XMAS_SIGNUP_ALLOWED_ORIGINS": "https://www.busos.example/",
+            "XMAS_CAPTCHA_SECRET": "captcha-secret-value",
+            "XMAS_CAPTCHA_PROVIDER": "hCaptcha",
+        }
+    )
+    assert settings.rate_per_ip is None and str(settings.rate_per_email) == "3/10minute"
+    assert settings.trusted_proxy_networks == ()
+    assert settings.allowed_origins == ("https://www.busos.example",)
+    assert settings.captcha_url == "https://api.hcaptcha.com/siteverify"
+    assert "captcha-secret-value" not in repr(settings)
+
+
+def test_bad_signup_protections_are_named_never_echoed() -> None:
+    env = {
+        "XMAS_SIGNUP_RATE_PER_IP": "lots-of-them",
+        "XMAS_SIGNUP_RATE_PER_EMAIL": "5/fortnight",
+        "XMAS_TRUSTED_PROXIES": "10.0.0.0/8, proxy.internal",
+        "XMAS_SIGNUP_ALLOWED_ORIGINS": "www.busos.example",
+        "XMAS_CAPTCHA_PROVIDER": "recaptcha",
+    }
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env(env)
+    assert set(caught.value.problems) == set(env)
+    for value in ("lots-of-them", "fortnight", "proxy.internal", "www.busos.example"):
+        assert value not in str(caught.value)

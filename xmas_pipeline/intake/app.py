@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -13,26 +14,33 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from xmas_pipeline.adapters.inbox import Inbox
 from xmas_pipeline.intake import calcom, confirm, health, resend, signup, unsubscribe
+from xmas_pipeline.intake.abuse import SignupGuard
 from xmas_pipeline.intake.http import Reject, rejection
+from xmas_pipeline.intake.rate_limits import Clock
 from xmas_pipeline.intake.storage import EventStore
 from xmas_pipeline.settings import Settings
 
 
 class _SignupCors:
-    """Adds `Access-Control-Allow-Origin: *` to every answer of the signup endpoints."""
+    """Answers of the signup endpoints name the requesting page's origin when it is on the
+    allow-list (`XMAS_SIGNUP_ALLOWED_ORIGINS`), and say they vary by origin."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, guard: SignupGuard) -> None:
         self.app = app
+        self.guard = guard
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not signup.is_signup_path(scope["path"]):
             await self.app(scope, receive, send)
             return
+        allowed = self.guard.allow_origin(Request(scope))
 
         async def send_with_cors(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
-                headers.append((b"access-control-allow-origin", b"*"))
+                headers.append((b"vary", b"Origin"))
+                if allowed is not None:
+                    headers.append((b"access-control-allow-origin", allowed.encode("latin-1")))
                 message = {**message, "headers": headers}
             await send(message)
 
@@ -43,16 +51,20 @@ async def _healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
-def create_app(settings: Settings) -> Starlette:
+def create_app(settings: Settings, clock: Clock = time.time) -> Starlette:
+    """The app; `clock` (epoch seconds) times the signup rate limits."""
     store = EventStore(Inbox(settings.inbox_root))
     campaign = settings.campaign()
     campaign_name = campaign.name
-    signups = signup.SignupEndpoint(settings, store, campaign_name)
+    guard = SignupGuard(settings, clock)
+    signups = signup.SignupEndpoint(settings, store, campaign_name, guard)
     bookings = calcom.CalcomEndpoint(settings, store)
     email_events = resend.ResendEndpoint(settings, store)
     unsubscribes = unsubscribe.UnsubscribeEndpoint(settings, store)
     # Confirmation links are signed with the unsubscribe keys (their own purpose).
-    confirms = confirm.ConfirmEndpoint(settings, store, unsubscribes, campaign.slug)
+    confirms = confirm.ConfirmEndpoint(
+        settings, store, unsubscribes, campaign.slug, client_of=guard.client
+    )
     routes = [
         Route(signup.PATH, signups.post, methods=["POST"]),
         Route(signup.PATH, signups.preflight, methods=["OPTIONS"]),
@@ -65,7 +77,11 @@ def create_app(settings: Settings) -> Starlette:
         Route(unsubscribe.PATH, unsubscribes.post, methods=["POST"]),
         Route(confirm.PATH, confirms.get, methods=["GET"]),
         Route(confirm.PATH, confirms.post, methods=["POST"]),
-        Route(health.PATH, health.HealthEndpoint(settings, campaign_name).get, methods=["GET"]),
+        Route(
+            health.PATH,
+            health.HealthEndpoint(settings, campaign_name, guard.protections()).get,
+            methods=["GET"],
+        ),
         Route("/healthz", _healthz, methods=["GET"]),
     ]
 
@@ -74,10 +90,12 @@ def create_app(settings: Settings) -> Starlette:
         try:
             yield
         finally:
-            email_events.delivered.close()  # the store's connections, if any were opened
+            # The store's connections, if any were opened.
+            email_events.delivered.close()
+            guard.close()
 
     app = Starlette(routes=routes, exception_handlers={Reject: rejection}, lifespan=lifespan)
-    app.add_middleware(_SignupCors)
+    app.add_middleware(_SignupCors, guard=guard)
     app.state.settings = settings
     return app
 

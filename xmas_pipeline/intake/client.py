@@ -1,9 +1,8 @@
 """What a request says about who sent it, for double opt-in's consent records.
 
-The address is the connection's peer as the server sees it (behind a reverse proxy, the
-proxy's, unless the server is told to trust its `X-Forwarded-For`: `uvicorn
---forwarded-allow-ips`); what the request itself claims in `X-Forwarded-For` is kept
-beside it, as a claim, never in its place.
+The address is the client's as the signup guard resolves it (the connection's peer, or
+the visitor's address a trusted proxy put in `X-Forwarded-For`: `XMAS_TRUSTED_PROXIES`);
+what the request itself claims in `X-Forwarded-For` is kept beside it, as a claim.
 """
 
 from __future__ import annotations
@@ -20,10 +19,12 @@ def _printable(value: str, limit: int) -> str:
     return "".join(ch for ch in value if ch.isprintable())[:limit]
 
 
-def request_details(request: Request) -> dict[str, str]:
-    """`ip`, `user_agent` and, when present, `forwarded_for` of this request."""
+def request_details(request: Request, client: str | None = None) -> dict[str, str]:
+    """`ip` (`client` when the caller resolved it, else the peer), `user_agent` and, when
+    present, `forwarded_for` of this request."""
+    peer = request.client.host if request.client else ""
     details = {
-        "ip": _printable(request.client.host if request.client else "", _MAX_ADDRESS),
+        "ip": _printable(client if client is not None else peer, _MAX_ADDRESS),
         "user_agent": clean_user_agent(request.headers.get("user-agent")),
     }
     forwarded = request.headers.get("x-forwarded-for")

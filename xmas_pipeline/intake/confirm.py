@@ -49,7 +49,9 @@ class ConfirmEndpoint:
         keys: UnsubscribeEndpoint,
         campaign_slug: str,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        client_of: Callable[[Request], str] | None = None,
     ) -> None:
+        self.client_of = client_of  # the client's address through trusted proxies
         self.settings = settings
         self.store = store
         self.keys = keys
@@ -105,7 +107,7 @@ class ConfirmEndpoint:
         claim = await self._verified(token)
         if isinstance(claim, Response):
             return claim
-        client = request_details(request)
+        client = request_details(request, self.client_of(request) if self.client_of else None)
         event = confirmation_event(
             claim,
             str(token),

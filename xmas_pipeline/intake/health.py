@@ -44,7 +44,9 @@ def integrations(settings: Settings) -> dict[str, bool]:
 
 
 class HealthEndpoint:
-    def __init__(self, settings: Settings, campaign_name: str) -> None:
+    def __init__(
+        self, settings: Settings, campaign_name: str, protections: dict[str, Any] | None = None
+    ) -> None:
         # Fixed for the life of the process: computed once.
         self.answer: dict[str, Any] = {
             "status": "healthy",
@@ -52,6 +54,9 @@ class HealthEndpoint:
             "version": package_version(),
             "integrations": integrations(settings),
         }
+        if protections is not None:
+            # The signup's abuse protections: limits, provider name, origins (no secret).
+            self.answer["protections"] = protections
 
     async def get(self, request: Request) -> Response:
         return JSONResponse(self.answer)

@@ -64,6 +64,9 @@ def _options(host: str, port: int) -> dict[str, Any]:
         "access_log": False,
         "log_config": _log_config(),
         "server_header": False,
+        # The app alone reads X-Forwarded-For, trusting XMAS_TRUSTED_PROXIES; uvicorn's
+        # own rewriting (for 127.0.0.1) would make it see a forwarded address as the peer.
+        "proxy_headers": False,
         "timeout_graceful_shutdown": 10,
         # uvicorn kills a worker that has not answered its supervisor's ping within this
         # many seconds. A new worker answers only once it has imported the app: 5 s (the

@@ -6,6 +6,11 @@ to the original tool's Prefect endpoint, `POST /api/deployments/<id>/create_flow
 checks and answers. Its inbox file holds the `parameters` object as the website's
 JavaScript serializes it (`JSON.stringify`: compact, non-ASCII kept), so the same signup
 posted compactly to either address gives byte-identical files.
+
+Abuse checks (origin, rate limits, bot check) are `intake.abuse`'s; a bot-check token in
+the signup (`captcha_token`, `cf-turnstile-response` or `h-captcha-response`) is never
+stored: a body holding one is stored re-serialized without it, as the website would have
+sent it (`website_json`), and any other body exactly as received.
 """
 
 from __future__ import annotations
@@ -18,8 +23,10 @@ from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from xmas_pipeline.core.captcha import take_token
 from xmas_pipeline.core.signup import Signup, field_errors
 from xmas_pipeline.intake.client import request_details
+from xmas_pipeline.intake.abuse import SignupGuard
 from xmas_pipeline.intake.http import (
     check_bearer,
     check_json_content_type,
@@ -34,9 +41,8 @@ FLOW_RUN_PATH = "/api/deployments/{deployment_id}/create_flow_run"
 # FLOW_RUN_PATH as the CORS wrapper matches it (one path segment, as Starlette's route does).
 _FLOW_RUN_PATTERN = re.compile(r"/api/deployments/[^/]+/create_flow_run")
 
-# The funnel may post from the visitor's browser; the original endpoint answered
-# cross-origin requests, so this one does too (no cookies are involved).
-# (`Access-Control-Allow-Origin` itself is added to every answer by the app.)
+# The funnel may post from the visitor's browser, from the pages of the allowed origins
+# (no cookies are involved). `Access-Control-Allow-Origin` itself is added by the app.
 CORS_HEADERS = {
     "Access-Control-Allow-Methods": "POST, OPTIONS",
     "Access-Control-Allow-Headers": "Content-Type, Authorization",
@@ -59,18 +65,27 @@ def _rejected(errors: dict[str, str]) -> JSONResponse:
 
 
 class SignupEndpoint:
-    def __init__(self, settings: Settings, store: EventStore, campaign_name: str) -> None:
+    def __init__(
+        self, settings: Settings, store: EventStore, campaign_name: str, guard: SignupGuard
+    ) -> None:
         self.settings = settings
         self.store = store
         self.campaign_name = campaign_name
+        self.guard = guard
 
     async def post(self, request: Request) -> Response:
         received = await self._json_object(request)
         if isinstance(received, Response):
             return received
         body, data = received
-        # The file holds the body exactly as received; ingestion re-validates it.
-        return await self._accept(data, body, request)
+        signup_data, token = take_token(data)
+        if signup_data is not data:  # a token field: stored without it
+            try:
+                body = website_json(signup_data)
+            except (UnicodeEncodeError, RecursionError):  # a lone surrogate escape
+                return _rejected({"body": "holds text that is not valid Unicode"})
+        # The file holds the body as received (less any token); ingestion re-validates it.
+        return await self._accept(request, signup_data, body, token)
 
     async def post_flow_run(self, request: Request) -> Response:
         """The original Prefect endpoint: the signup is the body's `parameters`."""
@@ -81,17 +96,23 @@ class SignupEndpoint:
         parameters = data.get("parameters")
         if not isinstance(parameters, dict):
             return _rejected({"parameters": "must be a JSON object holding the signup"})
+        # The token may ride in the signup or beside it; it is never stored.
+        parameters, token = take_token(parameters)
+        if token is None:
+            token = take_token(data)[1]
         try:
             stored = website_json(parameters)
         except (UnicodeEncodeError, RecursionError):  # a lone surrogate escape ("\ud800")
             return _rejected({"parameters": "holds text that is not valid Unicode"})
-        return await self._accept(parameters, stored, request)
+        return await self._accept(request, parameters, stored, token)
 
     async def preflight(self, request: Request) -> Response:
+        self.guard.check_origin(request)
         return Response(status_code=204, headers=CORS_HEADERS)
 
     async def _json_object(self, request: Request) -> tuple[bytes, dict[str, Any]] | Response:
         """The raw body and its JSON object, or the answer refusing it."""
+        await self.guard.admit_request(request)
         check_bearer(request, self.settings.reveal("signup_token"))
         check_json_content_type(request)
         body = await read_body(request, self.settings.intake_max_body_bytes)
@@ -100,14 +121,19 @@ class SignupEndpoint:
             return _rejected({"body": "must be a JSON object"})
         return body, data
 
-    async def _accept(self, data: dict[str, Any], stored: bytes, request: Request) -> Response:
+    async def _accept(
+        self, request: Request, data: dict[str, Any], stored: bytes, token: Any
+    ) -> Response:
         """Validate the signup `data`; store `stored` as its inbox file (the client's
         address and user agent beside it, for consent records), then answer 202."""
         try:
             signup = Signup.model_validate(data)
         except ValidationError as exc:
             return _rejected(field_errors(exc))
-        item = await self.store.put("signups", stored, request_details(request))
+        await self.guard.admit_signup(request, signup.email, token)
+        item = await self.store.put(
+            "signups", stored, request_details(request, self.guard.client(request))
+        )
         return JSONResponse(
             {
                 "status": "accepted",

@@ -61,6 +61,12 @@ def test_health_with_nothing_configured(tmp_path: Path) -> None:
         "campaign": "Christmas 2025",
         "version": xmas_pipeline.__version__,
         "integrations": dict.fromkeys(INTEGRATIONS, False),
+        "protections": {
+            "signup_rate_per_ip": "30/hour",
+            "signup_rate_per_email": "5/hour",
+            "captcha": "off",
+            "signup_allowed_origins": [],
+        },
     }
 
 

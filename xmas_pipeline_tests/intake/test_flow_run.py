@@ -251,7 +251,8 @@ def test_auth_is_checked_before_the_body(tmp_path: Path) -> None:
 # -- browsers -------------------------------------------------------------------------------
 
 
-def test_cors(client: TestClient) -> None:
+def test_cors(tmp_path: Path) -> None:
+    client = make_client(tmp_path, signup_allowed_origins="https://busos.example")
     preflight = client.options(
         URL,
         headers={
@@ -261,11 +262,14 @@ def test_cors(client: TestClient) -> None:
         },
     )
     assert preflight.status_code == 204
-    assert preflight.headers["access-control-allow-origin"] == "*"
+    assert preflight.headers["access-control-allow-origin"] == "https://busos.example"
     assert "POST" in preflight.headers["access-control-allow-methods"]
     assert "authorization" in preflight.headers["access-control-allow-headers"].lower()
     for body in (flow_run(signup()), flow_run({}), b"{bad"):
-        response = client.post(URL, content=body, headers=JSON)
-        assert response.headers["access-control-allow-origin"] == "*"
+        response = client.post(
+            URL, content=body, headers={**JSON, "Origin": "https://busos.example"}
+        )
+        assert response.headers["access-control-allow-origin"] == "https://busos.example"
+        assert response.headers["vary"] == "Origin"
     # Only the signup addresses answer cross-origin.
     assert "access-control-allow-origin" not in client.get("/healthz").headers

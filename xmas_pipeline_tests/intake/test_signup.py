@@ -18,7 +18,7 @@ TOKEN = "s3cret-signup-token"
 
 
 def make_client(tmp_path: Path, **overrides: Any) -> TestClient:
-    settings = Settings.of(inbox_url=str(tmp_path / "inbox"), **overrides)
+    settings = Settings.of(home=tmp_path, inbox_url=str(tmp_path / "inbox"), **overrides)
     return TestClient(create_app(settings))
 
 
@@ -303,8 +303,8 @@ def test_invalid_content_length(client: TestClient) -> None:
     assert response.status_code == 400
 
 
-def test_wrong_method() -> None:
-    client = TestClient(create_app(Settings.of(inbox_url="/nonexistent/inbox")))
+def test_wrong_method(tmp_path: Path) -> None:
+    client = TestClient(create_app(Settings.of(home=tmp_path, inbox_url="/nonexistent/inbox")))
     assert client.get(URL).status_code == 405
     assert client.put(URL, json=signup()).status_code == 405
 
@@ -366,7 +366,8 @@ def test_no_token_configured_means_open(client: TestClient) -> None:
 # -- browsers, failures ---------------------------------------------------------------------
 
 
-def test_cors_preflight_and_header(client: TestClient) -> None:
+def test_cors_preflight_and_header(tmp_path: Path) -> None:
+    client = make_client(tmp_path, signup_allowed_origins="https://busos.example")
     preflight = client.options(
         URL,
         headers={
@@ -376,11 +377,15 @@ def test_cors_preflight_and_header(client: TestClient) -> None:
         },
     )
     assert preflight.status_code == 204
-    assert preflight.headers["access-control-allow-origin"] == "*"
+    assert preflight.headers["access-control-allow-origin"] == "https://busos.example"
+    assert preflight.headers["vary"] == "Origin"
     assert "POST" in preflight.headers["access-control-allow-methods"]
     assert "content-type" in preflight.headers["access-control-allow-headers"].lower()
-    assert post_json(client, signup()).headers["access-control-allow-origin"] == "*"
-    assert post_json(client, {}).headers["access-control-allow-origin"] == "*"
+    page = {"Origin": "https://busos.example"}
+    for body in (signup(), {}):
+        answer = post_json(client, body, headers=page)
+        assert answer.headers["access-control-allow-origin"] == "https://busos.example"
+        assert answer.headers["vary"] == "Origin"
 
 
 def test_storage_failure_is_503_and_nothing_is_acknowledged(tmp_path: Path) -> None:

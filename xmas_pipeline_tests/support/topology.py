@@ -127,6 +127,16 @@ NOTION_ENV = (
     "NOTION_TEMPLATES_DB_ID",
     "NOTION_EMAIL_ANALYTICS_DB_ID",
 )
+# The public signup's abuse protections: read by the intake alone (the captcha secret
+# never reaches the code server). All optional.
+SIGNUP_GUARD_ENV = (
+    "XMAS_SIGNUP_ALLOWED_ORIGINS",
+    "XMAS_SIGNUP_RATE_PER_IP",
+    "XMAS_SIGNUP_RATE_PER_EMAIL",
+    "XMAS_TRUSTED_PROXIES",
+    "XMAS_CAPTCHA_SECRET",
+    "XMAS_CAPTCHA_PROVIDER",
+)
 
 # -- who may hold what: THE table. Every shipped setup (compose, systemd, Helm, Kubernetes)
 # is checked against it (xmas_pipeline_tests/deploy/test_privileges.py); a process given a
@@ -138,7 +148,7 @@ PROCESS_ENV: dict[str, tuple[str, ...]] = {
     "code-server": (*DAGSTER_ENV, *PIPELINE_ENV, *NOTION_ENV),
     "webserver": DAGSTER_ENV,
     "daemon": DAGSTER_ENV,
-    "intake": INTAKE_ENV,
+    "intake": (*INTAKE_ENV, *SIGNUP_GUARD_ENV),
 }
 # The PostgreSQL role (deploy/postgres/roles.sql) each process's database URLs log in as.
 PROCESS_DB_ROLES: dict[str, dict[str, str]] = {
@@ -161,6 +171,7 @@ SECRET_ENV = (
     "CALCOM_WEBHOOK_SECRET",
     "CALCOM_API_KEY",
     "NOTION_TOKEN",
+    "XMAS_CAPTCHA_SECRET",
 )
 # What waits for migrate_command() to have succeeded: every process that opens the Dagster
 # instance when it starts (the code server does too, to serve runs).

@@ -38,6 +38,11 @@ Shared by every run and host:
 - `forgotten`: the salted hashes of addresses `xmas-pipeline forget` erased, never the
   addresses (`adapters.sql.forget`): they are suppressed at ingestion and by the gate.
 
+Shared by every intake worker and host:
+- `rate_counters`: hits on the public signup per (limit, hashed client or address, fixed
+  window), for the sliding-window limits (`adapters.sql.rate_counters`); rows expire after
+  two windows. The intake creates this table alone when it is missing.
+
 Not here: `webhook_ids` (the webhook deliveries the intake stored, by id) is in
 `webhook_ids.py`, on a `MetaData` of its own, so the intake creates that table alone.
 
@@ -381,4 +386,14 @@ notion_state = sa.Table(
     sa.Column("name", sa.String(200), primary_key=True),
     sa.Column("value", sa.Text, nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+rate_counters = sa.Table(
+    "rate_counters",
+    metadata,
+    sa.Column("bucket", sa.String(60), primary_key=True),  # which limit: "signup-ip/3600"
+    sa.Column("key_hash", sa.String(64), primary_key=True),  # sha256 of the address
+    sa.Column("window_start", sa.BigInteger, primary_key=True),  # epoch seconds
+    sa.Column("hits", sa.Integer, nullable=False),
+    sa.Column("expires_at", sa.BigInteger, nullable=False, index=True),  # epoch seconds
 )
