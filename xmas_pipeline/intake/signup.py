@@ -25,8 +25,8 @@ from starlette.responses import JSONResponse, Response
 
 from xmas_pipeline.core.captcha import take_token
 from xmas_pipeline.core.signup import Signup, field_errors
-from xmas_pipeline.intake.client import request_details
 from xmas_pipeline.intake.abuse import SignupGuard
+from xmas_pipeline.intake.client import request_details
 from xmas_pipeline.intake.http import (
     check_bearer,
     check_json_content_type,
