@@ -66,10 +66,13 @@ def load_campaign_folder(folder: Path, testing_mode: bool = False) -> Campaign:
     """The campaign of one folder; CampaignFolderError naming the file when it is broken
     (no campaign file, bad YAML, a bad field, a slug other than the folder's name)."""
     file = folder / CAMPAIGN_FILE_NAME
+    try:
+        check_slug(folder.name)
+    except ValueError as exc:
+        raise CampaignFolderError(file, f"the folder's name: {exc}") from None
     if not file.is_file():
         raise CampaignFolderError(file, f"no {CAMPAIGN_FILE_NAME} in the campaign folder")
     try:
-        check_slug(folder.name)
         campaign = load_campaign(file, testing_mode=testing_mode)
     except (ValueError, yaml.YAMLError, OSError) as exc:
         raise CampaignFolderError(file, _reason(exc)) from None

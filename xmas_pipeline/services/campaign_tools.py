@@ -66,7 +66,9 @@ def new_campaign(
 
 # -- the check -----------------------------------------------------------------------------
 
-_SYNTAX_LINE = re.compile(r"^(?P<name>[\w.-]+) (?P<part>subject|preheader|html): .*\(line (?P<n>\d+)\)")
+_SYNTAX_LINE = re.compile(
+    r"^(?P<name>[\w.-]+) (?P<part>subject|preheader|html): .*\(line (?P<n>\d+)\)"
+)
 _LINK_LINE = re.compile(r"line (?P<n>\d+) of (?P<name>[\w.-]+)")
 _UNDEFINED = re.compile(r"^(?P<name>[\w.-]+): '(?P<var>\w+)' is undefined")
 

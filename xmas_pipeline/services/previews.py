@@ -41,8 +41,8 @@ def render_preview(
 ) -> str:
     """The template's HTML body, plain-text part or subject for the segment's sample contact.
 
-    `templates` defaults to the campaign's own folder (`Campaign.templates_dir`); `now` (default: the current time) only
-    places the sample meeting of reminder templates.
+    `templates` defaults to the campaign's own folder (`Campaign.templates_dir`); `now`
+    (default: the current time) only places the sample meeting of reminder templates.
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
@@ -52,9 +52,7 @@ def render_preview(
     bases = template_bases(source)
     if template not in bases:
         raise ValueError(f"unknown template {template!r}; available: {', '.join(bases)}")
-    context = sample_context(
-        template, seg, campaign, now or datetime.now(UTC), overrides
-    )
+    context = sample_context(template, seg, campaign, now or datetime.now(UTC), overrides)
     # Rendered in a watched child: a runaway template cannot hang the command. One that
     # cannot render raises TemplateError, itself a ValueError.
     [rendered] = render_supervised(
