@@ -7,14 +7,7 @@ from datetime import date, time, timedelta
 from pathlib import Path
 
 import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    PrivateAttr,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from xmas_pipeline.core.durations import Duration
 from xmas_pipeline.core.links import check_host_entry, host_of

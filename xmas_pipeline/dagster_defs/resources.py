@@ -39,7 +39,8 @@ from xmas_pipeline.settings import Settings, SettingsError
 
 
 class CampaignResource(dg.ConfigurableResource):
-    """The campaign file (XMAS_CAMPAIGN_FILE) and the testing preset (XMAS_TESTING_MODE)."""
+    """The running campaign's file (`Settings.campaign_path`: XMAS_CAMPAIGN_FILE, else the
+    default campaign's folder) and the testing preset (XMAS_TESTING_MODE)."""
 
     campaign_file: str | None = None
     testing_mode: bool = False
