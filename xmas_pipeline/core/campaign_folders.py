@@ -170,6 +170,8 @@ def shift_campaign_text(text: str, slug: str, name: str, start: date | None) -> 
         return (day + shift).isoformat()
 
     shifted = _DATE.sub(moved, text)
+    # Written out even when the source relied on the default start date.
+    shifted = _set_top_level(shifted, "start_date", f'"{(old_start + shift).isoformat()}"')
     shifted = _set_top_level(shifted, "name", json.dumps(name, ensure_ascii=False))
     shifted = _set_top_level(shifted, "slug", slug)
     if re.search(r"^notion_select:", shifted, re.MULTILINE):

@@ -23,7 +23,7 @@ from xmas_pipeline.core.campaign_folders import (
     load_campaign_folder,
     shift_campaign_text,
 )
-from xmas_pipeline.core.render import TemplateError, TemplateSource, load_template_dir
+from xmas_pipeline.core.render import TemplateError, TemplateSource, load_template_dir, resolve
 from xmas_pipeline.services.rendering import check_supervised
 
 
@@ -102,11 +102,15 @@ def _located(problem: str, sources: Mapping[str, TemplateSource], campaign_file:
             source = sources[match["name"]]
             line = _file_line(source, match)
             return f"{source.origin}{f':{line}' if line else ''}: {problem}"
-    if detail.startswith("no template named"):
+    # Otherwise the file the unit rendered: the segment's variant, else the universal one.
+    label = re.match(r"(?P<base>[\w.-]+) \[(?P<segment>\w+)\]", problem)
+    if label is None:
+        return problem
+    try:
+        source = resolve(sources, label["base"], label["segment"])
+    except TemplateError:
         return f"{campaign_file}: {problem}"
-    name = detail.split(":", 1)[0].split(" ", 1)[0]
-    source = sources.get(name) or sources.get(problem.split(" ", 1)[0])
-    return f"{source.origin}: {problem}" if source else problem
+    return f"{source.origin}: {problem}"
 
 
 def _file_line(source: TemplateSource, match: re.Match[str]) -> int | None:

@@ -120,6 +120,9 @@ def test_a_new_campaigns_text_adds_a_missing_slug() -> None:
     data = yaml.safe_load(shift_campaign_text(text, "new-one", "New", None))
     assert data["slug"] == "new-one" and data["start_date"] == "2025-02-28"
     assert next_year(date(2024, 2, 29)) == date(2025, 2, 28)
+    # A source on the default start date gets its new one written out.
+    data = yaml.safe_load(shift_campaign_text("name: Old\nsteps: []\n", "new-one", "New", None))
+    assert data["start_date"] == "2026-11-01"
 
 
 def _campaign(**fields: object) -> Campaign:

@@ -122,6 +122,8 @@ def test_check_fails_naming_the_file_and_line(
     lines = email_4.read_text().splitlines()
     lines[-2] += '<a href="https://tracker.example/p">x</a>'
     email_4.write_text("\n".join(lines) + "\n")
+    critical = templates / "email-2.critical.html.j2"  # a variant: its own file is named
+    critical.write_text(critical.read_text().replace("preheader:", "x-preheader:", 1))
     reminder = templates / "reminder-1.html.j2"
     reminder.write_text(reminder.read_text().replace("{{ name }}", "{{ nmae }}", 1))
     nmae_line = next(
@@ -130,7 +132,8 @@ def test_check_fails_naming_the_file_and_line(
 
     assert main(["campaign", "check"]) == 1
     out = capsys.readouterr().out
-    assert "christmas-2025: 9 problems" in out
+    assert "christmas-2025: 10 problems" in out
+    assert f"{critical}: email-2 [CRITICAL]: no preheader" in out
     assert f"{email_3}:{body + 4}: email-3 [CRITICAL]: email-3 html: " in out
     assert f"{email_4}:{len(lines) - 1}: email-4 [URGENT]: " in out
     assert "points at tracker.example" in out
