@@ -34,7 +34,7 @@ def check_slug(slug: str) -> str:
         shown = slug if len(slug) <= 40 else slug[:40] + "..."
         raise ValueError(
             f"invalid campaign slug {shown!r}: use lower-case letters, digits and hyphens "
-            "(not first or last), at most 64 characters, e.g. christmas-2026"
+            "(not at either end, nor two in a row), at most 64 characters, e.g. christmas-2026"
         )
     return slug
 
