@@ -1,5 +1,5 @@
 """`xmas-pipeline`: serve the intake, run everything for development, preview templates,
-set up Notion."""
+manage campaign folders, set up Notion."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import dagster as dg
@@ -18,11 +19,18 @@ from xmas_pipeline.adapters.notion.http import NotionCallError
 from xmas_pipeline.adapters.notion.setup import setup_notion
 from xmas_pipeline.adapters.sql.migrate import migrate_store
 from xmas_pipeline.adapters.sql.secrets import rotate_unsubscribe_key
+from xmas_pipeline.core.campaign_folders import (
+    FolderResult,
+    check_slug,
+    discover_campaigns,
+    load_campaign_folder,
+)
 from xmas_pipeline.core.forget import checked_address
 from xmas_pipeline.core.ports import StoreSchemaError
 from xmas_pipeline.dagster_defs.forget import forget_everywhere
 from xmas_pipeline.dagster_defs.resources import build_store, notion_resource
 from xmas_pipeline.intake.server import serve, worker_count
+from xmas_pipeline.services.campaign_tools import CampaignExists, check_campaign, new_campaign
 from xmas_pipeline.services.notion_import import import_from_notion
 from xmas_pipeline.services.previews import render_preview
 from xmas_pipeline.settings import Settings, SettingsError
@@ -173,11 +181,89 @@ def _signal_group(child: subprocess.Popen, sig: int) -> None:
 
 def _preview(args: argparse.Namespace) -> int:
     try:
-        print(render_preview(args.template, args.segment, fmt=args.format))
+        campaign = Settings.from_env().campaign()
+        print(render_preview(args.template, args.segment, campaign=campaign, fmt=args.format))
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def _campaign_list(args: argparse.Namespace) -> int:
+    """Every campaign folder: slug, name, dates, and ok or why it is broken."""
+    settings = Settings.from_env()
+    results = discover_campaigns(settings.campaigns_dir)
+    if not results:
+        print(f"no campaign folders in {settings.campaigns_dir}")
+        return 0
+    for result in results:
+        default = " (default)" if result.slug == settings.default_campaign else ""
+        if result.campaign is None:
+            assert result.error is not None
+            print(f"{result.slug}{default}\tbroken: {result.error}")
+            continue
+        c = result.campaign
+        closes = f"\tsignups close {c.signups_close}" if c.signups_close else ""
+        print(f"{c.slug}{default}\t{c.name}\tstarts {c.start_date}{closes}\tok")
+    return 0
+
+
+def _start_date(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a date (YYYY-MM-DD)") from None
+
+
+def _campaign_new(args: argparse.Namespace) -> int:
+    """A new campaign folder from another one: its cadence and templates, fresh dates."""
+    settings = Settings.from_env()
+    try:
+        folder = new_campaign(
+            settings.campaigns_dir, args.source, args.slug, name=args.name, start=args.start
+        )
+    except (CampaignExists, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    campaign = load_campaign_folder(folder)
+    print(f"made campaign {campaign.slug} ({campaign.name}) in {folder}")
+    print(f"starts {campaign.start_date}; check it with: xmas-pipeline campaign check {args.slug}")
+    return 0
+
+
+def _campaign_check(args: argparse.Namespace) -> int:
+    """One campaign (or all): cadence, dates and every template for every segment."""
+    settings = Settings.from_env()
+    results = discover_campaigns(settings.campaigns_dir)
+    if args.slug is not None:
+        try:
+            check_slug(args.slug)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        results = [r for r in results if r.slug == args.slug]
+        if not results:
+            print(f"error: no campaign {args.slug!r} in {settings.campaigns_dir}", file=sys.stderr)
+            return 2
+    if not results:
+        print(f"error: no campaign folders in {settings.campaigns_dir}", file=sys.stderr)
+        return 1
+    failed = 0
+    now = datetime.now(UTC)
+    for result in results:
+        failed += _report_check(result, check_campaign(result, settings.link_hosts, now))
+    print(f"{len(results) - failed} of {len(results)} campaigns pass")
+    return 1 if failed else 0
+
+
+def _report_check(result: FolderResult, problems: list[str]) -> int:
+    if not problems:
+        print(f"{result.slug}: ok")
+        return 0
+    print(f"{result.slug}: {len(problems)} problem{'s' if len(problems) > 1 else ''}")
+    for problem in problems:
+        print(f"  {problem}")
+    return 1
 
 
 def _notion_setup(args: argparse.Namespace) -> int:
@@ -305,6 +391,29 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument("--segment", default="CRITICAL")
     preview.add_argument("--format", choices=["html", "text", "subject"], default="html")
     preview.set_defaults(func=_preview)
+
+    campaign = sub.add_parser("campaign", help="campaign folders (XMAS_CAMPAIGNS_DIR)")
+    campaign_sub = campaign.add_subparsers(dest="campaign_command", required=True)
+    listing = campaign_sub.add_parser("list", help="every campaign folder, ok or broken")
+    listing.set_defaults(func=_campaign_list)
+    new = campaign_sub.add_parser(
+        "new", help="a new campaign folder with another's cadence and templates, fresh dates"
+    )
+    new.add_argument("slug", help="the new campaign's slug (its folder's name)")
+    new.add_argument("--from", dest="source", required=True, help="the campaign to copy")
+    new.add_argument("--name", help="its name (default: from the slug)")
+    new.add_argument(
+        "--start",
+        type=_start_date,
+        help="its start date, YYYY-MM-DD (default: a year after the source's); "
+        "every other date moves with it",
+    )
+    new.set_defaults(func=_campaign_new)
+    check = campaign_sub.add_parser(
+        "check", help="check a campaign's file, dates and templates (all when no slug)"
+    )
+    check.add_argument("slug", nargs="?")
+    check.set_defaults(func=_campaign_check)
 
     notion = sub.add_parser("notion", help="Notion tools")
     notion_sub = notion.add_subparsers(dest="notion_command", required=True)

@@ -25,7 +25,14 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from xmas_pipeline.core.campaign import Campaign, load_campaign
+from xmas_pipeline.core.campaign import (
+    CAMPAIGN_FILE_NAME,
+    DEFAULT_CAMPAIGN_SLUG,
+    SHIPPED_CAMPAIGNS_DIR,
+    Campaign,
+    load_campaign,
+)
+from xmas_pipeline.core.campaign_folders import check_slug, load_campaign_folder
 from xmas_pipeline.core.captcha import VERIFY_URLS
 from xmas_pipeline.core.client_address import LOOPBACK, Network, parse_networks
 from xmas_pipeline.core.links import check_host_entry, host_of
@@ -109,6 +116,10 @@ class Settings(BaseSettings):
     database_url: str = _env("XMAS_DATABASE_URL", "")
     inbox_url: str = _env("XMAS_INBOX_URL", "")
     campaign_file: str | None = _env("XMAS_CAMPAIGN_FILE")
+    # Campaign folders (`core.campaign_folders`); this release runs one of them, the
+    # default, unless XMAS_CAMPAIGN_FILE names a campaign file directly.
+    campaigns_dir: Path = _env("XMAS_CAMPAIGNS_DIR", SHIPPED_CAMPAIGNS_DIR)
+    default_campaign: str = _env("XMAS_DEFAULT_CAMPAIGN", DEFAULT_CAMPAIGN_SLUG)
     testing_mode: bool = _env("XMAS_TESTING_MODE", False)
     # Inbox day folders older than this, once ingested, are removed by `inbox_retention`.
     inbox_retention_days: int = _env("XMAS_INBOX_RETENTION_DAYS", 90, ge=1)
@@ -219,6 +230,11 @@ class Settings(BaseSettings):
         if value is not None and re.search(r"[\x00-\x1f\x7f]", value):
             raise ValueError("must be one line (separate the parts with commas)")
         return value
+
+    @field_validator("default_campaign")
+    @classmethod
+    def _default_campaign(cls, value: str) -> str:
+        return check_slug(value)
 
     @field_validator("public_url")
     @classmethod
@@ -365,8 +381,21 @@ class Settings(BaseSettings):
     def resend_enabled(self) -> bool:
         return self.resend_api_key is not None
 
+    @property
+    def campaign_path(self) -> Path:
+        """The running campaign's file: XMAS_CAMPAIGN_FILE, else the default campaign's
+        folder in XMAS_CAMPAIGNS_DIR."""
+        if self.campaign_file:
+            return Path(self.campaign_file)
+        return self.campaigns_dir / self.default_campaign / CAMPAIGN_FILE_NAME
+
     def campaign(self) -> Campaign:
-        campaign = load_campaign(self.campaign_file, testing_mode=self.testing_mode)
+        if self.campaign_file:
+            campaign = load_campaign(self.campaign_file, testing_mode=self.testing_mode)
+        else:
+            # A folder's slug must be its name: checked here as in `campaign list`.
+            folder = self.campaigns_dir / self.default_campaign
+            campaign = load_campaign_folder(folder, testing_mode=self.testing_mode)
         return campaign.with_link_hosts(self.link_hosts)
 
     @staticmethod

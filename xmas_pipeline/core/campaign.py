@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import re
-from datetime import time, timedelta
+from datetime import date, time, timedelta
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from xmas_pipeline.core.durations import Duration
 from xmas_pipeline.core.links import check_host_entry, host_of
 from xmas_pipeline.core.zones import is_known_zone
 
-DEFAULT_CAMPAIGN_FILE = Path(__file__).resolve().parent.parent / "campaigns" / "christmas-2025.yaml"
+# A campaign is a folder: `campaign.yaml` and its `templates/` (`core.campaign_folders`).
+SHIPPED_CAMPAIGNS_DIR = Path(__file__).resolve().parent.parent / "campaigns"
+DEFAULT_CAMPAIGN_SLUG = "christmas-2025"
+CAMPAIGN_FILE_NAME = "campaign.yaml"
+DEFAULT_CAMPAIGN_FILE = SHIPPED_CAMPAIGNS_DIR / DEFAULT_CAMPAIGN_SLUG / CAMPAIGN_FILE_NAME
 
 
 class NurtureStep(BaseModel):
@@ -102,6 +106,8 @@ class Campaign(BaseModel):
     allowed_hosts: list[str] = []
     # First day of the daily partitions (signups, bookings, deliveries).
     start_date: str = "2025-11-01"
+    # The last day signups are taken (parsed and checked only for now; not yet enforced).
+    signups_close: date | None = None
     steps: list[NurtureStep]
     reminders: list[ReminderStep] = []
     min_reminder_lead: Duration = timedelta(hours=2)
@@ -119,6 +125,8 @@ class Campaign(BaseModel):
     # How long a confirmation link works; an unconfirmed signup older than this is not
     # emailed again (a new signup after that asks once more).
     confirm_ttl: Duration = timedelta(days=7)
+    # The folder the campaign file was loaded from (`load_campaign`); not in the file.
+    _folder: Path | None = PrivateAttr(default=None)
 
     @field_validator("allowed_hosts")
     @classmethod
@@ -141,12 +149,35 @@ class Campaign(BaseModel):
             raise ValueError("nurture step delays must not decrease")
         if [r.number for r in self.reminders] != list(range(1, len(self.reminders) + 1)):
             raise ValueError("reminders must be numbered 1, 2, 3, ... in order")
+        self._check_signups_close()
         if self.testing:
             if len(self.testing.delays) != len(self.steps):
                 raise ValueError("testing.delays needs one delay per nurture step")
             if len(self.testing.reminder_offsets) != len(self.reminders):
                 raise ValueError("testing.reminder_offsets needs one offset per reminder")
         return self
+
+    def _check_signups_close(self) -> None:
+        if self.signups_close is None:
+            return
+        try:
+            start = date.fromisoformat(self.start_date)
+        except ValueError:
+            return  # `core.campaign_folders.date_problems` reports a bad start date
+        if self.signups_close < start:
+            raise ValueError(
+                f"signups_close {self.signups_close} is before start_date {self.start_date}"
+            )
+
+    @property
+    def folder(self) -> Path:
+        """The campaign's folder; one not loaded from a file has the shipped default's."""
+        return self._folder or DEFAULT_CAMPAIGN_FILE.parent
+
+    @property
+    def templates_dir(self) -> Path:
+        """Its own templates: the `templates/` folder beside its campaign file."""
+        return self.folder / "templates"
 
     def for_testing(self) -> Campaign:
         """The testing preset applied: same steps and templates, minute-scale timings."""
@@ -195,6 +226,7 @@ def load_campaign(path: str | Path | None = None, testing_mode: bool = False) ->
     except FileNotFoundError as exc:
         raise ValueError(f"campaign file not found: {source}") from exc
     campaign = Campaign.model_validate(raw)
+    campaign._folder = source.resolve().parent
     return campaign.for_testing() if testing_mode else campaign
 
 

@@ -1,8 +1,9 @@
 """Template rendering with Jinja2: strict about variables, HTML-escaped by default.
 
-A template has a subject, a preheader and an HTML body. Shipped templates are files in
-`xmas_pipeline/templates/`, `<name>.html.j2`, with the subject and the preheader (the line
-mail apps show after the subject; hidden in the email itself) in front-matter lines::
+A template has a subject, a preheader and an HTML body. A campaign's templates are files in
+its folder's `templates/` (`Campaign.templates_dir`), `<name>.html.j2`, with the subject
+and the preheader (the line mail apps show after the subject; hidden in the email itself)
+in front-matter lines::
 
     subject: Your results are in, {{ name }}
     preheader: Three systems to look at before December
@@ -25,6 +26,7 @@ from typing import Any
 
 import jinja2
 
+from xmas_pipeline.core.campaign import DEFAULT_CAMPAIGN_FILE
 from xmas_pipeline.core.links import link_problems, trusted_links
 from xmas_pipeline.core.render_limits import (
     DEFAULT_LIMITS,
@@ -37,7 +39,8 @@ from xmas_pipeline.core.render_limits import (
 from xmas_pipeline.core.safe_text import fold_unsafe
 from xmas_pipeline.core.segments import ALL_SEGMENTS
 
-BUILTIN_TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates"
+# The default campaign's own templates (`Campaign.templates_dir` of the shipped default).
+BUILTIN_TEMPLATE_DIR = DEFAULT_CAMPAIGN_FILE.parent / "templates"
 
 
 @dataclass(frozen=True)

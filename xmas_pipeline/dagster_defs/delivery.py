@@ -143,7 +143,7 @@ def definitions(
             return dg.MaterializeResult(metadata={"sent": 0, "sending": state.describe()})
         try:
             templates = templates_to_send(
-                store.template_snapshots(), store.templates, camp, context.run_id
+                store.template_snapshots(), lambda: store.templates(camp), camp, context.run_id
             )
         except TemplatesRefused as exc:
             raise dg.Failure(description=f"Nothing sent: {exc}") from None

@@ -91,7 +91,7 @@ def resend_to_contact(
     try:
         asked = plan_contact_send(backend, camp, config.email, config.steps, now)
         templates = templates_to_send(
-            store.template_snapshots(), store.templates, camp, context.run_id, now
+            store.template_snapshots(), lambda: store.templates(camp), camp, context.run_id, now
         )
     except (SendRefused, TemplatesRefused) as exc:
         raise dg.Failure(description=f"Not sent: {exc}") from None

@@ -40,7 +40,8 @@ from xmas_pipeline.settings import Settings, SettingsError
 
 
 class CampaignResource(dg.ConfigurableResource):
-    """The campaign file (XMAS_CAMPAIGN_FILE) and the testing preset (XMAS_TESTING_MODE)."""
+    """The running campaign's file (`Settings.campaign_path`: XMAS_CAMPAIGN_FILE, else the
+    default campaign's folder) and the testing preset (XMAS_TESTING_MODE)."""
 
     campaign_file: str | None = None
     testing_mode: bool = False
@@ -120,10 +121,11 @@ class StateStoreResource(dg.ConfigurableResource):
         store.prepare(campaign)
         return store
 
-    def templates(self) -> dict[str, TemplateSource]:
-        """Shipped templates, overridden by name by those kept in the Notion Templates DB
-        (as `notion_edits_sensor` last read them: sending never waits for Notion)."""
-        templates = load_template_dir()
+    def templates(self, campaign: Campaign | None = None) -> dict[str, TemplateSource]:
+        """The campaign's own template files (the default campaign's when none is given),
+        overridden by name by those kept in the Notion Templates DB (as
+        `notion_edits_sensor` last read them: sending never waits for Notion)."""
+        templates = load_template_dir(campaign.templates_dir) if campaign else load_template_dir()
         for kept in self.notion_pages().notion_templates():
             source = TemplateSource(
                 name=kept.name, subject=kept.subject, html=kept.html, origin="notion"
@@ -373,7 +375,7 @@ def definitions(
         # store or the inbox, and the few op values stay in the run worker's memory.
         "io_manager": dg.mem_io_manager,
         "campaign_config": CampaignResource(
-            campaign_file=settings.campaign_file,
+            campaign_file=str(settings.campaign_path),
             testing_mode=settings.testing_mode,
             link_hosts=settings.link_hosts,
         ),

@@ -249,7 +249,7 @@ def definitions(
         campaign_config: CampaignResource,
     ) -> dg.MaterializeResult:
         camp = campaign_config.campaign
-        sources = store.templates()
+        sources = store.templates(camp)
         problems, previews = render_check(sources, camp, datetime.now(UTC))
         # What this run's `deliveries` sends with: exactly what was checked here, even if
         # someone edits a template in Notion meanwhile.

@@ -41,19 +41,18 @@ def render_preview(
 ) -> str:
     """The template's HTML body, plain-text part or subject for the segment's sample contact.
 
-    `templates` defaults to the shipped folder; `now` (default: the current time) only
-    places the sample meeting of reminder templates.
+    `templates` defaults to the campaign's own folder (`Campaign.templates_dir`); `now`
+    (default: the current time) only places the sample meeting of reminder templates.
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
     seg = parse_segment(segment)
-    source = dict(templates) if templates is not None else load_template_dir()
+    campaign = campaign or load_campaign()
+    source = dict(templates) if templates is not None else load_template_dir(campaign.templates_dir)
     bases = template_bases(source)
     if template not in bases:
         raise ValueError(f"unknown template {template!r}; available: {', '.join(bases)}")
-    context = sample_context(
-        template, seg, campaign or load_campaign(), now or datetime.now(UTC), overrides
-    )
+    context = sample_context(template, seg, campaign, now or datetime.now(UTC), overrides)
     # Rendered in a watched child: a runaway template cannot hang the command. One that
     # cannot render raises TemplateError, itself a ValueError.
     [rendered] = render_supervised(

@@ -150,39 +150,24 @@ def test_bad_files_are_reported_kept_and_fail_the_check(env: PipelineEnv) -> Non
 
 
 def test_template_check_blocks_sending(env: PipelineEnv, tmp_path: Path) -> None:
-    # A campaign whose step names a template with an unknown variable.
+    # A campaign whose step names a template with an unknown variable, in the templates
+    # folder beside its campaign file (XMAS_CAMPAIGN_FILE's templates are there).
     broken = tmp_path / "templates"
     broken.mkdir()
+    (broken / "email-1.html.j2").write_text("subject: Hi {{ name }}\n---\n<p>{{ nmae }}</p>\n")
     campaign_file = tmp_path / "c.yaml"
     campaign_file.write_text(
         "name: Christmas 2025\nslug: christmas-2025\nsteps:\n"
         "  - {number: 1, delay: 0h, template: email-1}\n"
     )
     env2 = make_env(tmp_path / "home2", XMAS_CAMPAIGN_FILE=str(campaign_file))
+    assert env2.campaign.templates_dir == broken.resolve()
     env2.drop_signup(signup("a@x.com"))
-    from xmas_pipeline.core import render
-
-    original = render.BUILTIN_TEMPLATE_DIR
-    (broken / "email-1.html.j2").write_text("subject: Hi {{ name }}\n---\n<p>{{ nmae }}</p>\n")
-    render_dir = render.BUILTIN_TEMPLATE_DIR
-    try:
-        render.BUILTIN_TEMPLATE_DIR = broken
-        _patch_default_dir(broken)
-        with dg.instance_for_test() as instance:
-            env2.ingest(today(), instance)
-            result = env2.send(today(), instance, catch_up=True)
-    finally:
-        render.BUILTIN_TEMPLATE_DIR = original
-        _patch_default_dir(render_dir)
+    with dg.instance_for_test() as instance:
+        env2.ingest(today(), instance)
+        result = env2.send(today(), instance, catch_up=True)
     assert check_results(result)["every_template_renders"] is False
     assert env2.outbox_files() == []
-
-
-def _patch_default_dir(folder: Path) -> None:
-    # `load_template_dir`'s default argument is bound at import; re-point it for the test.
-    from xmas_pipeline.core import render
-
-    render.load_template_dir.__defaults__ = (folder,)
 
 
 def _inbox(env: PipelineEnv):  # type: ignore[no-untyped-def]

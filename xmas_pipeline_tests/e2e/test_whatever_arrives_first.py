@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import json
 import os
+import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -45,6 +46,8 @@ def env(tmp_path: Path) -> PipelineEnv:
     raw["testing"].update(reminder_offsets=["72h", "24h", "2h"], min_reminder_lead="2h")
     campaign_file = tmp_path / "campaign.yaml"
     campaign_file.write_text(yaml.safe_dump(raw))
+    # A campaign file's templates are the `templates/` folder beside it.
+    shutil.copytree(DEFAULT_CAMPAIGN_FILE.parent / "templates", tmp_path / "templates")
     return make_env(
         tmp_path / "home",
         XMAS_TESTING_MODE="true",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -139,4 +140,6 @@ def unpaced_campaign_file(folder: Path) -> str:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "unpaced-campaign.yaml"
     path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    # A campaign file's templates are the `templates/` folder beside it.
+    shutil.copytree(DEFAULT_CAMPAIGN_FILE.parent / "templates", folder / "templates")
     return str(path)
