@@ -14,11 +14,9 @@ from typing import Any
 
 import dagster as dg
 import pytest
-import yaml
 from starlette.testclient import TestClient
 
 from xmas_pipeline.adapters.sql.forget import SqlForget
-from xmas_pipeline.core.campaign import DEFAULT_CAMPAIGN_FILE
 from xmas_pipeline.dagster_defs.sensors import new_sequences
 from xmas_pipeline.intake.app import create_app
 from xmas_pipeline.services.forget import forget_person
@@ -26,6 +24,7 @@ from xmas_pipeline.services.planning import due_plan
 from xmas_pipeline_tests.fakes.chat_webhook import ChatWebhookServer
 from xmas_pipeline_tests.support.pipeline_env import (
     PipelineEnv,
+    campaign_file_with,
     make_env,
     materializations,
     signup,
@@ -37,12 +36,7 @@ CLICK_UA = {"User-Agent": "Mozilla/5.0 (mail client)"}
 
 
 def campaign_file(folder: Path, double_opt_in: bool) -> str:
-    data = yaml.safe_load(DEFAULT_CAMPAIGN_FILE.read_text(encoding="utf-8"))
-    data.update(send_window=None, min_gap="0s", double_opt_in=double_opt_in)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "campaign.yaml"
-    path.write_text(yaml.safe_dump(data), encoding="utf-8")
-    return str(path)
+    return campaign_file_with(folder, send_window=None, min_gap="0s", double_opt_in=double_opt_in)
 
 
 def env_for(tmp_path: Path, double_opt_in: bool) -> PipelineEnv:

@@ -40,6 +40,7 @@ from xmas_pipeline.intake.app import create_app
 from xmas_pipeline.settings import Settings
 from xmas_pipeline_tests.intake.test_resend import SECRET, event, svix_headers
 from xmas_pipeline_tests.support import topology
+from xmas_pipeline_tests.support.pipeline_env import signup
 from xmas_pipeline_tests.support.requirements import missing
 from xmas_pipeline_tests.support.stores import PG_ADMIN_URL
 
@@ -161,6 +162,7 @@ def intake_app(tmp_path: Path, url: str, name: str = "w1") -> TestClient:
         inbox_url=str(tmp_path / "inbox"),
         database_url=url,
         resend_webhook_secret=SECRET,
+        signup_rate_per_email="2/hour",
     )
     return TestClient(create_app(settings))
 
@@ -265,6 +267,13 @@ def test_the_real_intake_code_works_under_its_role(cluster: Cluster, tmp_path: P
         )
         again = second.post("/webhook/resend", content=raw, headers=headers)
         assert again.json()["status"] == "duplicate"
+        # The signup limits count in the intake's own table, across both workers.
+        person = {**signup("x@example.com"), "email": f"{uuid.uuid4().hex[:12]}@example.com"}
+        answers = [
+            w.post("/webhook/christmas-signup", json=person).status_code
+            for w in (first, second, first)
+        ]
+        assert answers == [202, 202, 429]
 
 
 def test_the_pipeline_role_reads_and_writes_but_creates_nothing(cluster: Cluster) -> None:

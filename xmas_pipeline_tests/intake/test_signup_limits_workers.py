@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from xmas_pipeline.adapters.sql.migrate import migrate_store
 from xmas_pipeline_tests.intake.test_signup import URL, signup
 from xmas_pipeline_tests.support.intake_process import IntakeProcess
 
@@ -31,6 +32,7 @@ def test_the_limits_hold_across_two_workers(
     )
     if engine == "postgresql":
         env["XMAS_DATABASE_URL"] = str(request.getfixturevalue("postgres_url"))
+        migrate_store(env["XMAS_DATABASE_URL"])  # the intake creates no table on PostgreSQL
     # The test stands where Caddy does (loopback, trusted by default): X-Forwarded-For
     # names the visitor.
     tag = tmp_path.name[-8:].encode().hex()[:8]  # distinct keys on the shared PostgreSQL

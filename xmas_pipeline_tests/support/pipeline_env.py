@@ -131,15 +131,21 @@ def check_results(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
     }
 
 
+def campaign_file_with(folder: Path, name: str = "campaign.yaml", **changes: Any) -> str:
+    """The shipped campaign file with `changes`, written in `folder` with its templates
+    beside it (a campaign file's templates are the `templates/` folder next to it): its
+    path, for XMAS_CAMPAIGN_FILE."""
+    data = yaml.safe_load(DEFAULT_CAMPAIGN_FILE.read_text(encoding="utf-8"))
+    data.update(changes)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    if not (folder / "templates").exists():
+        shutil.copytree(DEFAULT_CAMPAIGN_FILE.parent / "templates", folder / "templates")
+    return str(path)
+
+
 def unpaced_campaign_file(folder: Path) -> str:
     """The shipped campaign file without the send window and the minimum gap (for tests of
     the cadence itself, at any hour): its path, for XMAS_CAMPAIGN_FILE."""
-    data = yaml.safe_load(DEFAULT_CAMPAIGN_FILE.read_text(encoding="utf-8"))
-    data["send_window"] = None
-    data["min_gap"] = "0s"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "unpaced-campaign.yaml"
-    path.write_text(yaml.safe_dump(data), encoding="utf-8")
-    # A campaign file's templates are the `templates/` folder beside it.
-    shutil.copytree(DEFAULT_CAMPAIGN_FILE.parent / "templates", folder / "templates")
-    return str(path)
+    return campaign_file_with(folder, "unpaced-campaign.yaml", send_window=None, min_gap="0s")
