@@ -43,7 +43,7 @@ system:
 # The fast tier: everything that needs no process of its own (the `slow` marker is the
 # real-process tier).
 test: $(STAMP) system lint
-	$(BIN)/pytest -q -n 2 --dist loadfile -m "not slow"
+	$(BIN)/pytest -q -n 2 --dist worksteal -m "not slow"
 
 # Everything, as CI runs it: the fast tier, then the real-process tier.
 test-all: test

@@ -100,6 +100,7 @@ def live_pipeline(
     add_contact(notion, ws, GONE)
     env_vars = {
         "XMAS_TESTING_MODE": "true",
+        "XMAS_NOTION_RATE_PER_S": "10",  # the fake answers at once; the CLI reads the env too
         "NOTION_TOKEN": notion.token,
         "NOTION_BASE_URL": notion.base_url,
         "NOTION_CONTACTS_DB_ID": ws.contacts,
