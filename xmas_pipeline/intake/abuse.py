@@ -74,6 +74,16 @@ class SignupGuard:
                 {"Retry-After": str(wait)},
             )
 
+    async def admit_click(self, request: Request) -> int | None:
+        """Seconds to wait before this client's next confirmation click is stored, or None.
+        A valid link can be posted again and again, and each click is an inbox file: the
+        per-client signup rate bounds clicks too (counted on their own)."""
+        if self.rate_per_ip is None:
+            return None
+        return await self.limits.take(
+            "confirm-ip", self.rate_per_ip, rate_key(self.client(request))
+        )
+
     async def admit_signup(self, request: Request, email: str, token: Any) -> None:
         """The bot check, then the per-address rate, for a well-formed signup."""
         if self.captcha is not None:

@@ -62,9 +62,7 @@ def create_app(settings: Settings, clock: Clock = time.time) -> Starlette:
     email_events = resend.ResendEndpoint(settings, store)
     unsubscribes = unsubscribe.UnsubscribeEndpoint(settings, store)
     # Confirmation links are signed with the unsubscribe keys (their own purpose).
-    confirms = confirm.ConfirmEndpoint(
-        settings, store, unsubscribes, campaign.slug, client_of=guard.client
-    )
+    confirms = confirm.ConfirmEndpoint(settings, store, unsubscribes, campaign.slug, guard=guard)
     routes = [
         Route(signup.PATH, signups.post, methods=["POST"]),
         Route(signup.PATH, signups.preflight, methods=["OPTIONS"]),

@@ -27,6 +27,7 @@ from xmas_pipeline.core.optin import (
     confirmation_event,
     verify_confirm_token,
 )
+from xmas_pipeline.intake.abuse import SignupGuard
 from xmas_pipeline.intake.client import request_details
 from xmas_pipeline.intake.http import Reject, read_body
 from xmas_pipeline.intake.storage import EventStore
@@ -49,9 +50,9 @@ class ConfirmEndpoint:
         keys: UnsubscribeEndpoint,
         campaign_slug: str,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        client_of: Callable[[Request], str] | None = None,
+        guard: SignupGuard | None = None,
     ) -> None:
-        self.client_of = client_of  # the client's address through trusted proxies
+        self.guard = guard  # the client's address through trusted proxies, its click rate
         self.settings = settings
         self.store = store
         self.keys = keys
@@ -107,7 +108,15 @@ class ConfirmEndpoint:
         claim = await self._verified(token)
         if isinstance(claim, Response):
             return claim
-        client = request_details(request, self.client_of(request) if self.client_of else None)
+        wait = await self.guard.admit_click(request) if self.guard else None
+        if wait is not None:
+            return page(
+                "Please try again later",
+                f"<p>Too many confirmations from your network address: retry in {wait} s.</p>",
+                429,
+                {"Retry-After": str(wait)},
+            )
+        client = request_details(request, self.guard.client(request) if self.guard else None)
         event = confirmation_event(
             claim,
             str(token),

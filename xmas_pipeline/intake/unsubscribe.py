@@ -73,14 +73,16 @@ _STYLE = (
 )
 
 
-def page(title: str, body_html: str, status: int = 200) -> HTMLResponse:
+def page(
+    title: str, body_html: str, status: int = 200, headers: dict[str, str] | None = None
+) -> HTMLResponse:
     html = (
         "<!doctype html><html lang=en><head><meta charset=utf-8>"
         '<meta name=viewport content="width=device-width, initial-scale=1">'
         f"<meta name=robots content=noindex><title>{escape(title)}</title>"
         f"<style>{_STYLE}</style></head><body><h1>{escape(title)}</h1>{body_html}</body></html>"
     )
-    return HTMLResponse(html, status_code=status, headers=_PAGE_HEADERS)
+    return HTMLResponse(html, status_code=status, headers={**_PAGE_HEADERS, **(headers or {})})
 
 
 def unsubscribe_event(email: str, source: str, moment: datetime | None = None) -> bytes:

@@ -130,3 +130,23 @@ def test_a_change_link_says_what_it_confirms(tmp_path: Path) -> None:
     response = client(tmp_path).get(link(subject="change:e2"))
     assert response.status_code == 200
     assert "new name or business name" in response.text
+
+
+def test_clicks_from_one_client_are_limited_like_signups(tmp_path: Path) -> None:
+    """A valid link posted again and again would be an inbox file each time: past the
+    per-client rate the click gets 429 with Retry-After, and other clients still confirm."""
+    settings = Settings.of(
+        home=tmp_path,
+        inbox_url=str(tmp_path / "inbox"),
+        unsubscribe_secret=SECRET,
+        signup_rate_per_ip="2/hour",
+    )
+    app = create_app(settings)
+    one, other = (TestClient(app, client=(ip, 50000)) for ip in ("192.0.2.7", "198.51.100.8"))
+    path = link()
+    answers = [one.post(path) for _ in range(3)]
+    assert [a.status_code for a in answers] == [200, 200, 429]
+    assert int(answers[2].headers["retry-after"]) > 0
+    assert "Too many confirmations" in answers[2].text
+    assert other.post(path).status_code == 200
+    assert len(signup_files(tmp_path)) == 3
