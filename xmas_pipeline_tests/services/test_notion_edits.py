@@ -135,11 +135,10 @@ def settled(rig: Rig, signups: int) -> None:
     rig.edits()
 
 
-# 1,000 sequences (the README's figure) in the real-process tier; 300 in the fast one.
-@pytest.mark.parametrize(
-    "people", [pytest.param(300, id="300"), pytest.param(1000, id="1000", marks=pytest.mark.slow)]
-)
-def test_a_poll_with_nothing_changed_costs_one_request_per_database(rig: Rig, people: int) -> None:
+def test_a_poll_with_nothing_changed_costs_one_request_per_database(rig: Rig) -> None:
+    # 300 sequences: three pages of 100 to read whole the first time (the count is the
+    # same rule at any size; the test ran on 1,000 before).
+    people = 300
     rig.store.upsert_signups(rig.campaign, [signup_event(n) for n in range(1, people + 1)])
     for email in ("person1@example.com", "person2@example.com", "stranger@example.com"):
         add_contact(rig.fake, rig.ws, email)
