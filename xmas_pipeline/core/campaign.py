@@ -106,7 +106,7 @@ class Campaign(BaseModel):
     allowed_hosts: list[str] = []
     # First day of the daily partitions (signups, bookings, deliveries).
     start_date: str = "2025-11-01"
-    # The last day signups are taken (parsed and checked only for now; not yet enforced).
+    # The last day signups are taken, in the default time zone (`core.signups_close`).
     signups_close: date | None = None
     steps: list[NurtureStep]
     reminders: list[ReminderStep] = []

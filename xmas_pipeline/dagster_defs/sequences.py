@@ -18,6 +18,7 @@ from xmas_pipeline.adapters.sql.forget import SqlForget
 from xmas_pipeline.core.campaign import Campaign
 from xmas_pipeline.core.funnel import steps_reached
 from xmas_pipeline.core.render import TemplateSource
+from xmas_pipeline.core.signups_close import signups_open, split_after_close
 from xmas_pipeline.dagster_defs.metadata import (
     email_preview,
     in_group,
@@ -76,7 +77,8 @@ def definitions(
             "re-delivered signup changes nothing; a newer assessment refreshes the scores and "
             "segment but never restarts the clock, and a new name or business name is held "
             "(README, Signing up again). With double_opt_in, a new sequence awaits its "
-            "confirmation link and starts when it is clicked."
+            "confirmation link and starts when it is clicked. After the campaign's "
+            "signups_close, a new person is not enrolled (counted, file kept)."
         ),
     )
     def email_sequences(
@@ -98,6 +100,11 @@ def definitions(
         database = store.database()
         forget = SqlForget(database.url, engine=database.engine)
         events, suppressed = drop_forgotten(inbox.get(), forget, day.events, lambda e: e.source)
+        # After `signups_close` a new person is not enrolled (no sequence, no email, no
+        # alert); their file stays in the inbox. Someone already enrolled retakes as before.
+        late = {e.contact_key for e in events if not signups_open(camp, e.received_at)}
+        enrolled = backend.load_sequences(camp, late)["contact_key"] if late else []
+        events, closed = split_after_close(camp, events, enrolled)
         outbox = store.alert_outbox(camp)
         # Into the alert outbox before the signups are stored, so no crash in between can
         # lose one; one the chat does not take now goes with alert_outbox_sensor. With
@@ -153,6 +160,12 @@ def definitions(
         if camp.double_opt_in:  # campaign-wide: signups whose link was not clicked yet
             waiting = everyone["awaiting_confirmation"] & ~everyone["completed"]
             optin_meta["awaiting confirmation (all)"] = int(waiting.sum())
+        # A count only: never addresses in metadata.
+        close_meta: dict[str, object] = (
+            {"signups after close (campaign closed)": len(closed)}
+            if camp.signups_close is not None
+            else {}
+        )
         context.log.info(
             f"{len(report.created)} new sequences, {len(report.updated)} refreshed, "
             f"{len(report.unchanged)} unchanged"
@@ -163,6 +176,7 @@ def definitions(
                 "refreshed": len(report.updated),
                 "unchanged": len(report.unchanged),
                 "suppressed (forgotten)": suppressed,
+                **close_meta,
                 "store": store.backend,
                 **{f"signups {k}": v for k, v in segments.items()},
                 **alert_meta,

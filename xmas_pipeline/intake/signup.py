@@ -23,8 +23,10 @@ from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from xmas_pipeline.core.campaign import Campaign
 from xmas_pipeline.core.captcha import take_token
 from xmas_pipeline.core.signup import Signup, field_errors
+from xmas_pipeline.core.signups_close import signups_open
 from xmas_pipeline.intake.abuse import SignupGuard
 from xmas_pipeline.intake.client import request_details
 from xmas_pipeline.intake.http import (
@@ -66,11 +68,12 @@ def _rejected(errors: dict[str, str]) -> JSONResponse:
 
 class SignupEndpoint:
     def __init__(
-        self, settings: Settings, store: EventStore, campaign_name: str, guard: SignupGuard
+        self, settings: Settings, store: EventStore, campaign: Campaign, guard: SignupGuard
     ) -> None:
         self.settings = settings
         self.store = store
-        self.campaign_name = campaign_name
+        self.campaign = campaign
+        self.campaign_name = campaign.name
         self.guard = guard
 
     async def post(self, request: Request) -> Response:
@@ -134,13 +137,15 @@ class SignupEndpoint:
         item = await self.store.put(
             "signups", stored, request_details(request, self.guard.client(request))
         )
-        return JSONResponse(
-            {
-                "status": "accepted",
-                "email": signup.email,
-                "campaign": self.campaign_name,
-                "segment": signup.segment.value,
-                "event_id": item.name.removesuffix(".json"),
-            },
-            status_code=202,
-        )
+        answer: dict[str, Any] = {
+            "status": "accepted",
+            "email": signup.email,
+            "campaign": self.campaign_name,
+            "segment": signup.segment.value,
+            "event_id": item.name.removesuffix(".json"),
+        }
+        # Kept all the same (the consent record), but a new person is not enrolled once
+        # signups have closed; judged on the file's own received time, as ingestion does.
+        if not signups_open(self.campaign, item.received_at):
+            answer.update({"enrolled": False, "reason": "campaign closed"})
+        return JSONResponse(answer, status_code=202)
