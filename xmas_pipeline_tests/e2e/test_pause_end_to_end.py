@@ -57,8 +57,9 @@ def test_paused_sends_nothing_and_resumed_sends_everything_due_once(tmp_path: Pa
             assert answer.status_code == 202, answer.text
         outbox = home / "outbox"
         store = SqlStore(f"sqlite:///{home / 'state.db'}")
-        in_store = wait_for(lambda: len(store.load_sequences(campaign)) == len(PEOPLE), 120)
-        assert in_store, dev.log_tail()
+        # Ingestion is a run of its own: on a busy machine starting one takes a while.
+        in_store = wait_for(lambda: len(store.load_sequences(campaign)) == len(PEOPLE), 300)
+        assert in_store, f"{dev.runs()}\n{dev.log_tail()}"
         ingested_at = time.time()
 
         def ticked() -> bool:

@@ -92,6 +92,12 @@ class DevServer:
         state = answer["scheduleOrError"].get("scheduleState") or {}
         return [str(tick["status"]) for tick in state.get("ticks", [])]
 
+    def runs(self) -> list[str]:
+        """`job: status` of the latest runs, newest first (for failure messages)."""
+        query = "{ runsOrError(limit: 20) { ... on Runs { results { jobName status } } } }"
+        found = self.graphql(query)["runsOrError"].get("results", [])
+        return [f"{run['jobName']}: {run['status']}" for run in found]
+
     def run_status(self, run_id: str) -> str:
         query = "query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }"
         return str(self.graphql(query, {"id": run_id})["runOrError"].get("status", ""))
