@@ -53,6 +53,23 @@ def make_engine(url: str, *, connect_timeout_s: int | None = None) -> Engine:
     )
 
 
+def create_table(engine: Engine, table: sa.Table) -> None:
+    """Create `table` alone when it is missing. Several workers starting at once race to
+    create it (a duplicate type on PostgreSQL, "database is locked" on SQLite): the loser
+    finds it made."""
+    for attempt in range(5):
+        try:
+            with engine.begin() as conn:
+                table.create(conn, checkfirst=True)
+            return
+        except sa.exc.DBAPIError:
+            if sa.inspect(engine).has_table(table.name):
+                return
+            if attempt == 4:
+                raise
+            time.sleep(0.1 * (attempt + 1))
+
+
 def creates_its_tables(url: str) -> bool:
     """Whether a process that only uses a few tables may create them on first use: on
     SQLite (dev, one machine), yes. On PostgreSQL a deployment's roles keep DDL to the

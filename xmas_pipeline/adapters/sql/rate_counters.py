@@ -20,7 +20,7 @@ import time
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from xmas_pipeline.adapters.sql.engine import make_engine, upsert
+from xmas_pipeline.adapters.sql.engine import create_table, make_engine, upsert
 from xmas_pipeline.adapters.sql.tables import rate_counters
 
 PRUNE_EVERY_S = 300.0
@@ -48,21 +48,9 @@ class SqlRateCounters:
 
     def prepare(self) -> None:
         """Create the table (only this one) when it is missing."""
-        if self._prepared:
-            return
-        for attempt in range(5):
-            try:
-                with self.engine.begin() as conn:
-                    rate_counters.create(conn, checkfirst=True)
-                break
-            except sa.exc.DBAPIError:
-                # Several workers starting at once race to create it: the loser finds it.
-                if sa.inspect(self.engine).has_table(rate_counters.name):
-                    break
-                if attempt == 4:
-                    raise
-                time.sleep(0.1 * (attempt + 1))
-        self._prepared = True
+        if not self._prepared:
+            create_table(self.engine, rate_counters)
+            self._prepared = True
 
     def count(self, bucket: str, key: str, window_start: int) -> int:
         self.prepare()

@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from xmas_pipeline.adapters.sql.engine import make_engine, upsert
+from xmas_pipeline.adapters.sql.engine import create_table, make_engine, upsert
 
 KEEP = timedelta(days=2)
 PRUNE_EVERY_S = 3600.0
@@ -67,22 +67,9 @@ class SqlWebhookIds:
 
     def prepare(self) -> None:
         """Create the table (only this one) when it is missing."""
-        if self._prepared:
-            return
-        for attempt in range(5):
-            try:
-                with self.engine.begin() as conn:
-                    webhook_ids.create(conn, checkfirst=True)
-                break
-            except sa.exc.DBAPIError:
-                # Several workers starting at once race to create it (a duplicate type on
-                # PostgreSQL, "database is locked" on SQLite): the loser finds it made.
-                if sa.inspect(self.engine).has_table(webhook_ids.name):
-                    break
-                if attempt == 4:
-                    raise
-                time.sleep(0.1 * (attempt + 1))
-        self._prepared = True
+        if not self._prepared:
+            create_table(self.engine, webhook_ids)
+            self._prepared = True
 
     def seen(self, source: str, webhook_id: str) -> bool:
         self.prepare()
