@@ -277,6 +277,31 @@ class FakeNotion:
                 schema[name] = self._new_property(name, kind, spec[kind] or {})
             return db_id
 
+    def export_workspace(self) -> dict[str, Any]:
+        """The workspace as JSON-ready data (databases, data sources, pages), for a fixture
+        that outlives this server (`restore_workspace`)."""
+        with self._lock:
+            return json.loads(
+                json.dumps(
+                    {
+                        "databases": self.databases,
+                        "data_sources": self.data_sources,
+                        "pages": self.pages,
+                        "property_ids": sorted(self._property_ids),
+                        "created": self._created,
+                    }
+                )
+            )
+
+    def restore_workspace(self, state: dict[str, Any]) -> None:
+        """The workspace `export_workspace` gave, ids and all, replacing this one's."""
+        with self._lock:
+            self.databases = state["databases"]
+            self.data_sources = state["data_sources"]
+            self.pages = state["pages"]
+            self._property_ids = set(state["property_ids"])
+            self._created = int(state["created"])
+
     def data_source_id(self, database_id: str) -> str:
         with self._lock:
             return self.databases[_compact(database_id)]["sources"][0]
