@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from xmas_pipeline.adapters.inbox import Inbox
 from xmas_pipeline.intake import calcom, confirm, health, resend, signup, unsubscribe
 from xmas_pipeline.intake.abuse import SignupGuard
+from xmas_pipeline.intake.campaigns import load_intake_campaigns
 from xmas_pipeline.intake.http import Reject, rejection
 from xmas_pipeline.intake.rate_limits import Clock
 from xmas_pipeline.intake.storage import EventStore
@@ -52,20 +53,22 @@ async def _healthz(request: Request) -> Response:
 
 
 def create_app(settings: Settings, clock: Clock = time.time) -> Starlette:
-    """The app; `clock` (epoch seconds) times the signup rate limits."""
+    """The app; `clock` (epoch seconds) times the signup rate limits. The campaigns are
+    loaded here, once: a new or fixed campaign folder is served after a restart."""
     store = EventStore(Inbox(settings.inbox_root))
-    campaign = settings.campaign()
-    campaign_name = campaign.name
+    campaigns = load_intake_campaigns(settings)
     guard = SignupGuard(settings, clock)
-    signups = signup.SignupEndpoint(settings, store, campaign, guard)
+    signups = signup.SignupEndpoint(settings, store, campaigns, guard)
     bookings = calcom.CalcomEndpoint(settings, store)
     email_events = resend.ResendEndpoint(settings, store)
     unsubscribes = unsubscribe.UnsubscribeEndpoint(settings, store)
     # Confirmation links are signed with the unsubscribe keys (their own purpose).
-    confirms = confirm.ConfirmEndpoint(settings, store, unsubscribes, campaign.slug, guard=guard)
+    confirms = confirm.ConfirmEndpoint(settings, store, unsubscribes, campaigns, guard=guard)
     routes = [
         Route(signup.PATH, signups.post, methods=["POST"]),
         Route(signup.PATH, signups.preflight, methods=["OPTIONS"]),
+        Route(signup.CAMPAIGN_PATH, signups.post_campaign, methods=["POST"]),
+        Route(signup.CAMPAIGN_PATH, signups.preflight, methods=["OPTIONS"]),
         # The original tool's Prefect endpoint, which the live website still posts to.
         Route(signup.FLOW_RUN_PATH, signups.post_flow_run, methods=["POST"]),
         Route(signup.FLOW_RUN_PATH, signups.preflight, methods=["OPTIONS"]),
@@ -77,7 +80,7 @@ def create_app(settings: Settings, clock: Clock = time.time) -> Starlette:
         Route(confirm.PATH, confirms.post, methods=["POST"]),
         Route(
             health.PATH,
-            health.HealthEndpoint(settings, campaign_name, guard.protections()).get,
+            health.HealthEndpoint(settings, campaigns, guard.protections()).get,
             methods=["GET"],
         ),
         Route("/healthz", _healthz, methods=["GET"]),

@@ -3,9 +3,13 @@
 GET only shows a page with a button (link scanners and mail previews follow GETs, and a
 confirmation must be a person's click); POST records the click as one file in
 `inbox/signups/<day>/`, with the client's address and user agent, and ingestion does the
-rest (it checks the token again). A link that is forged, altered, for another campaign or
-expired gets a 400 page saying which; posting a link twice stores two files, which
-ingestion reads as one confirmation.
+rest (it checks the token again). A link that is forged, altered, for a campaign the intake
+does not serve or expired gets a 400 page saying which (a campaign whose folder is broken:
+503, retry later); posting a link twice stores two files, which ingestion reads as one
+confirmation.
+
+The token names its campaign (`core.optin`: every link ever sent carries its slug), so a
+click confirms in that campaign; its `.request` file names it too, as a signup's does.
 
 The tokens are signed with the unsubscribe keys under a purpose of their own, so no new
 secret is needed and a rotated key keeps checking the links already sent.
@@ -28,6 +32,7 @@ from xmas_pipeline.core.optin import (
     verify_confirm_token,
 )
 from xmas_pipeline.intake.abuse import SignupGuard
+from xmas_pipeline.intake.campaigns import IntakeCampaigns
 from xmas_pipeline.intake.client import request_details
 from xmas_pipeline.intake.http import Reject, read_body
 from xmas_pipeline.intake.storage import EventStore
@@ -48,7 +53,7 @@ class ConfirmEndpoint:
         settings: Settings,
         store: EventStore,
         keys: UnsubscribeEndpoint,
-        campaign_slug: str,
+        campaigns: IntakeCampaigns,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         guard: SignupGuard | None = None,
     ) -> None:
@@ -56,12 +61,12 @@ class ConfirmEndpoint:
         self.settings = settings
         self.store = store
         self.keys = keys
-        self.campaign_slug = campaign_slug
+        self.campaigns = campaigns
         self.clock = clock
 
     async def _verified(self, token: str | None) -> ConfirmClaim | Response:
-        """The claim of a genuine, unexpired link for this campaign, or the page saying why
-        there is none."""
+        """The claim of a genuine, unexpired link for a campaign served here, or the page
+        saying why there is none."""
         try:
             keys = await self.keys.signing_keys(_key_id(token))
         except Reject as exc:
@@ -77,7 +82,18 @@ class ConfirmEndpoint:
                     400,
                 )
             return _invalid()
-        return claim if claim.campaign == self.campaign_slug else _invalid()
+        try:
+            self.campaigns.get(claim.campaign)
+        except Reject as exc:
+            if exc.status != 503:
+                return _invalid()  # no such campaign here
+            return page(
+                "Confirmation unavailable",
+                "<p>We cannot confirm for this campaign just now. Please try again later.</p>",
+                503,
+                {"Retry-After": exc.headers.get("Retry-After", "300")},
+            )
+        return claim
 
     async def get(self, request: Request) -> Response:
         token = request.query_params.get("token")
@@ -116,7 +132,9 @@ class ConfirmEndpoint:
                 429,
                 {"Retry-After": str(wait)},
             )
-        client = request_details(request, self.guard.client(request) if self.guard else None)
+        client = request_details(
+            request, claim.campaign, self.guard.client(request) if self.guard else None
+        )
         event = confirmation_event(
             claim,
             str(token),
@@ -126,7 +144,7 @@ class ConfirmEndpoint:
             client.get("forwarded_for", ""),
         )
         try:
-            await self.store.put("signups", event)
+            await self.store.put("signups", event, client)
         except Reject as exc:
             return page("Please try again", f"<p>{escape(exc.reason)}.</p>", exc.status)
         return page(

@@ -1,7 +1,9 @@
 """`GET /health`: the original tool's health answer, with what this deployment has set up.
 
 Only booleans say which integrations are configured: never a secret, nor a URL that could
-hold one (a chat webhook URL is itself a credential).
+hold one (a chat webhook URL is itself a credential). `campaigns` lists the campaigns the
+intake serves and the broken ones with their problem (a file relative to the campaigns
+directory and the reason: what the broken campaign's signup path answers anyway).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from xmas_pipeline.intake.campaigns import IntakeCampaigns
 from xmas_pipeline.settings import Settings
 
 PATH = "/health"
@@ -45,12 +48,18 @@ def integrations(settings: Settings) -> dict[str, bool]:
 
 class HealthEndpoint:
     def __init__(
-        self, settings: Settings, campaign_name: str, protections: dict[str, Any] | None = None
+        self,
+        settings: Settings,
+        campaigns: IntakeCampaigns,
+        protections: dict[str, Any] | None = None,
     ) -> None:
-        # Fixed for the life of the process: computed once.
+        # Fixed for the life of the process (campaigns are loaded once too): computed once.
+        default = campaigns.served.get(campaigns.default_slug)
         self.answer: dict[str, Any] = {
             "status": "healthy",
-            "campaign": campaign_name,
+            # The default campaign's name, as the original answered (its slug if broken).
+            "campaign": default.name if default else campaigns.default_slug,
+            "campaigns": campaigns.summary(),
             "version": package_version(),
             "integrations": integrations(settings),
         }

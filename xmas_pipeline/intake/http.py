@@ -22,11 +22,19 @@ PROXY_HEADERS = ("x-forwarded-for", "forwarded", "x-real-ip")
 class Reject(Exception):
     """An answer other than success, with a reason safe to show the caller."""
 
-    def __init__(self, status: int, reason: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        reason: str,
+        headers: dict[str, str] | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
         self.headers = headers or {}
+        # More of the answer, beside the reason (e.g. the campaigns an unknown one is not).
+        self.details = details or {}
 
 
 def rejection(request: Request, exc: Exception) -> JSONResponse:
@@ -34,7 +42,9 @@ def rejection(request: Request, exc: Exception) -> JSONResponse:
     # The path only: a query string may hold an unsubscribe token.
     logger.info("rejected %s %s: %d %s", request.method, request.url.path, exc.status, exc.reason)
     return JSONResponse(
-        {"status": "rejected", "reason": exc.reason}, status_code=exc.status, headers=exc.headers
+        {**exc.details, "status": "rejected", "reason": exc.reason},
+        status_code=exc.status,
+        headers=exc.headers,
     )
 
 

@@ -59,6 +59,11 @@ def test_health_with_nothing_configured(tmp_path: Path) -> None:
     assert response.json() == {
         "status": "healthy",
         "campaign": "Christmas 2025",
+        # The shipped campaigns, the default marked.
+        "campaigns": [
+            {"slug": "christmas-2025", "default": True, "name": "Christmas 2025", "status": "ok"},
+            {"slug": "christmas-2026", "default": False, "name": "Christmas 2026", "status": "ok"},
+        ],
         "version": xmas_pipeline.__version__,
         "integrations": dict.fromkeys(INTEGRATIONS, False),
         "protections": {

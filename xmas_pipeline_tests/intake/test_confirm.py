@@ -121,6 +121,7 @@ def test_a_signup_keeps_the_request_beside_its_file_and_ingestion_reads_it(
         "ip": "testclient",
         "user_agent": "Firefox/140",
         "forwarded_for": "198.51.100.7",
+        "campaign": CAMPAIGN,  # the original path's: the default campaign
     }
     assert by_key["old@example.com"].request == {}
     assert batch.rejected == []
