@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 
 from xmas_pipeline.adapters.sql.forget import SqlForget
 from xmas_pipeline.adapters.sql.store import SqlStore
@@ -167,3 +168,22 @@ def test_signups_across_campaigns_and_where_bookings_are_kept(
     both.upsert_booking_events(b, [event])
     assert both.booking_campaigns(["bkB", "bkZ", ""]) == {"bkB": b.slug}
     assert both.booking_campaigns([]) == {}
+
+
+def test_an_older_store_gets_the_indexes_these_reads_use(sql_store: SqlStore) -> None:
+    sql_store.prepare()
+    with sql_store.engine.begin() as conn:
+        conn.execute(sa.text("DROP INDEX ix_message_events_contact_key"))
+    assert "ix_message_events_contact_key" not in index_names(sql_store, "message_events")
+    again = SqlStore(sql_store.url)
+    try:
+        again.prepare()
+        for table in ("sequences", "contacts", "message_events"):
+            assert f"ix_{table}_contact_key" in index_names(again, table)
+        assert "ix_bookings_booking_uid" in index_names(again, "bookings")
+    finally:
+        again.dispose()
+
+
+def index_names(store: SqlStore, table: str) -> set[str]:
+    return {index["name"] for index in sa.inspect(store.engine).get_indexes(table)}
