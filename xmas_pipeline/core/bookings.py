@@ -14,6 +14,11 @@ Two sources describe the same bookings:
   ``updatedAt``, ``rescheduledFromUid`` (the booking this one replaced) and
   ``rescheduledToUid`` (on the old, cancelled booking of a reschedule).
 
+Both carry the booking's ``metadata``: a booking link with ``?metadata[campaign]=<slug>``
+(the links our emails carry, `core.booking_campaign.campaign_booking_url`) comes back as
+``metadata.campaign`` (``metadata.utm_campaign`` is read too), the campaign the booking
+belongs to (`core.booking_campaign`).
+
 Both become a `BookingEvent`. Everything that later reaches an email (the name, the time
 zone, the meeting link, the address) is checked here, at the edge.
 """
@@ -51,6 +56,9 @@ WEBHOOK_KINDS: dict[str, BookingKind] = {
 _UID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 _URL = re.compile(r"^https?://[^\s<>\"'\\]{1,2040}$", re.IGNORECASE)
 _EMAIL = TypeAdapter(EmailStr)
+# What a campaign named in a booking's metadata may look like (a slug); anything else is
+# read as no campaign named: the booking is still kept (`core.booking_campaign`).
+_CAMPAIGN = re.compile(r"^[a-z0-9][a-z0-9-]{0,99}$")
 
 
 class BookingEvent(BaseModel):
@@ -74,6 +82,8 @@ class BookingEvent(BaseModel):
     booked_at: datetime | None = None  # when the booking (at this time) was made
     source: str = "webhook"  # "webhook" | "api"
     ref: str = ""  # where it came from: an inbox file ref, "api"
+    # The campaign the booking link named (`metadata.campaign`), "" when none did.
+    campaign: str = ""
 
     @property
     def dedupe_key(self) -> str:
@@ -153,6 +163,18 @@ def _attendee_fields(payload: Mapping[str, Any], required: bool) -> dict[str, An
     }
 
 
+def linked_campaign(metadata: Any) -> str:
+    """The campaign a booking's metadata names (`campaign`, else `utm_campaign`), as a
+    lower-case slug; "" when none or not a slug."""
+    if not isinstance(metadata, Mapping):
+        return ""
+    for name in ("campaign", "utm_campaign"):
+        value = metadata.get(name)
+        if isinstance(value, str) and _CAMPAIGN.match(value.strip().lower()):
+            return value.strip().lower()
+    return ""
+
+
 # -- webhooks -------------------------------------------------------------------------------
 
 
@@ -212,6 +234,7 @@ def parse_webhook(
         booked_at=None if cancelling else event_at,
         source="webhook",
         ref=ref,
+        campaign=linked_campaign(payload.get("metadata")),
         **fields,
     )
 
@@ -240,6 +263,7 @@ def parse_api_booking(item: Mapping[str, Any], *, ref: str = "api") -> BookingEv
             event_at=event_at,
             source="api",
             ref=ref,
+            campaign=linked_campaign(item.get("metadata")),
             **_attendee_fields(item, required=False),
         )
     if status != "accepted":
@@ -257,6 +281,7 @@ def parse_api_booking(item: Mapping[str, Any], *, ref: str = "api") -> BookingEv
         booked_at=created_at,
         source="api",
         ref=ref,
+        campaign=linked_campaign(item.get("metadata")),
         **_attendee_fields(item, required=True),
     )
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 
+from xmas_pipeline.core.booking_campaign import campaign_booking_url
 from xmas_pipeline.core.campaign import Campaign
 from xmas_pipeline.core.segments import classify
 from xmas_pipeline.core.sequence_frame import NUMBER_FIELDS, SIGNUP_FIELDS
@@ -47,7 +48,8 @@ def nurture_context(
         annual_leak_k=round(leak * 12 / 1000),
         campaign_name=campaign.name,
         sender_name=campaign.sender_name,
-        booking_url=campaign.booking_url,
+        # Tagged with the campaign: a booking made through it belongs to this campaign.
+        booking_url=campaign_booking_url(campaign),
         unsubscribe_url=unsubscribe_url,
         postal_address=postal_address,
     )
@@ -84,7 +86,7 @@ def reminder_context(
     """Nurture variables (from the signup when there was one) plus the meeting's details."""
     ctx = nurture_context(contact, campaign, unsubscribe_url, postal_address)
     ctx.update(meeting_times(start, time_zone))
-    ctx.update(meeting_url=meeting_url or campaign.booking_url, booking_uid=booking_uid)
+    ctx.update(meeting_url=meeting_url or ctx["booking_url"], booking_uid=booking_uid)
     return ctx
 
 

@@ -5,6 +5,10 @@ Rules:
 - a later step (after the welcome) goes only while the campaign's send window is open in
   the reader's own time zone, and never sooner than `min_gap` after the last nurture email
   that person got: a catch-up after an outage spreads over days, in daytime;
+- the gap holds across campaigns too (given the last nurture email each person got from
+  every other campaign, `elsewhere`): never two nurture emails to one person within the
+  longer of the two campaigns' `min_gap`s. The welcome still goes at once (it answers the
+  signup), and it counts as the last nurture email for the other campaigns;
 - a run catches up everything due, but sends at most one nurture email per person: the
   earliest unsent due step (the next run sends the one after);
 - a sequence awaiting its double opt-in confirmation gets none (`core.optin`);
@@ -14,6 +18,7 @@ Rules:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -55,8 +60,23 @@ def step_due_times(sequences: pd.DataFrame, campaign: Campaign) -> np.ndarray:
     return signup_ns[:, None] + delays_ns[None, :]
 
 
-def compute_due(sequences: pd.DataFrame, campaign: Campaign, now: datetime) -> pd.DataFrame:
-    """One row per active sequence that has a step due now (see module docstring)."""
+# The last nurture email each person got from each other campaign (a store read).
+ELSEWHERE_COLUMNS = ["contact_key", "campaign", "sent_at"]
+
+
+def compute_due(
+    sequences: pd.DataFrame,
+    campaign: Campaign,
+    now: datetime,
+    *,
+    elsewhere: pd.DataFrame | None = None,
+    gaps: Mapping[str, timedelta] | None = None,
+) -> pd.DataFrame:
+    """One row per active sequence that has a step due now (see module docstring).
+
+    `elsewhere`: the last nurture email per person and other campaign
+    (`ELSEWHERE_COLUMNS`); `gaps`: those campaigns' `min_gap` by slug (a campaign not
+    named there is taken to have this one's). None: this campaign's own emails only."""
     if sequences.empty:
         return empty_due()
     # A sequence awaiting its double opt-in confirmation gets nothing of the nurture yet.
@@ -77,6 +97,10 @@ def compute_due(sequences: pd.DataFrame, campaign: Campaign, now: datetime) -> p
         due_mask[:, 1:] &= window_open(active, campaign.send_window, now)[:, None]
     if campaign.min_gap > timedelta(0):
         due_mask &= rested(active, campaign, now_ns)[:, None]
+    if elsewhere is not None and not elsewhere.empty:
+        # Not the welcome: it answers the signup, whatever other campaigns sent.
+        keys = active["contact_key"].astype(str)
+        due_mask[:, 1:] &= rested_elsewhere(keys, campaign, now_ns, elsewhere, gaps)[:, None]
     has_due = due_mask.any(axis=1)
     if not has_due.any():
         return empty_due()
@@ -134,6 +158,33 @@ def rested(sequences: pd.DataFrame, campaign: Campaign, now_ns: int) -> np.ndarr
     last = np.where(sent == never, never, sent).max(axis=1)
     gap_ns = int(campaign.min_gap.total_seconds() * 1e9)
     return (last == never) | (now_ns - last >= gap_ns)
+
+
+def rested_elsewhere(
+    keys: pd.Series,
+    campaign: Campaign,
+    now_ns: int,
+    elsewhere: pd.DataFrame,
+    gaps: Mapping[str, timedelta] | None = None,
+) -> np.ndarray:
+    """Per contact key: has the longer of the two `min_gap`s passed since the last nurture
+    email from each other campaign (`ELSEWHERE_COLUMNS`)?"""
+    known = gaps or {}
+    own_ns = int(campaign.min_gap.total_seconds() * 1e9)
+    others = elsewhere["campaign"].astype(str)
+    other_ns = others.map(
+        lambda slug: int(known.get(slug, campaign.min_gap).total_seconds() * 1e9)
+    ).to_numpy(dtype="int64")
+    needed = np.maximum(other_ns, own_ns)
+    sent_ns = (
+        pd.to_datetime(elsewhere["sent_at"], utc=True, format="ISO8601")
+        .to_numpy(dtype="datetime64[ns]")
+        .astype("int64")
+    )
+    # A campaign's own email never counts here (its own gap is `rested`'s).
+    too_soon = (now_ns - sent_ns < needed) & (others != campaign.slug).to_numpy()
+    waiting = set(elsewhere["contact_key"].astype(str).to_numpy()[too_soon])
+    return ~keys.isin(waiting).to_numpy(dtype=bool)
 
 
 def due_in_range(due: pd.DataFrame, start_day: str, end_day: str) -> pd.DataFrame:

@@ -110,6 +110,15 @@ class SequenceStore(Protocol):
         """The campaign's sequences (all, or these contacts'), in
         `core.sequence_frame.sequence_columns` shape."""
 
+    def last_nurture_elsewhere(
+        self, campaign: Campaign, keys: Iterable[str] | None = None
+    ) -> pd.DataFrame:
+        """The last nurture email each person got from each other campaign
+        (`core.due.ELSEWHERE_COLUMNS`), for these contacts or everyone running here."""
+
+    def signups_across_campaigns(self, keys: Iterable[str]) -> pd.DataFrame:
+        """Every campaign these people signed up to: contact_key, campaign, signup_at."""
+
     def record_sent(self, campaign: Campaign, record: SentRecord) -> None:
         """Mark one message sent (one write per email)."""
 
@@ -137,6 +146,9 @@ class BookingLedger(Protocol):
     def load_bookings(self, campaign: Campaign, uids: Iterable[str] | None = None) -> pd.DataFrame:
         """Bookings (all, or these uids) in `core.booking_state.BOOKING_COLUMNS` shape."""
 
+    def booking_campaigns(self, uids: Iterable[str]) -> dict[str, str]:
+        """The campaign each of these booking uids is already kept under (known ones only)."""
+
     def load_reminder_log(self, campaign: Campaign) -> pd.DataFrame:
         """Every reminder sent, skipped or failed: booking_uid, step_number, status
         ("sent" | "skipped" | "failed"), reason, due_at."""
@@ -145,7 +157,8 @@ class BookingLedger(Protocol):
         self, campaign: Campaign, keys: Iterable[str] | None = None
     ) -> pd.DataFrame:
         """Exit flags kept on contact rows, including contacts without a sequence (all, or
-        these): contact_key, unsubscribed, paused, delivery_state, booked."""
+        these): contact_key, unsubscribed, paused, delivery_state, booked; with what every
+        campaign recorded for the same people merged in (`core.suppression`)."""
 
     def set_contact_flags(
         self, campaign: Campaign, contact_key: str, email: str = "", **flags: Any

@@ -11,8 +11,9 @@ blank on nurture rows) and the signup fields.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 
 import pandas as pd
 
@@ -38,6 +39,10 @@ class CampaignState:
     contact_flags: pd.DataFrame | None = None  # flags kept outside the sequences
     bookings: pd.DataFrame | None = None  # `core.booking_state.BOOKING_COLUMNS`
     reminder_log: pd.DataFrame | None = None  # every reminder sent, skipped or failed
+    # The last nurture email per person from each other campaign (`core.due`), and those
+    # campaigns' `min_gap`s by slug: the gap between nurture emails holds across campaigns.
+    elsewhere: pd.DataFrame | None = None
+    gaps: Mapping[str, timedelta] | None = None
 
 
 def with_profile(due: pd.DataFrame, sequences: pd.DataFrame) -> pd.DataFrame:
@@ -85,12 +90,13 @@ def plan_due(
     """Everything due now (nurture and reminders, the exit rule applied), and the
     sequences with every exit flag merged in."""
     sequences, contacts = merge_contact_flags(state.sequences, state.contact_flags)
-    plan = with_profile(compute_due(sequences, campaign, now), sequences)
+    due = compute_due(sequences, campaign, now, elsewhere=state.elsewhere, gaps=state.gaps)
+    plan = with_profile(due, sequences)
     confirmations = due_confirmations(sequences, campaign, now)
     if not confirmations.empty:
         confirmations = with_profile(confirmations, sequences)
         plan = confirmations if plan.empty else pd.concat([plan, confirmations], ignore_index=True)
-    merged = CampaignState(sequences, state.contact_flags, state.bookings, state.reminder_log)
+    merged = replace(state, sequences=sequences)
     plan = add_reminders(plan, due_reminders(merged, campaign, now, contacts))
     return in_send_order(plan), sequences
 

@@ -10,7 +10,7 @@ booking read again and judged by `core.send_gate`, so whatever changed since the
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,22 +25,37 @@ from xmas_pipeline.core.send_plan import CampaignState, plan_due
 from xmas_pipeline.services.sending import Gate, GateDecision
 
 
-def load_state(store: StateStore, campaign: Campaign) -> CampaignState:
-    """Everything a plan needs, read once."""
+def load_state(
+    store: StateStore, campaign: Campaign, campaigns: Mapping[str, Campaign] | None = None
+) -> CampaignState:
+    """Everything a plan needs, read once. `campaigns`: every running campaign by slug
+    (this one may be among them): the gap between nurture emails then holds across them
+    (`core.due`); None: this campaign's own emails only. The flags always span campaigns
+    (the store's `load_contact_flags`, `core.suppression`)."""
     with_reminders = bool(campaign.reminders)
+    elsewhere = gaps = None
+    if campaigns is not None:
+        elsewhere = store.last_nurture_elsewhere(campaign)
+        gaps = {slug: other.min_gap for slug, other in campaigns.items()}
     return CampaignState(
         sequences=store.load_sequences(campaign),
         contact_flags=store.load_contact_flags(campaign),
         bookings=store.load_bookings(campaign) if with_reminders else None,
         reminder_log=store.load_reminder_log(campaign) if with_reminders else None,
+        elsewhere=elsewhere,
+        gaps=gaps,
     )
 
 
 def due_plan(
-    store: StateStore, campaign: Campaign, now: datetime
+    store: StateStore,
+    campaign: Campaign,
+    now: datetime,
+    campaigns: Mapping[str, Campaign] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Everything due now (nurture and reminders, exit rule applied), and the sequences."""
-    return plan_due(load_state(store, campaign), campaign, now)
+    """Everything due now (nurture and reminders, exit rule applied), and the sequences.
+    `campaigns`: as `load_state`'s."""
+    return plan_due(load_state(store, campaign, campaigns), campaign, now)
 
 
 def merged_flags(store: StateStore, campaign: Campaign, keys: list[str]) -> pd.DataFrame:
@@ -58,10 +73,14 @@ def send_gate(
     *,
     one_off: bool = False,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    campaigns: Mapping[str, Campaign] | None = None,
 ) -> Gate:
     """The gate of every batch. `switch` None: this send was asked for explicitly (a
     backfill, the one-off re-send) and goes while sending is paused. `one_off`: the
-    one-off re-send's rule (only what stops a person for good refuses it)."""
+    one-off re-send's rule (only what stops a person for good refuses it). `campaigns`:
+    every running campaign by slug: a nurture email another campaign's run sent since
+    the plan holds this one back for the gap (`core.send_gate.MIN_GAP`); the flags
+    always span campaigns."""
 
     def check(rows: list[dict[str, Any]]) -> GateDecision:
         if switch is not None:
@@ -73,6 +92,11 @@ def send_gate(
         keys = sorted({str(r["contact_key"]) for r in rows})
         uids = {str(r["booking_uid"]) for r in rows if r.get("kind") == "reminder"}
         bookings = bookings_from_frame(store.load_bookings(campaign, uids)) if uids else {}
+        later = [r["contact_key"] for r in rows if r.get("kind") == "nurture"]
+        elsewhere = gaps = None
+        if campaigns is not None and later and not one_off:
+            elsewhere = store.last_nurture_elsewhere(campaign, later)
+            gaps = {slug: other.min_gap for slug, other in campaigns.items()}
         stopped = gate_rows(
             rows,
             merged_flags(store, campaign, keys),
@@ -80,6 +104,8 @@ def send_gate(
             campaign,
             clock(),
             one_off=one_off,
+            elsewhere=elsewhere,
+            gaps=gaps,
         )
         return GateDecision(stopped=stopped)
 

@@ -261,8 +261,10 @@ def test_email_1_without_a_leak_figure(campaign: Campaign, renderer: Renderer) -
 
 
 def test_email_4_links_to_the_booking_page(campaign: Campaign, renderer: Renderer) -> None:
+    """The link names the campaign, so a booking made through it is this campaign's."""
     html = renderer.render("email-4", "URGENT", nurture_ctx(campaign, "URGENT")).html
-    assert f'href="{campaign.booking_url}"' in html
+    tagged = f"{campaign.booking_url}?metadata%5Bcampaign%5D={campaign.slug}"
+    assert f'href="{tagged}"' in html
 
 
 @pytest.mark.parametrize("base", REMINDERS)

@@ -39,6 +39,11 @@ from xmas_pipeline.core.campaign import Campaign
 from xmas_pipeline.core.email_events import DeliveryEvent, stronger_state
 from xmas_pipeline.core.ports import BookingUpsertReport
 from xmas_pipeline.core.sequence_frame import as_bool
+from xmas_pipeline.core.suppression import (
+    RECORD_COLUMNS,
+    SUPPRESSING_EVENTS,
+    merge_across_campaigns,
+)
 
 CONTACT_FLAG_COLUMNS = ["contact_key", "unsubscribed", "paused", "delivery_state"]
 REMINDER_LOG_COLUMNS = ["booking_uid", "step_number", "status", "reason", "due_at"]
@@ -74,6 +79,47 @@ def _upsert_contact(conn: Connection, campaign: Campaign, key: str, values: dict
         index_elements=[contacts.c.campaign, contacts.c.contact_key], set_=values
     )
     conn.execute(stmt)
+
+
+def _suppression_query(campaign: Campaign, keys: list[str] | None) -> sa.Select[Any]:
+    """One query for every flag record of these people in any campaign
+    (`core.suppression.RECORD_COLUMNS`): sequence rows, contact rows and the message
+    events that suppress. Without keys: the people this campaign knows (a sequence or a
+    contact row here). Only rows that say something are read."""
+    seq = sa.select(
+        sequences.c.campaign,
+        sequences.c.contact_key,
+        sequences.c.unsubscribed,
+        sequences.c.delivery_state,
+        sequences.c.booked,
+    ).where(sa.or_(sequences.c.unsubscribed, sequences.c.delivery_state != "", sequences.c.booked))
+    booked = contacts.c.booking_status == BOOKED
+    con = sa.select(
+        contacts.c.campaign,
+        contacts.c.contact_key,
+        contacts.c.unsubscribed,
+        contacts.c.delivery_state,
+        booked.label("booked"),
+    ).where(sa.or_(contacts.c.unsubscribed, contacts.c.delivery_state != "", booked))
+    kind = message_events.c.kind
+    events = sa.select(
+        message_events.c.campaign,
+        message_events.c.contact_key,
+        (kind == "unsubscribed").label("unsubscribed"),
+        sa.case((kind.in_(["bounced", "complained"]), kind), else_="").label("delivery_state"),
+        sa.false().label("booked"),
+    ).where(kind.in_(sorted(SUPPRESSING_EVENTS)))
+    every = sa.union_all(seq, con, events).subquery("flag_records")
+    if keys is not None:
+        wanted: Any = sorted(set(keys))
+    else:
+        wanted = sa.union(
+            sa.select(sequences.c.contact_key).where(sequences.c.campaign == campaign.slug),
+            sa.select(contacts.c.contact_key).where(contacts.c.campaign == campaign.slug),
+        )
+    return sa.select(*(every.c[name] for name in RECORD_COLUMNS)).where(
+        every.c.contact_key.in_(wanted)
+    )
 
 
 class SqlBookings(SqlDatabase):
@@ -176,6 +222,25 @@ class SqlBookings(SqlDatabase):
         with self.engine.connect() as conn:
             return _read_bookings(conn, campaign, uids)
 
+    def booking_campaigns(self, uids: Iterable[str]) -> dict[str, str]:
+        """The campaign each of these bookings is already kept under (one query): a later
+        change to a booking (a cancellation, a reschedule) follows it there."""
+        self.prepare()
+        wanted = sorted({u for u in uids if u})
+        if not wanted:
+            return {}
+        query = (
+            sa.select(bookings.c.booking_uid, bookings.c.campaign)
+            .where(bookings.c.booking_uid.in_(wanted))
+            .order_by(bookings.c.received_at)
+        )
+        with self.engine.connect() as conn:
+            # A booking kept under two campaigns (from before this rule): the first one.
+            found: dict[str, str] = {}
+            for uid, slug in conn.execute(query):
+                found.setdefault(str(uid), str(slug))
+        return found
+
     def load_contact_bookings(self, campaign: Campaign) -> pd.DataFrame:
         """What the CRM shows per contact: booking status, call date, campaign status, uid."""
         query = sa.select(
@@ -218,22 +283,27 @@ class SqlBookings(SqlDatabase):
         self, campaign: Campaign, keys: Iterable[str] | None = None
     ) -> pd.DataFrame:
         """Exit flags kept on contact rows (`CONTACT_FLAG_COLUMNS`, plus `booked`: the
-        contact has an active booking), of every contact or of these."""
+        contact has an active booking), of every contact or of these, with what any
+        campaign recorded for the same people merged in (`core.suppression`): an
+        unsubscribe, a hard bounce, a complaint or an active booking anywhere counts here."""
         self.prepare(campaign)
         query = sa.select(
             *(contacts.c[name] for name in CONTACT_FLAG_COLUMNS), contacts.c.booking_status
         ).where(contacts.c.campaign == campaign.slug)
-        if keys is not None:
-            query = query.where(contacts.c.contact_key.in_(sorted(set(keys))))
+        wanted = sorted(set(keys)) if keys is not None else None
+        if wanted is not None:
+            query = query.where(contacts.c.contact_key.in_(wanted))
         with self.engine.connect() as conn:
             frame = pd.read_sql(query, conn)
+            records = pd.read_sql(_suppression_query(campaign, wanted), conn)
             # A forgotten address is never emailed again: it reads as unsubscribed.
-            gone = forgotten_among(conn, frame["contact_key"].astype(str) if keys is None else keys)
+            known = set(frame["contact_key"].astype(str)) | set(records["contact_key"].astype(str))
+            gone = forgotten_among(conn, known if wanted is None else wanted)
         for name in ("unsubscribed", "paused"):
             frame[name] = as_bool(frame[name])
         frame["delivery_state"] = frame["delivery_state"].fillna("").astype(str)
         frame["booked"] = frame.pop("booking_status").fillna("").astype(str) == BOOKED
-        return suppress_forgotten(frame, gone)
+        return suppress_forgotten(merge_across_campaigns(frame, records), gone)
 
     def set_contact_flags(
         self, campaign: Campaign, contact_key: str, email: str = "", **flags: Any

@@ -137,6 +137,38 @@ class SqlSequences(SqlDatabase):
             frame = frame.merge(wide, how="left", left_on="contact_key", right_index=True)
         return normalise_sequences(frame, len(campaign.steps))
 
+    def last_nurture_elsewhere(
+        self, campaign: Campaign, keys: Iterable[str] | None = None
+    ) -> pd.DataFrame:
+        """The last nurture email each person got from each OTHER campaign, in one query
+        (`core.due.ELSEWHERE_COLUMNS`: contact_key, campaign, sent_at), for these contacts
+        or for everyone with a running sequence here."""
+        self.prepare(campaign)
+        query = sa.select(
+            messages.c.contact_key,
+            messages.c.campaign,
+            sa.func.max(messages.c.sent_at).label("sent_at"),
+        ).where(messages.c.kind == "nurture", messages.c.campaign != campaign.slug)
+        if keys is not None:
+            query = query.where(messages.c.contact_key.in_(sorted(set(keys))))
+        else:
+            running = sa.select(sequences.c.contact_key).where(
+                sequences.c.campaign == campaign.slug, sequences.c.completed.is_(False)
+            )
+            query = query.where(messages.c.contact_key.in_(running))
+        query = query.group_by(messages.c.contact_key, messages.c.campaign)
+        return self.read_frame(query, times=("sent_at",))
+
+    def signups_across_campaigns(self, keys: Iterable[str]) -> pd.DataFrame:
+        """Every campaign these people signed up to, with when (one query): contact_key,
+        campaign, signup_at."""
+        self.prepare()
+        wanted = sorted({k for k in keys if k})
+        query = sa.select(
+            sequences.c.contact_key, sequences.c.campaign, sequences.c.signup_at
+        ).where(sequences.c.contact_key.in_(wanted))
+        return self.read_frame(query, times=("signup_at",))
+
     def record_sent(self, campaign: Campaign, record: SentRecord) -> None:
         self.prepare(campaign)
         due_at = utc(record.due_at)
