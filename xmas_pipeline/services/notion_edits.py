@@ -144,15 +144,21 @@ class _Poll:
         scope: str = "",
         whole: bool = False,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        state: str = "",
     ) -> None:
         self.store = pages
         self.role = role
+        self.state = state or cursor_state(role)
         self.notion = notion
         self.condition = condition
         self.source_id = notion.source(role).id
-        self.cursor = EditCursor.loads(
-            pages.state(cursor_state(role)), f"{notion.database_ids[role]}{scope}"
-        )
+        scoped = f"{notion.database_ids[role]}{scope}"
+        saved = pages.state(self.state)
+        if saved is None and self.state != cursor_state(role):
+            # A store from before campaigns kept one cursor per database; it is this
+            # campaign's when its scope says so (`loads` ignores it otherwise).
+            saved = pages.state(cursor_state(role))
+        self.cursor = EditCursor.loads(saved, scoped)
         self.first = self.cursor.since is None  # never read: this read is the whole database
         self.whole = whole or self.first
         since = None if self.whole else self.cursor.since
@@ -176,7 +182,7 @@ class _Poll:
         """Called once what was read is applied."""
         after = self.cursor.advance(self.read, self.read_at)
         if after != self.cursor:
-            self.store.set_state(cursor_state(self.role), after.dumps())
+            self.store.set_state(self.state, after.dumps())
 
 
 # -- Email Sequence DB ---------------------------------------------------------------------
@@ -191,7 +197,16 @@ def _sequence_edits(
     now: Callable[[], datetime],
 ) -> None:
     condition = notion.campaign_condition(campaign)
-    poll = _Poll(pages, notion, SEQUENCES, condition, f"|{campaign.notion_select}", now=now)
+    # One cursor per campaign: each campaign's pages are read on their own.
+    poll = _Poll(
+        pages,
+        notion,
+        SEQUENCES,
+        condition,
+        f"|{campaign.notion_select}",
+        now=now,
+        state=f"{cursor_state(SEQUENCES)}:{campaign.slug}",
+    )
     fresh = poll.fresh()
     report.pages += len(fresh)
     rows = [row for row in (notion.to_row(page) for page in fresh) if row is not None]
@@ -291,7 +306,7 @@ def _contact_edits(
     queue = [
         key
         for key, snap in snaps.items()
-        if contact_changes(notion.schema, snap, changed[key].values)
+        if contact_changes(notion.schema, campaign, snap, changed[key].values)
     ]
     pages.requeue(campaign, queue)
     report.new_contacts += sum(key in appeared for key in queue)
@@ -325,7 +340,7 @@ def _template_edits(
     # Now and then the whole database instead of what changed: the same one request.
     sweep = swept is None or now() - swept >= TEMPLATE_SWEEP
     poll = _Poll(pages, notion, TEMPLATES, whole=sweep, now=now)
-    stored = {t.name: t for t in pages.notion_templates()}
+    stored = {t.key: t for t in pages.all_notion_templates()}
     fresh = poll.fresh()
     report.pages += len(fresh)
     everything = poll.read
@@ -338,8 +353,8 @@ def _template_edits(
             return
         everything = poll.read_whole()  # which other page, if any, now has that name?
     found = latest_by_name(t for t in (template_of(p, props) for p in everything) if t)
-    saved = [t for name, t in found.items() if not _same_template(stored.get(name), t)]
-    dropped = [name for name in stored if name not in found]
+    saved = [t for key, t in found.items() if not _same_template(stored.get(key), t)]
+    dropped = [key for key in stored if key not in found]
     pages.save_notion_templates(saved)
     pages.drop_notion_templates(dropped)
     report.templates += len(saved)
@@ -351,19 +366,20 @@ def _template_edits(
 def _changed_templates(
     fresh: list[Page], stored: dict[str, NotionTemplate], props: TemplateProperties
 ) -> tuple[list[NotionTemplate], bool]:
-    """The templates to store from the pages edited; True when a template lost its page
-    (emptied, renamed): the whole database must then be read again."""
+    """The templates to store from the pages edited (`stored` by `NotionTemplate.key`);
+    True when a template lost its page (emptied, renamed, moved to another campaign): the
+    whole database must then be read again."""
     by_page = {t.page_id: t for t in stored.values()}
     chosen: dict[str, NotionTemplate] = {}
     lost = False
     for page in fresh:
         template = template_of(page, props)
         old = by_page.get(str(page["id"]))
-        if old is not None and (template is None or template.name != old.name):
+        if old is not None and (template is None or template.key != old.key):
             lost = True
         if template is None:
             continue
-        current = chosen.get(template.name) or stored.get(template.name)
+        current = chosen.get(template.key) or stored.get(template.key)
         later = current is not None and (current.edited_at, current.page_id) > (
             template.edited_at,
             template.page_id,
@@ -371,7 +387,7 @@ def _changed_templates(
         if current is not None and current.page_id != template.page_id and later:
             continue  # another page of that name was edited later
         if not _same_template(current, template):
-            chosen[template.name] = template
+            chosen[template.key] = template
     return list(chosen.values()), lost
 
 
