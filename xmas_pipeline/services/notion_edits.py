@@ -31,7 +31,7 @@ half way is read again in full by the next one, and applying twice changes nothi
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -116,14 +116,38 @@ def apply_notion_edits(
     `now` is the clock of the cursors (Notion's, as near as this host knows it).
     Raises `NotionCallError` when Notion fails: the cursors of databases not yet applied
     stay where they were."""
+    return apply_notion_edits_all(
+        store=store,
+        pages=pages,
+        notion=notion,
+        campaigns=[campaign],
+        templates_db_id=templates_db_id,
+        now=now,
+    )
+
+
+def apply_notion_edits_all(
+    *,
+    store: SqlStore,
+    pages: SqlNotionPages,
+    notion: NotionSync,
+    campaigns: Sequence[Campaign],
+    templates_db_id: str | None = None,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> EditsReport:
+    """`apply_notion_edits` for several campaigns in one tick: each campaign's Email
+    Sequence pages (a cursor each), then the shared CRM and Templates DB read once, a CRM
+    change queueing the contact in every campaign it concerns. One report for all."""
     report = EditsReport()
     start = notion.api.requests_sent
     try:
         if templates_db_id:
             watch_templates(notion, templates_db_id)
-        load_schema(notion, pages, campaign)
-        _sequence_edits(store, pages, notion, campaign, report, now)
-        _contact_edits(store, pages, notion, campaign, report, now)
+        for campaign in campaigns:
+            load_schema(notion, pages, campaign)
+        for campaign in campaigns:
+            _sequence_edits(store, pages, notion, campaign, report, now)
+        _contact_edits(store, pages, notion, campaigns, report, now)
         if templates_db_id:
             _template_edits(pages, notion, report, now)
     finally:
@@ -270,7 +294,7 @@ def _contact_edits(
     store: SqlStore,
     pages: SqlNotionPages,
     notion: NotionSync,
-    campaign: Campaign,
+    campaigns: Sequence[Campaign],
     report: EditsReport,
     now: Callable[[], datetime],
 ) -> None:
@@ -302,15 +326,24 @@ def _contact_edits(
     report.contacts += len(changed)
     # A contact of the store with a CRM page it did not know: the sync fills the page in.
     # One whose page now differs (a hand edit) on what the pipeline owns: it puts it back.
-    snaps = store.contact_snapshots(campaign, list(changed))
-    queue = [
-        key
-        for key, snap in snaps.items()
-        if contact_changes(notion.schema, campaign, snap, changed[key].values)
-    ]
-    pages.requeue(campaign, queue)
-    report.new_contacts += sum(key in appeared for key in queue)
-    report.put_back += sum(key not in appeared for key in queue)
+    # The CRM page is shared: each campaign the person is in checks what it owns there.
+    owners = pages.booking_owners(changed) if changed else {}
+    for campaign in campaigns:
+        snaps = store.contact_snapshots(campaign, list(changed))
+        queue = [
+            key
+            for key, snap in snaps.items()
+            if contact_changes(
+                notion.schema,
+                campaign,
+                snap,
+                changed[key].values,
+                owns_booking=owners.get(key, campaign.slug) == campaign.slug,
+            )
+        ]
+        pages.requeue(campaign, queue)
+        report.new_contacts += sum(key in appeared for key in queue)
+        report.put_back += sum(key not in appeared for key in queue)
     if poll.first and pages.state(CONTACTS_COMPLETE) != "yes":
         pages.set_state(CONTACTS_COMPLETE, "yes")  # every CRM page is known from now on
     poll.save()
