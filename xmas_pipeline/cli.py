@@ -16,10 +16,9 @@ from pathlib import Path
 import dagster as dg
 
 from xmas_pipeline.adapters.notion.http import NotionCallError
-from xmas_pipeline.adapters.notion.setup import setup_notion
 from xmas_pipeline.adapters.sql.migrate import migrate_store
 from xmas_pipeline.adapters.sql.secrets import rotate_unsubscribe_key
-from xmas_pipeline.core.campaign import Campaign
+from xmas_pipeline.cli_notion import notion_import, notion_setup
 from xmas_pipeline.core.campaign_folders import (
     FolderResult,
     check_slug,
@@ -27,18 +26,10 @@ from xmas_pipeline.core.campaign_folders import (
     load_campaign_folder,
 )
 from xmas_pipeline.core.forget import checked_address
-from xmas_pipeline.core.ports import StoreSchemaError
 from xmas_pipeline.dagster_defs.forget import forget_everywhere
 from xmas_pipeline.dagster_defs.resources import build_store, notion_resource
 from xmas_pipeline.intake.server import serve, worker_count
 from xmas_pipeline.services.campaign_tools import CampaignExists, check_campaign, new_campaign
-from xmas_pipeline.services.notion_import import (
-    CampaignsImportReport,
-    ImportReport,
-    import_all_campaigns,
-    import_from_notion,
-)
-from xmas_pipeline.services.notion_sync import check_distinct
 from xmas_pipeline.services.previews import render_preview
 from xmas_pipeline.settings import Settings, SettingsError
 
@@ -273,108 +264,6 @@ def _report_check(result: FolderResult, problems: list[str]) -> int:
     return 1
 
 
-def _notion_campaigns(settings: Settings, slug: str | None) -> tuple[list[Campaign], int]:
-    """The campaigns a `notion` command works on, and the exit code so far: `--campaign
-    SLUG`, else every campaign folder that loads (XMAS_CAMPAIGNS_DIR), or, when
-    XMAS_CAMPAIGN_FILE is set, that one campaign. A broken folder is reported and left
-    out (exit code 1 at the end); an unknown slug is an error (2, nothing done)."""
-    if settings.campaign_file:
-        campaign = settings.campaign()
-        if slug and slug != campaign.slug:
-            print(
-                f"error: XMAS_CAMPAIGN_FILE runs campaign {campaign.slug!r}, not {slug!r}",
-                file=sys.stderr,
-            )
-            return [], 2
-        return [campaign], 0
-    results = discover_campaigns(settings.campaigns_dir)
-    loaded = [r.campaign for r in results if r.campaign is not None]
-    if slug:
-        chosen = [c for c in loaded if c.slug == slug]
-        broken = [r for r in results if r.campaign is None and r.slug == slug]
-        if broken:
-            print(f"error: {broken[0].error}", file=sys.stderr)
-            return [], 2
-        if not chosen:
-            known = ", ".join(c.slug for c in loaded) or "none"
-            print(
-                f"error: no campaign {slug!r} in {settings.campaigns_dir} (campaigns: {known})",
-                file=sys.stderr,
-            )
-            return [], 2
-        return chosen, 0
-    code = 0
-    for result in results:
-        if result.campaign is None:
-            print(f"warning: campaign left out: {result.error}", file=sys.stderr)
-            code = 1
-    if not loaded:
-        print(f"error: no campaign loads from {settings.campaigns_dir}", file=sys.stderr)
-        return [], 2
-    return loaded, code
-
-
-def _notion_setup(args: argparse.Namespace) -> int:
-    settings = Settings.from_env()
-    if not settings.notion_enabled:
-        print("error: NOTION_TOKEN is not set", file=sys.stderr)
-        return 2
-    campaigns, code = _notion_campaigns(settings, args.campaign)
-    if not campaigns:
-        return code
-    resource = notion_resource(settings)
-    assert resource is not None  # NOTION_TOKEN is set
-    notion = resource.client()
-    try:
-        check_distinct(campaigns, notion.schema)
-        report = setup_notion(notion, campaigns, templates_db_id=settings.notion_templates_db_id)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except NotionCallError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        notion.close()
-    print(report)
-    return code
-
-
-def _notion_import(args: argparse.Namespace) -> int:
-    """The existing pages and CRM contacts into the store, once (idempotent)."""
-    settings = Settings.from_env()
-    if not settings.notion_enabled:
-        print("error: NOTION_TOKEN is not set", file=sys.stderr)
-        return 2
-    campaigns, code = _notion_campaigns(settings, args.campaign)
-    if not campaigns:
-        return code
-    resource = notion_resource(settings)
-    assert resource is not None  # NOTION_TOKEN is set
-    store = build_store(settings)
-    notion = resource.client()
-    report: ImportReport | CampaignsImportReport
-    try:
-        if len(campaigns) == 1:
-            report = import_from_notion(store=store, notion=notion, campaign=campaigns[0])
-        else:
-            report = import_all_campaigns(store=store, notion=notion, campaigns=campaigns)
-    except StoreSchemaError as exc:  # found while reading, before the store is touched
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except ValueError as exc:  # campaigns that clash in Notion: nothing read
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except NotionCallError as exc:  # Notion unavailable while reading: run it again later
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        notion.close()
-        store.dispose()
-    print(report.summary())
-    return code
-
-
 def _forget(args: argparse.Namespace) -> int:
     """Erase one person from everything the pipeline holds; keep only a salted hash."""
     try:
@@ -487,20 +376,20 @@ def build_parser() -> argparse.ArgumentParser:
         "setup",
         help="add the properties the pipeline needs (every campaign's, unless --campaign)",
     )
-    notion_import = notion_sub.add_parser(
+    importer = notion_sub.add_parser(
         "import",
         help="take the existing Email Sequence pages and CRM contacts into the store "
         "(every campaign's, each page by its Campaign select, unless --campaign)",
     )
-    for command in (setup, notion_import):
+    for command in (setup, importer):
         command.add_argument(
             "--campaign",
             metavar="SLUG",
             help="only this campaign (default: every campaign folder in XMAS_CAMPAIGNS_DIR, "
             "or the one XMAS_CAMPAIGN_FILE names)",
         )
-    setup.set_defaults(func=_notion_setup)
-    notion_import.set_defaults(func=_notion_import)
+    setup.set_defaults(func=notion_setup)
+    importer.set_defaults(func=notion_import)
 
     forget = sub.add_parser(
         "forget", help="erase a person everywhere the pipeline holds them; never email again"

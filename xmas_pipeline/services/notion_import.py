@@ -20,7 +20,7 @@ When the store already knows a contact, it wins for what the pipeline owns: its 
 profile (unless the import made the sequence in the first place), and the steps it sent.
 What the store lacks and Notion shows (a sent step, an exit, an unsubscribe) is taken.
 
-Several campaigns (`import_all_campaigns`): the Email Sequence DB and the CRM are read once;
+Several campaigns (`services.notion_import_all`): the Email Sequence DB and the CRM are read once;
 each page goes to the campaign its `Campaign` select names, so one person's pages in two
 campaigns become two sequences and no campaign adopts another's page. A page naming no
 campaign loaded (or none) is counted and listed, and left alone.
@@ -33,7 +33,7 @@ that queue the contact, so a sync never creates a page that already exists.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -44,7 +44,7 @@ from xmas_pipeline.adapters.notion.mirror import comparable, differences
 from xmas_pipeline.adapters.notion.props import page_values, parse_datetime
 from xmas_pipeline.adapters.notion.schema import SequenceProperties
 from xmas_pipeline.adapters.notion.sync import NotionSync
-from xmas_pipeline.adapters.notion.workspace import SEQUENCES, ContactPage, SequenceRow
+from xmas_pipeline.adapters.notion.workspace import ContactPage, SequenceRow
 from xmas_pipeline.adapters.sql.engine import utc
 from xmas_pipeline.adapters.sql.notion_pages import SqlNotionPages
 from xmas_pipeline.adapters.sql.store import SqlStore
@@ -56,7 +56,6 @@ from xmas_pipeline.core.ports import ContactPageRecord, ContactSnapshot, SentRec
 from xmas_pipeline.core.signup import Signup, SignupEvent, field_errors
 from xmas_pipeline.services.notion_sync import (
     CONTACTS_COMPLETE,
-    check_distinct,
     load_schema,
     sequences_complete,
     sequences_state,
@@ -147,7 +146,7 @@ class PageState:
     delivery_state: str
 
 
-def _text(value: Any) -> str:
+def text_of(value: Any) -> str:
     return "" if value is None else str(value).strip()
 
 
@@ -166,8 +165,8 @@ def read_page(row: SequenceRow, p: SequenceProperties, campaign: Campaign) -> Pa
     texts = ("first_name", "business_name", "weakest_system_1", "weakest_system_2")
     numbers = ("assessment_score", "red_systems", "orange_systems", "yellow_systems")
     numbers += ("green_systems", "gps_score", "money_score", "revenue_leak_total")
-    data: dict[str, Any] = {"email": _text(v.get(p.email))}
-    data |= {name: _text(v.get(getattr(p, name))) for name in texts}
+    data: dict[str, Any] = {"email": text_of(v.get(p.email))}
+    data |= {name: text_of(v.get(getattr(p, name))) for name in texts}
     data |= {name: v.get(getattr(p, name)) for name in numbers}
     signup: SignupEvent | None = None
     problem = ""
@@ -192,13 +191,13 @@ def read_page(row: SequenceRow, p: SequenceProperties, campaign: Campaign) -> Pa
         problem=problem,
         nurture={n: at for n, at in nurture.items() if at is not None},
         reminders={n: at for n, at in reminders.items() if at is not None},
-        booking_uid=_text(v.get(p.booking_uid)),
+        booking_uid=text_of(v.get(p.booking_uid)),
         meeting_time=_moment(v, p.meeting_time),
-        stopped=bool(v.get(p.sequence_completed)) or bool(_text(v.get(p.exit_reason))),
-        exit_reason=_text(v.get(p.exit_reason)),
+        stopped=bool(v.get(p.sequence_completed)) or bool(text_of(v.get(p.exit_reason))),
+        exit_reason=text_of(v.get(p.exit_reason)),
         unsubscribed=bool(v.get(p.unsubscribed)),
         paused=None if paused is None else bool(paused),
-        delivery_state=_text(v.get(p.delivery_status)).lower(),
+        delivery_state=text_of(v.get(p.delivery_status)).lower(),
     )
 
 
@@ -217,94 +216,13 @@ def import_from_notion(
     finally:
         report.requests = notion.api.requests_sent - first_request
     # Everything Notion has to say is read: only now is anything written.
-    _save_crm(pages, crm, report)
-    _import_pages(store, notion, campaign, pages, raw, crm, report)
+    save_crm(pages, crm, report)
+    import_pages(store, notion, campaign, pages, raw, crm, report)
     report.seconds = time.monotonic() - started
     return report
 
 
-@dataclass
-class CampaignsImportReport:
-    """`notion import` of several campaigns: one report per campaign slug, and the pages
-    whose Campaign select names none of them (never imported, never lost: listed)."""
-
-    campaigns: dict[str, ImportReport] = field(default_factory=dict)
-    unknown: list[tuple[str, str, str]] = field(default_factory=list)  # page, select, email
-    crm_contacts: int = 0
-    crm_saved: int = 0
-    requests: int = 0
-    seconds: float = 0.0
-
-    def summary(self, limit: int = 10) -> str:
-        lines: list[str] = []
-        for slug, report in self.campaigns.items():
-            lines.append(f"== {slug}")
-            lines += [
-                line
-                for line in report.summary(limit).splitlines()
-                if not line.startswith(("CRM contacts read", "Notion requests"))
-            ]
-        lines.append(f"CRM contacts read: {self.crm_contacts} ({self.crm_saved} recorded)")
-        if self.unknown:
-            lines.append(
-                f"pages of no campaign loaded here (not imported, left in Notion): "
-                f"{len(self.unknown)}"
-            )
-            for page_id, select, email in self.unknown[:limit]:
-                shown = repr(select) if select else "no Campaign"
-                lines.append(f"  {page_id} ({email or 'no address'}): {shown}")
-            if len(self.unknown) > limit:
-                lines.append(f"  ... and {len(self.unknown) - limit} more")
-        lines.append(f"Notion requests: {self.requests} ({self.seconds:.1f} s)")
-        return "\n".join(lines)
-
-
-def import_all_campaigns(
-    *,
-    store: SqlStore,
-    notion: NotionSync,
-    campaigns: Sequence[Campaign],
-    pages: SqlNotionPages | None = None,
-) -> CampaignsImportReport:
-    """Every campaign's pages in one read of the Email Sequence DB (and one of the CRM):
-    each page goes to the campaign its Campaign select names (`notion_select`), so a
-    person's page is never adopted by another campaign; a page naming no campaign given
-    here, or none at all, is counted and listed, and left alone."""
-    check_distinct(campaigns, notion.schema)
-    started = time.monotonic()
-    pages = pages or SqlNotionPages(store.url, engine=store.engine)
-    result = CampaignsImportReport()
-    first_request = notion.api.requests_sent
-    try:
-        for campaign in campaigns:
-            load_schema(notion, pages, campaign)
-        raw = notion.api.query(notion.source(SEQUENCES).id)
-        crm = notion.all_contacts()
-    finally:
-        result.requests = notion.api.requests_sent - first_request
-    crm_report = ImportReport()
-    _save_crm(pages, crm, crm_report)
-    result.crm_contacts, result.crm_saved = crm_report.crm_contacts, crm_report.crm_saved
-    by_select = {c.notion_select: c for c in campaigns}
-    grouped: dict[str, list[dict[str, Any]]] = {c.slug: [] for c in campaigns}
-    p = notion.schema.sequences
-    for page in raw:
-        values = page_values(page)
-        select = _text(values.get(p.campaign))
-        owner = by_select.get(select)
-        if owner is None:
-            result.unknown.append((str(page["id"]), select, _text(values.get(p.email))))
-            continue
-        grouped[owner.slug].append(page)
-    for campaign in campaigns:
-        report = ImportReport(crm_contacts=result.crm_contacts)
-        _import_pages(store, notion, campaign, pages, grouped[campaign.slug], crm, report)
-        result.campaigns[campaign.slug] = report
-    result.seconds = time.monotonic() - started
-    return result
-
-
-def _import_pages(
+def import_pages(
     store: SqlStore,
     notion: NotionSync,
     campaign: Campaign,
@@ -358,7 +276,7 @@ def _chunks(keys: list[str], size: int) -> Iterator[list[str]]:
         yield keys[start : start + size]
 
 
-def _save_crm(pages: SqlNotionPages, crm: dict[str, ContactPage], report: ImportReport) -> None:
+def save_crm(pages: SqlNotionPages, crm: dict[str, ContactPage], report: ImportReport) -> None:
     """Every CRM contact page, as read; then the sync knows an unknown address is absent."""
     report.crm_contacts = len(crm)
     known = pages.contact_pages(crm)

@@ -26,7 +26,7 @@ from xmas_pipeline.core.campaign import SHIPPED_CAMPAIGNS_DIR, Campaign
 from xmas_pipeline.core.campaign_folders import load_campaign_folder
 from xmas_pipeline.core.ports import SentRecord
 from xmas_pipeline.services.notion_edits import apply_notion_edits_all
-from xmas_pipeline.services.notion_import import import_all_campaigns
+from xmas_pipeline.services.notion_import_all import import_all_campaigns
 from xmas_pipeline.services.notion_sync import (
     SyncReport,
     check_distinct,
