@@ -23,6 +23,12 @@ for what people decide.
   as it is every `TEMPLATE_SWEEP` (a page moved to the trash is no longer returned by a
   query, so only a whole read notices it): the shipped template applies again.
 
+Several campaigns (`apply_notion_edits_all`): each campaign's Email Sequence pages are
+read on a cursor of their own (`edits:Email Sequence DB:<slug>`; an older store's single
+cursor is taken over by the campaign it was for); the CRM and the Templates DB, shared,
+are read once, and a CRM change queues the person in every campaign whose values on that
+page it affects.
+
 Cost: the databases' schema comes from the store (`load_schema`), then one query per
 database (100 pages a request) of what was edited since its cursor. Nothing changed: one
 request per database. Each cursor is saved once its changes are applied: a tick that fails

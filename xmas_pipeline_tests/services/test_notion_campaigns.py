@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+import yaml
 
 from xmas_pipeline.adapters.notion.setup import setup_notion
 from xmas_pipeline.adapters.notion.sync import NotionSync
@@ -23,7 +24,7 @@ from xmas_pipeline.adapters.sql.store import SqlStore
 from xmas_pipeline.cli import main
 from xmas_pipeline.core.bookings import BookingEvent
 from xmas_pipeline.core.campaign import SHIPPED_CAMPAIGNS_DIR, Campaign
-from xmas_pipeline.core.campaign_folders import load_campaign_folder
+from xmas_pipeline.core.campaign_folders import load_campaign_folder, shift_campaign_text
 from xmas_pipeline.core.ports import SentRecord
 from xmas_pipeline.services.notion_edits import apply_notion_edits_all
 from xmas_pipeline.services.notion_import_all import import_all_campaigns
@@ -238,6 +239,13 @@ def test_a_long_queue_in_one_campaign_does_not_starve_the_other(tmp_path: Path) 
         reports = rig.sync_all(client=paced, clock=clock.now, batch=10, time_budget_s=15)
         assert rig.queue.stats(C26).depth == 0 and reports[C26.slug].created == 5
         assert 0 < rig.queue.stats(C25).depth < 50
+
+
+def test_a_new_campaign_gets_its_own_select_and_status_property() -> None:
+    text = (SHIPPED_CAMPAIGNS_DIR / "christmas-2025" / "campaign.yaml").read_text()
+    made = yaml.safe_load(shift_campaign_text(text, "winter-2027", "Winter 2027", None))
+    assert made["notion_select"] == "Winter 2027"
+    assert made["notion_status_property"] == "Winter 2027 Campaign Status"
 
 
 def test_campaigns_sharing_a_select_or_status_property_are_refused(rig: Rig) -> None:
