@@ -48,6 +48,7 @@ from xmas_pipeline.core.ports import (
     ContactSnapshot,
     NotionQueue,
     QueueEntry,
+    StoreSchemaError,
 )
 
 SCHEMA_STATE = "schema"
@@ -121,13 +122,23 @@ def load_schema(notion: NotionSync, pages: SqlNotionPages, campaign: Campaign) -
     """The databases' schema from the store when it was checked within the hour, else from
     Notion (2 requests a database), checked either way, and kept for the next runs."""
     saved = pages.state(SCHEMA_STATE)
+    cached = False
     if saved:
         entry = json.loads(saved)
         at = datetime.fromisoformat(entry["at"])
         if datetime.now(UTC) - at < SCHEMA_TTL:
             notion.import_schema(entry["sources"])
+            cached = True
     before = notion.export_schema()
-    notion.prepare(campaign)  # looks up what the cache did not have; raises if unusable
+    try:
+        notion.prepare(campaign)  # looks up what the cache did not have; raises if unusable
+    except StoreSchemaError:
+        if not cached:
+            raise
+        # The kept schema may predate `notion setup` (a new campaign's status property,
+        # say): asked of Notion again before the campaign is refused.
+        notion.forget_schema()
+        notion.prepare(campaign)
     after = notion.export_schema()
     if after != before or not saved:
         pages.set_state(

@@ -248,6 +248,20 @@ def test_a_new_campaign_gets_its_own_select_and_status_property() -> None:
     assert made["notion_status_property"] == "Winter 2027 Campaign Status"
 
 
+def test_a_schema_kept_from_before_setup_does_not_refuse_the_new_campaign(rig: Rig) -> None:
+    rig.fake.edit_properties(rig.ws.contacts, {STATUS_26: None})  # as before the upgrade
+    rig.signup(1, C25)
+    rig.sync_all([C25])  # the schema checked and kept in the store, without 2026's status
+    notion = rig.ws.client()
+    try:
+        assert STATUS_26 in setup_notion(notion, BOTH).added["Contacts DB"]
+    finally:
+        notion.close()
+    rig.signup(1, C26)
+    reports = rig.sync_all()  # the kept schema lacks it: Notion is asked again, once
+    assert reports[C26.slug].created == 1 and not reports[C26.slug].stopped
+
+
 def test_campaigns_sharing_a_select_or_status_property_are_refused(rig: Rig) -> None:
     twin = C26.model_copy(update={"notion_status_property": STATUS_25})
     with pytest.raises(ValueError, match="share notion_status_property"):
