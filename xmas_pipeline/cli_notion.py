@@ -101,9 +101,9 @@ def notion_import(args: argparse.Namespace) -> int:
     notion = resource.client()
     report: ImportReport | CampaignsImportReport
     try:
-        if len(campaigns) == 1:
+        if args.campaign:  # that campaign's pages only: the others are not read
             report = import_from_notion(store=store, notion=notion, campaign=campaigns[0])
-        else:
+        else:  # every page, so one naming no campaign loaded is listed, never lost
             report = import_all_campaigns(store=store, notion=notion, campaigns=campaigns)
     except StoreSchemaError as exc:  # found while reading, before the store is touched
         print(f"error: {exc}", file=sys.stderr)

@@ -502,5 +502,13 @@ def test_import_command_per_campaign_and_for_all(
         assert "pages of no campaign loaded here (not imported, left in Notion): 1" in out
         assert "someone@example.com" in out and rig.fake.token not in out
         assert KEY in store.contact_snapshots(C25, [KEY])
+        # A deployment on one campaign file: that campaign is "every campaign loaded".
+        monkeypatch.setenv("XMAS_CAMPAIGN_FILE", str(C26.folder / "campaign.yaml"))
+        assert main(["notion", "import", "--campaign", C25.slug]) == 2
+        assert "XMAS_CAMPAIGN_FILE runs campaign 'christmas-2026'" in capsys.readouterr().err
+        assert main(["notion", "import"]) == 0
+        out = capsys.readouterr().out
+        assert f"== {C26.slug}" in out and f"== {C25.slug}" not in out
+        assert "pages of no campaign loaded here (not imported, left in Notion): 2" in out
     finally:
         store.dispose()
