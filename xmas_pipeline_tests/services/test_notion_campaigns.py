@@ -1,5 +1,5 @@
-"""Several campaigns in one Notion workspace, against the fake Notion API and a SQLite
-store: one Email Sequence page per person and campaign, one shared CRM page with a status
+"""Several campaigns in one Notion workspace, against the fake Notion API and the SQL
+store (SQLite and PostgreSQL): one Email Sequence page per person and campaign, one shared CRM page with a status
 property per campaign and the booking fields written by one campaign only, templates per
 campaign, one sync of every campaign under one rate budget, and `notion setup` / `notion
 import` per campaign and for all."""
@@ -103,9 +103,10 @@ class Rig:
 
 
 @pytest.fixture
-def rig(tmp_path: Path) -> Iterator[Rig]:
+def rig(sql_store: SqlStore) -> Iterator[Rig]:
+    """On SQLite and PostgreSQL."""
     with FakeNotion() as fake:
-        yield Rig(SqlStore(f"sqlite:///{tmp_path / 'state.db'}"), fake, busos_workspace(fake))
+        yield Rig(sql_store, fake, busos_workspace(fake))
 
 
 def _booking(uid: str, start: datetime) -> BookingEvent:
