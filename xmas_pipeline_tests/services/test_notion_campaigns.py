@@ -1,8 +1,8 @@
 """Several campaigns in one Notion workspace, against the fake Notion API and the SQL
-store (SQLite and PostgreSQL): one Email Sequence page per person and campaign, one shared CRM page with a status
-property per campaign and the booking fields written by one campaign only, templates per
-campaign, one sync of every campaign under one rate budget, and `notion setup` / `notion
-import` per campaign and for all."""
+store (SQLite and PostgreSQL): one Email Sequence page per person and campaign, one
+shared CRM page with a status property per campaign and the booking fields written by
+one campaign only, templates per campaign, one sync of every campaign under one rate
+budget, and `notion setup` / `notion import` per campaign and for all."""
 
 from __future__ import annotations
 
@@ -197,6 +197,32 @@ def test_booking_fields_are_written_by_the_booking_owner_only(rig: Rig) -> None:
         rig.store.set_contact_flags(campaign, KEY, paused=False)
     reports = rig.sync_all([C26, C25])
     assert [r.contact_updates for r in reports.values()] == [0, 0]
+
+
+def test_a_hand_edit_of_one_campaigns_status_queues_that_campaign_only(rig: Rig) -> None:
+    rig.fake.freeze(T0)
+    contact = add_contact(rig.fake, rig.ws, KEY)
+    rig.signup(1)
+    rig.sync_all()
+
+    def edits() -> None:
+        notion = rig.ws.client()
+        try:
+            apply_notion_edits_all(
+                store=rig.store, pages=rig.pages, notion=notion, campaigns=BOTH, now=rig.fake.now
+            )
+        finally:
+            notion.close()
+
+    edits()  # the first look: everything as the sync left it
+    assert [rig.queue.stats(c).depth for c in BOTH] == [0, 0]
+    rig.fake.advance(timedelta(minutes=1))
+    rig.fake.edit_row(contact, {STATUS_26: None})  # the 2026 campaign's value, cleared
+    edits()
+    assert [rig.queue.stats(c).depth for c in BOTH] == [0, 1]
+    reports = rig.sync_all()
+    assert reports[C26.slug].contact_updates == 1 and reports[C25.slug].contacts == 0
+    assert rig.crm()[STATUS_26] == "Nurture Sequence"  # put back
 
 
 # -- one sync, one rate budget ------------------------------------------------------------
