@@ -84,8 +84,10 @@ def sequences_state(campaign: Campaign) -> str:
 
 
 def sequences_complete(pages: SqlNotionPages, campaign: Campaign) -> bool:
-    """Whether `notion import` read the campaign's pages (or, in a store from before
-    campaigns, the one campaign's)."""
+    """Whether `notion import` read the campaign's pages. The bare flag of a store from
+    before campaigns counts for every campaign: that import read the one campaign the
+    earlier tool filled, and a campaign added since has only pages this pipeline made
+    (each recorded before its create, so still looked up when an answer was lost)."""
     return "yes" in (pages.state(sequences_state(campaign)), pages.state(SEQUENCES_COMPLETE))
 
 
