@@ -16,9 +16,9 @@ from pathlib import Path
 import dagster as dg
 
 from xmas_pipeline.adapters.notion.http import NotionCallError
-from xmas_pipeline.adapters.notion.setup import setup_notion
 from xmas_pipeline.adapters.sql.migrate import migrate_store
 from xmas_pipeline.adapters.sql.secrets import rotate_unsubscribe_key
+from xmas_pipeline.cli_notion import notion_import, notion_setup
 from xmas_pipeline.core.campaign_folders import (
     FolderResult,
     check_slug,
@@ -26,12 +26,10 @@ from xmas_pipeline.core.campaign_folders import (
     load_campaign_folder,
 )
 from xmas_pipeline.core.forget import checked_address
-from xmas_pipeline.core.ports import StoreSchemaError
 from xmas_pipeline.dagster_defs.forget import forget_everywhere
 from xmas_pipeline.dagster_defs.resources import build_store, notion_resource
 from xmas_pipeline.intake.server import serve, worker_count
 from xmas_pipeline.services.campaign_tools import CampaignExists, check_campaign, new_campaign
-from xmas_pipeline.services.notion_import import import_from_notion
 from xmas_pipeline.services.previews import render_preview
 from xmas_pipeline.settings import Settings, SettingsError
 
@@ -266,49 +264,6 @@ def _report_check(result: FolderResult, problems: list[str]) -> int:
     return 1
 
 
-def _notion_setup(args: argparse.Namespace) -> int:
-    settings = Settings.from_env()
-    if not settings.notion_enabled:
-        print("error: NOTION_TOKEN is not set", file=sys.stderr)
-        return 2
-    resource = notion_resource(settings)
-    assert resource is not None  # NOTION_TOKEN is set
-    notion = resource.client()
-    try:
-        report = setup_notion(
-            notion, settings.campaign(), templates_db_id=settings.notion_templates_db_id
-        )
-    finally:
-        notion.close()
-    print(report)
-    return 0
-
-
-def _notion_import(args: argparse.Namespace) -> int:
-    """The existing pages and CRM contacts into the store, once (idempotent)."""
-    settings = Settings.from_env()
-    if not settings.notion_enabled:
-        print("error: NOTION_TOKEN is not set", file=sys.stderr)
-        return 2
-    resource = notion_resource(settings)
-    assert resource is not None  # NOTION_TOKEN is set
-    store = build_store(settings)
-    notion = resource.client()
-    try:
-        report = import_from_notion(store=store, notion=notion, campaign=settings.campaign())
-    except StoreSchemaError as exc:  # found while reading, before the store is touched
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except NotionCallError as exc:  # Notion unavailable while reading: run it again later
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        notion.close()
-        store.dispose()
-    print(report.summary())
-    return 0
-
-
 def _forget(args: argparse.Namespace) -> int:
     """Erase one person from everything the pipeline holds; keep only a salted hash."""
     try:
@@ -417,12 +372,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     notion = sub.add_parser("notion", help="Notion tools")
     notion_sub = notion.add_subparsers(dest="notion_command", required=True)
-    setup = notion_sub.add_parser("setup", help="add the properties the pipeline needs")
-    setup.set_defaults(func=_notion_setup)
-    notion_import = notion_sub.add_parser(
-        "import", help="take the existing Email Sequence pages and CRM contacts into the store"
+    setup = notion_sub.add_parser(
+        "setup",
+        help="add the properties the pipeline needs (every campaign's, unless --campaign)",
     )
-    notion_import.set_defaults(func=_notion_import)
+    importer = notion_sub.add_parser(
+        "import",
+        help="take the existing Email Sequence pages and CRM contacts into the store "
+        "(every campaign's, each page by its Campaign select, unless --campaign)",
+    )
+    for command in (setup, importer):
+        command.add_argument(
+            "--campaign",
+            metavar="SLUG",
+            help="only this campaign (default: every campaign folder in XMAS_CAMPAIGNS_DIR, "
+            "or the one XMAS_CAMPAIGN_FILE names)",
+        )
+    setup.set_defaults(func=notion_setup)
+    importer.set_defaults(func=notion_import)
 
     forget = sub.add_parser(
         "forget", help="erase a person everywhere the pipeline holds them; never email again"

@@ -99,6 +99,10 @@ class Campaign(BaseModel):
     name: str
     slug: str = ""
     notion_select: str = ""  # the `Campaign` select option in Notion; defaults to the name
+    # The CRM contact page's select this campaign sets (Nurture Sequence, Pre-Call Prep).
+    # The CRM page is shared by every campaign, so each needs its own property; "" means
+    # the deployment's default, "Christmas Campaign Status" (`adapters.notion.schema`).
+    notion_status_property: str = ""
     sender_name: str = "The BusOS team"
     booking_url: str = "https://cal.com/busos/diagnostic"
     # Hosts an email may link to or load from, besides the booking page's (`core.links`);
@@ -141,6 +145,8 @@ class Campaign(BaseModel):
             raise ValueError(f"campaign slug {self.slug!r} must be lower-case letters, digits, -")
         if not self.notion_select:
             self.notion_select = self.name
+        if self.notion_status_property != self.notion_status_property.strip():
+            raise ValueError("notion_status_property may not start or end with a space")
         numbers = [s.number for s in self.steps]
         if numbers != list(range(1, len(numbers) + 1)):
             raise ValueError("nurture steps must be numbered 1, 2, 3, ... in order")

@@ -177,6 +177,10 @@ def shift_campaign_text(text: str, slug: str, name: str, start: date | None) -> 
     if re.search(r"^notion_select:", shifted, re.MULTILINE):
         # Its own Notion option, not the source's.
         shifted = _set_top_level(shifted, "notion_select", json.dumps(name, ensure_ascii=False))
+    if re.search(r"^notion_status_property:", shifted, re.MULTILINE):
+        # The CRM page is shared: the new campaign's status goes in a property of its own.
+        status = json.dumps(f"{name} Campaign Status", ensure_ascii=False)
+        shifted = _set_top_level(shifted, "notion_status_property", status)
     made = Campaign.model_validate(yaml.safe_load(shifted))
     if made.slug != slug or made.start_date != (old_start + shift).isoformat():
         raise ValueError("the campaign file could not be rewritten (unusual layout)")

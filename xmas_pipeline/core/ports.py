@@ -452,3 +452,11 @@ class NotionTemplate:
     subject: str
     html: str
     edited_at: datetime
+    # The page's Campaign select: the campaign the template is for ("" when none: the
+    # default campaign's only).
+    campaign: str = ""
+
+    @property
+    def key(self) -> str:
+        """One row per (campaign, name); a select option never holds a comma."""
+        return f"{self.campaign},{self.name}" if self.campaign else self.name

@@ -108,7 +108,8 @@ def forget_in_notion(
     found = notion.find_contacts({key: key}).values()
     contacts = sorted({p for p in known[1] if p} | {c.page_id for c in found if c.page_id})
     c = notion.schema.contacts
-    cleared = {c.campaign_status: None, c.booking_status: None, c.diagnostic_call_date: None}
+    status = notion.status_property(campaign)
+    cleared = {status: None, c.booking_status: None, c.diagnostic_call_date: None}
     for page_id in contacts:
         notion.update_contact(page_id, cleared)
     return len(pages), len(logged), len(contacts)

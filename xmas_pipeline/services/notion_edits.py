@@ -23,6 +23,12 @@ for what people decide.
   as it is every `TEMPLATE_SWEEP` (a page moved to the trash is no longer returned by a
   query, so only a whole read notices it): the shipped template applies again.
 
+Several campaigns (`apply_notion_edits_all`): each campaign's Email Sequence pages are
+read on a cursor of their own (`edits:Email Sequence DB:<slug>`; an older store's single
+cursor is taken over by the campaign it was for); the CRM and the Templates DB, shared,
+are read once, and a CRM change queues the person in every campaign whose values on that
+page it affects.
+
 Cost: the databases' schema comes from the store (`load_schema`), then one query per
 database (100 pages a request) of what was edited since its cursor. Nothing changed: one
 request per database. Each cursor is saved once its changes are applied: a tick that fails
@@ -31,7 +37,7 @@ half way is read again in full by the next one, and applying twice changes nothi
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -116,14 +122,38 @@ def apply_notion_edits(
     `now` is the clock of the cursors (Notion's, as near as this host knows it).
     Raises `NotionCallError` when Notion fails: the cursors of databases not yet applied
     stay where they were."""
+    return apply_notion_edits_all(
+        store=store,
+        pages=pages,
+        notion=notion,
+        campaigns=[campaign],
+        templates_db_id=templates_db_id,
+        now=now,
+    )
+
+
+def apply_notion_edits_all(
+    *,
+    store: SqlStore,
+    pages: SqlNotionPages,
+    notion: NotionSync,
+    campaigns: Sequence[Campaign],
+    templates_db_id: str | None = None,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> EditsReport:
+    """`apply_notion_edits` for several campaigns in one tick: each campaign's Email
+    Sequence pages (a cursor each), then the shared CRM and Templates DB read once, a CRM
+    change queueing the contact in every campaign it concerns. One report for all."""
     report = EditsReport()
     start = notion.api.requests_sent
     try:
         if templates_db_id:
             watch_templates(notion, templates_db_id)
-        load_schema(notion, pages, campaign)
-        _sequence_edits(store, pages, notion, campaign, report, now)
-        _contact_edits(store, pages, notion, campaign, report, now)
+        for campaign in campaigns:
+            load_schema(notion, pages, campaign)
+        for campaign in campaigns:
+            _sequence_edits(store, pages, notion, campaign, report, now)
+        _contact_edits(store, pages, notion, campaigns, report, now)
         if templates_db_id:
             _template_edits(pages, notion, report, now)
     finally:
@@ -144,15 +174,21 @@ class _Poll:
         scope: str = "",
         whole: bool = False,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        state: str = "",
     ) -> None:
         self.store = pages
         self.role = role
+        self.state = state or cursor_state(role)
         self.notion = notion
         self.condition = condition
         self.source_id = notion.source(role).id
-        self.cursor = EditCursor.loads(
-            pages.state(cursor_state(role)), f"{notion.database_ids[role]}{scope}"
-        )
+        scoped = f"{notion.database_ids[role]}{scope}"
+        saved = pages.state(self.state)
+        if saved is None and self.state != cursor_state(role):
+            # A store from before campaigns kept one cursor per database; it is this
+            # campaign's when its scope says so (`loads` ignores it otherwise).
+            saved = pages.state(cursor_state(role))
+        self.cursor = EditCursor.loads(saved, scoped)
         self.first = self.cursor.since is None  # never read: this read is the whole database
         self.whole = whole or self.first
         since = None if self.whole else self.cursor.since
@@ -176,7 +212,7 @@ class _Poll:
         """Called once what was read is applied."""
         after = self.cursor.advance(self.read, self.read_at)
         if after != self.cursor:
-            self.store.set_state(cursor_state(self.role), after.dumps())
+            self.store.set_state(self.state, after.dumps())
 
 
 # -- Email Sequence DB ---------------------------------------------------------------------
@@ -191,7 +227,16 @@ def _sequence_edits(
     now: Callable[[], datetime],
 ) -> None:
     condition = notion.campaign_condition(campaign)
-    poll = _Poll(pages, notion, SEQUENCES, condition, f"|{campaign.notion_select}", now=now)
+    # One cursor per campaign: each campaign's pages are read on their own.
+    poll = _Poll(
+        pages,
+        notion,
+        SEQUENCES,
+        condition,
+        f"|{campaign.notion_select}",
+        now=now,
+        state=f"{cursor_state(SEQUENCES)}:{campaign.slug}",
+    )
     fresh = poll.fresh()
     report.pages += len(fresh)
     rows = [row for row in (notion.to_row(page) for page in fresh) if row is not None]
@@ -255,7 +300,7 @@ def _contact_edits(
     store: SqlStore,
     pages: SqlNotionPages,
     notion: NotionSync,
-    campaign: Campaign,
+    campaigns: Sequence[Campaign],
     report: EditsReport,
     now: Callable[[], datetime],
 ) -> None:
@@ -287,15 +332,24 @@ def _contact_edits(
     report.contacts += len(changed)
     # A contact of the store with a CRM page it did not know: the sync fills the page in.
     # One whose page now differs (a hand edit) on what the pipeline owns: it puts it back.
-    snaps = store.contact_snapshots(campaign, list(changed))
-    queue = [
-        key
-        for key, snap in snaps.items()
-        if contact_changes(notion.schema, snap, changed[key].values)
-    ]
-    pages.requeue(campaign, queue)
-    report.new_contacts += sum(key in appeared for key in queue)
-    report.put_back += sum(key not in appeared for key in queue)
+    # The CRM page is shared: each campaign the person is in checks what it owns there.
+    owners = pages.booking_owners(changed) if changed else {}
+    for campaign in campaigns:
+        snaps = store.contact_snapshots(campaign, list(changed))
+        queue = [
+            key
+            for key, snap in snaps.items()
+            if contact_changes(
+                notion.schema,
+                campaign,
+                snap,
+                changed[key].values,
+                owns_booking=owners.get(key, campaign.slug) == campaign.slug,
+            )
+        ]
+        pages.requeue(campaign, queue)
+        report.new_contacts += sum(key in appeared for key in queue)
+        report.put_back += sum(key not in appeared for key in queue)
     if poll.first and pages.state(CONTACTS_COMPLETE) != "yes":
         pages.set_state(CONTACTS_COMPLETE, "yes")  # every CRM page is known from now on
     poll.save()
@@ -325,7 +379,7 @@ def _template_edits(
     # Now and then the whole database instead of what changed: the same one request.
     sweep = swept is None or now() - swept >= TEMPLATE_SWEEP
     poll = _Poll(pages, notion, TEMPLATES, whole=sweep, now=now)
-    stored = {t.name: t for t in pages.notion_templates()}
+    stored = {t.key: t for t in pages.all_notion_templates()}
     fresh = poll.fresh()
     report.pages += len(fresh)
     everything = poll.read
@@ -338,8 +392,8 @@ def _template_edits(
             return
         everything = poll.read_whole()  # which other page, if any, now has that name?
     found = latest_by_name(t for t in (template_of(p, props) for p in everything) if t)
-    saved = [t for name, t in found.items() if not _same_template(stored.get(name), t)]
-    dropped = [name for name in stored if name not in found]
+    saved = [t for key, t in found.items() if not _same_template(stored.get(key), t)]
+    dropped = [key for key in stored if key not in found]
     pages.save_notion_templates(saved)
     pages.drop_notion_templates(dropped)
     report.templates += len(saved)
@@ -351,19 +405,20 @@ def _template_edits(
 def _changed_templates(
     fresh: list[Page], stored: dict[str, NotionTemplate], props: TemplateProperties
 ) -> tuple[list[NotionTemplate], bool]:
-    """The templates to store from the pages edited; True when a template lost its page
-    (emptied, renamed): the whole database must then be read again."""
+    """The templates to store from the pages edited (`stored` by `NotionTemplate.key`);
+    True when a template lost its page (emptied, renamed, moved to another campaign): the
+    whole database must then be read again."""
     by_page = {t.page_id: t for t in stored.values()}
     chosen: dict[str, NotionTemplate] = {}
     lost = False
     for page in fresh:
         template = template_of(page, props)
         old = by_page.get(str(page["id"]))
-        if old is not None and (template is None or template.name != old.name):
+        if old is not None and (template is None or template.key != old.key):
             lost = True
         if template is None:
             continue
-        current = chosen.get(template.name) or stored.get(template.name)
+        current = chosen.get(template.key) or stored.get(template.key)
         later = current is not None and (current.edited_at, current.page_id) > (
             template.edited_at,
             template.page_id,
@@ -371,7 +426,7 @@ def _changed_templates(
         if current is not None and current.page_id != template.page_id and later:
             continue  # another page of that name was edited later
         if not _same_template(current, template):
-            chosen[template.name] = template
+            chosen[template.key] = template
     return list(chosen.values()), lost
 
 

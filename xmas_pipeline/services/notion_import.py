@@ -20,6 +20,11 @@ When the store already knows a contact, it wins for what the pipeline owns: its 
 profile (unless the import made the sequence in the first place), and the steps it sent.
 What the store lacks and Notion shows (a sent step, an exit, an unsubscribe) is taken.
 
+Several campaigns (`services.notion_import_all`): the Email Sequence DB and the CRM are read once;
+each page goes to the campaign its `Campaign` select names, so one person's pages in two
+campaigns become two sequences and no campaign adopts another's page. A page naming no
+campaign loaded (or none) is counted and listed, and left alone.
+
 Idempotent: a second run writes nothing and queues nothing. Order matters for a sync
 running meanwhile: the CRM and each contact's page are recorded before the store writes
 that queue the contact, so a sync never creates a page that already exists.
@@ -51,8 +56,9 @@ from xmas_pipeline.core.ports import ContactPageRecord, ContactSnapshot, SentRec
 from xmas_pipeline.core.signup import Signup, SignupEvent, field_errors
 from xmas_pipeline.services.notion_sync import (
     CONTACTS_COMPLETE,
-    SEQUENCES_COMPLETE,
     load_schema,
+    sequences_complete,
+    sequences_state,
 )
 
 IMPORTED = "imported"  # the provider id of a message the earlier tool sent
@@ -140,7 +146,7 @@ class PageState:
     delivery_state: str
 
 
-def _text(value: Any) -> str:
+def text_of(value: Any) -> str:
     return "" if value is None else str(value).strip()
 
 
@@ -159,8 +165,8 @@ def read_page(row: SequenceRow, p: SequenceProperties, campaign: Campaign) -> Pa
     texts = ("first_name", "business_name", "weakest_system_1", "weakest_system_2")
     numbers = ("assessment_score", "red_systems", "orange_systems", "yellow_systems")
     numbers += ("green_systems", "gps_score", "money_score", "revenue_leak_total")
-    data: dict[str, Any] = {"email": _text(v.get(p.email))}
-    data |= {name: _text(v.get(getattr(p, name))) for name in texts}
+    data: dict[str, Any] = {"email": text_of(v.get(p.email))}
+    data |= {name: text_of(v.get(getattr(p, name))) for name in texts}
     data |= {name: v.get(getattr(p, name)) for name in numbers}
     signup: SignupEvent | None = None
     problem = ""
@@ -185,13 +191,13 @@ def read_page(row: SequenceRow, p: SequenceProperties, campaign: Campaign) -> Pa
         problem=problem,
         nurture={n: at for n, at in nurture.items() if at is not None},
         reminders={n: at for n, at in reminders.items() if at is not None},
-        booking_uid=_text(v.get(p.booking_uid)),
+        booking_uid=text_of(v.get(p.booking_uid)),
         meeting_time=_moment(v, p.meeting_time),
-        stopped=bool(v.get(p.sequence_completed)) or bool(_text(v.get(p.exit_reason))),
-        exit_reason=_text(v.get(p.exit_reason)),
+        stopped=bool(v.get(p.sequence_completed)) or bool(text_of(v.get(p.exit_reason))),
+        exit_reason=text_of(v.get(p.exit_reason)),
         unsubscribed=bool(v.get(p.unsubscribed)),
         paused=None if paused is None else bool(paused),
-        delivery_state=_text(v.get(p.delivery_status)).lower(),
+        delivery_state=text_of(v.get(p.delivery_status)).lower(),
     )
 
 
@@ -210,7 +216,22 @@ def import_from_notion(
     finally:
         report.requests = notion.api.requests_sent - first_request
     # Everything Notion has to say is read: only now is anything written.
-    _save_crm(pages, crm, report)
+    save_crm(pages, crm, report)
+    import_pages(store, notion, campaign, pages, raw, crm, report)
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def import_pages(
+    store: SqlStore,
+    notion: NotionSync,
+    campaign: Campaign,
+    pages: SqlNotionPages,
+    raw: list[dict[str, Any]],
+    crm: dict[str, ContactPage],
+    report: ImportReport,
+) -> None:
+    """The campaign's pages (`raw`, all of them) into the store."""
     rows = _index(notion, raw, report)
     by_id = {page["id"]: page for page in raw}
     status = notion.schema.contacts.booking_status
@@ -231,11 +252,10 @@ def import_from_notion(
             if snap is not None:
                 booked = bool(state.booking_uid) or state.key in booked_in_crm
                 _apply(store, campaign, state, snap, booked, sent_reminders, report)
-    # Every existing page is mapped: the sync may now create pages without looking first.
-    if pages.state(SEQUENCES_COMPLETE) != "yes":
-        pages.set_state(SEQUENCES_COMPLETE, "yes")
-    report.seconds = time.monotonic() - started
-    return report
+    # Every existing page of the campaign is mapped: its sync may now create pages
+    # without looking first.
+    if not sequences_complete(pages, campaign):
+        pages.set_state(sequences_state(campaign), "yes")
 
 
 def _index(
@@ -256,7 +276,7 @@ def _chunks(keys: list[str], size: int) -> Iterator[list[str]]:
         yield keys[start : start + size]
 
 
-def _save_crm(pages: SqlNotionPages, crm: dict[str, ContactPage], report: ImportReport) -> None:
+def save_crm(pages: SqlNotionPages, crm: dict[str, ContactPage], report: ImportReport) -> None:
     """Every CRM contact page, as read; then the sync knows an unknown address is absent."""
     report.crm_contacts = len(crm)
     known = pages.contact_pages(crm)

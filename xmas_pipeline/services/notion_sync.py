@@ -12,13 +12,20 @@ a change made meanwhile is synced by the next pass.
 When Notion is unavailable (429 storms, 5xx, timeouts, after the API client's own retries)
 the pass stops and gives its contacts back untouched; nothing else waits for it. A contact
 Notion refuses (a validation error, say) is retried later with its error shown in the UI.
+
+Several campaigns: each person has one Email Sequence page per campaign (its `Campaign`
+select), found and created by (email, Campaign select), never another campaign's. The CRM
+contact page is shared: each campaign writes its own status property, and only the
+campaign owning the person's booking writes the booking fields (`booking_owners`).
+`sync_all_campaigns` drains every campaign's queue through one client (one rate budget),
+a batch of each in turn; `sync_to_notion` is the pass of one campaign.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -32,6 +39,7 @@ from xmas_pipeline.adapters.notion.mirror import (
     sequence_values,
 )
 from xmas_pipeline.adapters.notion.props import page_values
+from xmas_pipeline.adapters.notion.schema import NotionSchema, status_property
 from xmas_pipeline.adapters.notion.sync import NotionSync
 from xmas_pipeline.adapters.sql.notion_pages import SqlNotionPages
 from xmas_pipeline.core.campaign import Campaign
@@ -40,13 +48,15 @@ from xmas_pipeline.core.ports import (
     ContactSnapshot,
     NotionQueue,
     QueueEntry,
+    StoreSchemaError,
 )
 
 SCHEMA_STATE = "schema"
 CONTACTS_COMPLETE = "contacts_complete"  # the whole CRM was read: unknown means absent
 # The Email Sequence DB was read whole (`notion import`): a contact without a recorded
 # page has none. Until then every create looks for an existing page first (1 query), so
-# pages the first tool made are never duplicated.
+# pages the first tool made are never duplicated. Kept per campaign as
+# "sequences_complete:<slug>"; the bare name is what a store from before campaigns holds.
 SEQUENCES_COMPLETE = "sequences_complete"
 SCHEMA_TTL = timedelta(hours=1)
 MAX_RETRY_DELAY = timedelta(minutes=30)
@@ -68,6 +78,38 @@ class SyncReport:
     stopped: str = ""  # why the pass ended early ("" when the queue ran dry)
 
 
+def sequences_state(campaign: Campaign) -> str:
+    """The `notion_state` name saying the campaign's Email Sequence pages were all read."""
+    return f"{SEQUENCES_COMPLETE}:{campaign.slug}"
+
+
+def sequences_complete(pages: SqlNotionPages, campaign: Campaign) -> bool:
+    """Whether `notion import` read the campaign's pages. The bare flag of a store from
+    before campaigns counts for every campaign: that import read the one campaign the
+    earlier tool filled, and a campaign added since has only pages this pipeline made
+    (each recorded before its create, so still looked up when an answer was lost)."""
+    return "yes" in (pages.state(sequences_state(campaign)), pages.state(SEQUENCES_COMPLETE))
+
+
+def check_distinct(campaigns: Sequence[Campaign], schema: NotionSchema) -> None:
+    """ValueError when two campaigns would share a slug, a `Campaign` select option or a
+    CRM status property: their pages or statuses would be mixed up in Notion."""
+    problems: list[str] = []
+    for what, value_of in (
+        ("slug", lambda c: c.slug),
+        ("notion_select", lambda c: c.notion_select),
+        ("notion_status_property", lambda c: status_property(schema.contacts, c)),
+    ):
+        seen: dict[str, str] = {}
+        for campaign in campaigns:
+            value = value_of(campaign)
+            if value in seen:
+                problems.append(f"{seen[value]} and {campaign.slug} share {what} {value!r}")
+            seen.setdefault(value, campaign.slug)
+    if problems:
+        raise ValueError("campaigns clash in Notion: " + "; ".join(problems))
+
+
 def _transient(error: NotionCallError) -> bool:
     """Notion is unavailable, not refusing this contact: stop the pass."""
     status = error.status
@@ -82,13 +124,23 @@ def load_schema(notion: NotionSync, pages: SqlNotionPages, campaign: Campaign) -
     """The databases' schema from the store when it was checked within the hour, else from
     Notion (2 requests a database), checked either way, and kept for the next runs."""
     saved = pages.state(SCHEMA_STATE)
+    cached = False
     if saved:
         entry = json.loads(saved)
         at = datetime.fromisoformat(entry["at"])
         if datetime.now(UTC) - at < SCHEMA_TTL:
             notion.import_schema(entry["sources"])
+            cached = True
     before = notion.export_schema()
-    notion.prepare(campaign)  # looks up what the cache did not have; raises if unusable
+    try:
+        notion.prepare(campaign)  # looks up what the cache did not have; raises if unusable
+    except StoreSchemaError:
+        if not cached:
+            raise
+        # The kept schema may predate `notion setup` (a new campaign's status property,
+        # say): asked of Notion again before the campaign is refused.
+        notion.forget_schema()
+        notion.prepare(campaign)
     after = notion.export_schema()
     if after != before or not saved:
         pages.set_state(
@@ -129,6 +181,76 @@ def sync_to_notion(
     return report
 
 
+def sync_all_campaigns(
+    *,
+    campaigns: Sequence[Campaign],
+    snapshots: SnapshotSource,
+    queue: NotionQueue,
+    pages: SqlNotionPages,
+    notion: NotionSync,
+    holder: str,
+    time_budget_s: float = 600.0,
+    batch: int = 100,
+    clock: Callable[[], float] = time.monotonic,
+) -> dict[str, SyncReport]:
+    """Every campaign's queue drained by one pass through one client, so under one rate
+    budget: a batch of each campaign in turn (round-robin), so a long queue in one
+    campaign never starves another. A report per campaign slug. Notion unavailable stops
+    the whole pass (every campaign's report says why); a campaign whose Notion schema is
+    unusable (a property missing) raises `StoreSchemaError` before anything is written."""
+    check_distinct(campaigns, notion.schema)
+    reports = {c.slug: SyncReport() for c in campaigns}
+    deadline = clock() + time_budget_s
+
+    def counted(campaign: Campaign, work: Callable[[], None]) -> None:
+        before = notion.api.requests_sent
+        try:
+            work()
+        finally:
+            reports[campaign.slug].requests += notion.api.requests_sent - before
+
+    def stop_all(why: str) -> None:
+        for report in reports.values():
+            report.stopped = report.stopped or why
+
+    for campaign in campaigns:
+        try:
+            counted(campaign, lambda c=campaign: load_schema(notion, pages, c))
+        except NotionCallError as error:
+            stop_all(f"Notion unavailable: {error}")
+            return reports
+    active = list(campaigns)
+    while active and clock() < deadline:
+        for campaign in list(active):
+            report = reports[campaign.slug]
+            entries = queue.take(campaign, holder, batch)
+            if not entries:
+                active.remove(campaign)
+                continue
+            counted(
+                campaign,
+                lambda c=campaign, e=entries, r=report: _sync_batch(
+                    e, snapshots, queue, pages, notion, c, r
+                ),
+            )
+            if report.stopped:
+                stop_all(report.stopped)
+                return reports
+            if clock() >= deadline:
+                break
+    if notion.logs_messages:
+        for campaign in campaigns:
+            report = reports[campaign.slug]
+            counted(
+                campaign,
+                lambda c=campaign, r=report: _log_messages(pages, notion, c, r, deadline, clock),
+            )
+            if report.stopped:
+                stop_all(report.stopped)
+                break
+    return reports
+
+
 def _sync_batch(
     entries: list[QueueEntry],
     snapshots: SnapshotSource,
@@ -148,13 +270,18 @@ def _sync_batch(
         report.stopped = f"Notion unavailable: {error}"
         return
     records = pages.sequence_pages(campaign, keys)
-    imported = pages.state(SEQUENCES_COMPLETE) == "yes"
+    imported = sequences_complete(pages, campaign)
+    owners = pages.booking_owners(keys)
     done: list[QueueEntry] = []
     for index, entry in enumerate(entries):
         snap = snaps.get(entry.contact_key)
         try:
             if snap is not None:
-                _sync_contact(snap, records, contacts, pages, notion, campaign, report, imported)
+                # The CRM page is shared: its booking fields are the owner campaign's.
+                owns = owners.get(entry.contact_key, campaign.slug) == campaign.slug
+                _sync_contact(
+                    snap, records, contacts, pages, notion, campaign, report, imported, owns
+                )
         except NotionCallError as error:
             if _transient(error):
                 queue.give_back(campaign, entries[index:])
@@ -207,6 +334,7 @@ def _sync_contact(
     campaign: Campaign,
     report: SyncReport,
     imported: bool,
+    owns_booking: bool = True,
 ) -> None:
     key = snap.contact_key
     if snap.sequence is not None:
@@ -239,7 +367,9 @@ def _sync_contact(
                 )
     contact = contacts.get(key)
     if contact is not None and contact.page_id:
-        changes = contact_changes(notion.schema, snap, contact.values)
+        changes = contact_changes(
+            notion.schema, campaign, snap, contact.values, owns_booking=owns_booking
+        )
         if changes:
             notion.update_contact(contact.page_id, changes)
             report.contact_updates += 1

@@ -60,6 +60,8 @@ def sequence_properties(steps: int = 7, with_setup: bool = True, reminders: int 
     return props
 
 
+STATUSES = {"select": {"options": [{"name": "Nurture Sequence"}, {"name": "Pre-Call Prep"}]}}
+
 CONTACT_PROPERTIES: dict[str, Any] = {
     "Name": {"title": {}},
     "email": "email",
@@ -128,6 +130,14 @@ class Workspace:
         )
 
 
+def contact_properties(with_setup: bool = True) -> dict[str, Any]:
+    """The CRM as the team has it (+ the shipped Christmas 2026 campaign's own status
+    property, which `notion setup` adds)."""
+    if not with_setup:
+        return dict(CONTACT_PROPERTIES)
+    return {**CONTACT_PROPERTIES, "Christmas 2026 Campaign Status": STATUSES}
+
+
 def busos_workspace(
     fake: FakeNotion,
     *,
@@ -137,7 +147,7 @@ def busos_workspace(
 ) -> Workspace:
     return Workspace(
         fake=fake,
-        contacts=fake.add_database("BusinessX Canada", CONTACT_PROPERTIES),
+        contacts=fake.add_database("BusinessX Canada", contact_properties(with_setup)),
         sequences=fake.add_database("Email Sequence", sequence_properties(with_setup=with_setup)),
         analytics=fake.add_database("Email Analytics", ANALYTICS_PROPERTIES) if analytics else None,
         templates=fake.add_database("Email Templates", TEMPLATE_PROPERTIES) if templates else None,

@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from xmas_pipeline.adapters.notion.props import iso_datetime, parse_datetime
-from xmas_pipeline.adapters.notion.schema import NotionSchema
+from xmas_pipeline.adapters.notion.schema import NotionSchema, status_property
 from xmas_pipeline.core.booking_state import BOOKED
 from xmas_pipeline.core.campaign import Campaign
 from xmas_pipeline.core.ports import ContactSnapshot
@@ -109,10 +109,21 @@ def for_create(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def contact_changes(
-    schema: NotionSchema, snap: ContactSnapshot, seen: dict[str, Any]
+    schema: NotionSchema,
+    campaign: Campaign,
+    snap: ContactSnapshot,
+    seen: dict[str, Any],
+    *,
+    owns_booking: bool = True,
 ) -> dict[str, Any]:
-    """What to write on the contact's CRM page, given its values as last seen."""
+    """What this campaign writes on the contact's CRM page, given its values as last seen.
+
+    The CRM page is shared by every campaign the person is in: each campaign writes its
+    own status property (`notion_status_property`), and only the campaign that owns the
+    person's booking (`owns_booking`, see `adapters.sql.notion_pages.booking_owners`)
+    writes the booking fields, so two campaigns never write them both."""
     c = schema.contacts
+    status_name = status_property(c, campaign)
     wanted: dict[str, Any] = {}
     seq = snap.sequence
     booked = snap.booking_status == BOOKED
@@ -120,11 +131,11 @@ def contact_changes(
         wanted[c.assessment_score] = seq.get("assessment_score")
         wanted[c.segment] = seq.get("segment")
     if booked:
-        wanted[c.campaign_status] = c.precall_status
-    elif seq is not None and seen.get(c.campaign_status) != c.precall_status:
+        wanted[status_name] = c.precall_status
+    elif seq is not None and seen.get(status_name) != c.precall_status:
         # A contact already preparing for a booked call stays there.
-        wanted[c.campaign_status] = c.nurture_status
-    if snap.booking_status:
+        wanted[status_name] = c.nurture_status
+    if snap.booking_status and owns_booking:
         status = seen.get(c.booking_status)
         same_call = same(seen.get(c.diagnostic_call_date), snap.meeting_time)
         if not (status in AFTER_CALL and (same_call or not booked)):

@@ -7,6 +7,9 @@ Email Sequence DB, besides the original columns, needs these (added by `notion s
   Meeting Time (date), Booking UID (rich_text), Reminder 1..3 Sent (date): reminders;
   Unsubscribed, Paused (checkbox), Exit Reason, Last Error (rich_text),
   Delivery Status (select: bounced, complained): exit and delivery state.
+Contacts DB (the CRM, shared by every campaign): each campaign's status select, named in
+  its campaign file (`notion_status_property`; default "Christmas Campaign Status").
+Templates DB (optional): Campaign (select), the campaign a template is for.
 Email Analytics DB (optional send log): Message ID, Email, Campaign, Step, Status,
   Resend ID, Error, Segment, Due At, At, Idempotency Key.
 """
@@ -19,6 +22,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from xmas_pipeline.adapters.notion.props import COMPATIBLE_TYPES
+from xmas_pipeline.core.campaign import Campaign
 from xmas_pipeline.core.segments import ALL_SEGMENTS
 
 
@@ -74,6 +78,8 @@ class ContactProperties(BaseModel):
     email: str = "email"
     assessment_score: str = "Assessment Score"
     segment: str = "Segment"
+    # The default campaign status property; a campaign names its own in its file
+    # (`notion_status_property`): the CRM page is shared by every campaign.
     campaign_status: str = "Christmas Campaign Status"
     booking_status: str = "Booking Status"
     diagnostic_call_date: str = "Diagnostic Call Date"
@@ -88,6 +94,9 @@ class TemplateProperties(BaseModel):
     name: str = "Template Name"
     subject: str = "Subject Line"
     body: str = "Email Body HTML"
+    # A select naming the campaign a template is for; a page without one (or a database
+    # without the property, as before campaigns) is the default campaign's.
+    campaign: str = "Campaign"
 
 
 class AnalyticsProperties(BaseModel):
@@ -169,12 +178,18 @@ def sequence_specs(
     return specs
 
 
-def contact_specs(props: ContactProperties) -> list[PropSpec]:
+def status_property(props: ContactProperties, campaign: Campaign) -> str:
+    """The CRM select this campaign writes its status to."""
+    return campaign.notion_status_property or props.campaign_status
+
+
+def contact_specs(props: ContactProperties, campaign: Campaign) -> list[PropSpec]:
+    statuses = (props.nurture_status, props.precall_status)
     return [
         PropSpec(props.email, "email"),
         PropSpec(props.assessment_score, "number"),
         PropSpec(props.segment, "choice", SEGMENT_OPTIONS),
-        PropSpec(props.campaign_status, "choice", (props.nurture_status, props.precall_status)),
+        PropSpec(status_property(props, campaign), "choice", statuses),
         PropSpec(props.booking_status, "choice", ("Not Booked", "Booked", "Completed", "No-Show")),
         PropSpec(props.diagnostic_call_date, "date"),
     ]
@@ -186,6 +201,12 @@ def template_specs(props: TemplateProperties) -> list[PropSpec]:
         PropSpec(props.subject, "text"),
         PropSpec(props.body, "text"),
     ]
+
+
+def template_campaign_spec(props: TemplateProperties, campaign_option: str) -> PropSpec:
+    """Optional for the sync (a Templates DB without it is the default campaign's);
+    `notion setup` adds it."""
+    return PropSpec(props.campaign, "choice", (campaign_option,))
 
 
 def analytics_specs(props: AnalyticsProperties, campaign_option: str) -> list[PropSpec]:

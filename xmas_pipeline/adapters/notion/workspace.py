@@ -27,6 +27,7 @@ from xmas_pipeline.adapters.notion.schema import (
     check_properties,
     contact_specs,
     sequence_specs,
+    status_property,
     template_specs,
 )
 from xmas_pipeline.core.campaign import Campaign
@@ -111,7 +112,7 @@ class NotionWorkspace:
         if analytics_db_id:
             self.database_ids[ANALYTICS] = analytics_db_id
         self._sources: dict[str, DataSource] = {}
-        self._prepared: set[tuple[str, int, int, str]] = set()
+        self._prepared: set[tuple[str, int, int, str, str]] = set()
         self._lock = threading.RLock()
 
     def close(self) -> None:
@@ -137,7 +138,7 @@ class NotionWorkspace:
                 campaign.notion_select,
             )
         if role == CONTACTS:
-            return contact_specs(self.schema.contacts)
+            return contact_specs(self.schema.contacts, campaign)
         if role == ANALYTICS:
             return analytics_specs(self.schema.analytics, campaign.notion_select)
         if role == TEMPLATES:
@@ -146,7 +147,13 @@ class NotionWorkspace:
 
     def prepare(self, campaign: Campaign) -> None:
         """Check both databases (and the analytics one) before anything is written."""
-        key = (campaign.slug, len(campaign.steps), len(campaign.reminders), campaign.notion_select)
+        key = (
+            campaign.slug,
+            len(campaign.steps),
+            len(campaign.reminders),
+            campaign.notion_select,
+            self.status_property(campaign),
+        )
         if key in self._prepared:
             return
         problems: dict[str, list[str]] = {}
@@ -202,6 +209,10 @@ class NotionWorkspace:
     def condition(self, role: str, name: str, op: str, value: Any) -> dict[str, Any]:
         # The condition's key is the property's type (email, rich_text, title, select...).
         return {"property": name, self._sources[role].type_of(name): {op: value}}
+
+    def status_property(self, campaign: Campaign) -> str:
+        """The CRM select this campaign writes its status to (the CRM page is shared)."""
+        return status_property(self.schema.contacts, campaign)
 
     def campaign_condition(self, campaign: Campaign) -> dict[str, Any]:
         return self.condition(

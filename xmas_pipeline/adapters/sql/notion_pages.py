@@ -5,7 +5,8 @@
   before it is tried again (`start_create` is committed before the create);
 - the CRM's contact pages by address, with their values as last seen (an empty page id
   records that the CRM has no such contact);
-- the email templates kept in Notion, as last read;
+- the email templates kept in Notion, as last read, each with the campaign it is for;
+- which campaign owns a person's booking (the CRM page is shared by every campaign);
 - small named values: cursors, the databases' schema, flags (`state`).
 """
 
@@ -21,6 +22,7 @@ import sqlalchemy as sa
 from xmas_pipeline.adapters.sql.engine import SqlDatabase, upsert, utc
 from xmas_pipeline.adapters.sql.notion_queue import mark_dirty
 from xmas_pipeline.adapters.sql.tables import (
+    bookings,
     messages,
     notion_contacts,
     notion_logged,
@@ -167,24 +169,51 @@ class SqlNotionPages(SqlDatabase):
 
     # -- templates ----------------------------------------------------------------------------
 
-    def notion_templates(self) -> list[NotionTemplate]:
+    def all_notion_templates(self) -> list[NotionTemplate]:
+        """Every template row, whichever campaign it is for (`services.notion_edits`)."""
         self.prepare()
         t = notion_templates.c
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(notion_templates).order_by(t.edited_at, t.name))
             return [
-                NotionTemplate(r.name, r.page_id, r.subject, r.html, utc(r.edited_at)) for r in rows
+                NotionTemplate(
+                    # An older store's rows have no campaign: the key is the name.
+                    r.name.split(",", 1)[1] if r.campaign else r.name,
+                    r.page_id,
+                    r.subject,
+                    r.html,
+                    utc(r.edited_at),
+                    r.campaign,
+                )
+                for r in rows
             ]
+
+    def notion_templates(
+        self, campaign: Campaign | None = None, *, is_default: bool = True
+    ) -> list[NotionTemplate]:
+        """The templates a send of `campaign` uses: the pages naming its Campaign select,
+        and, for the deployment's default campaign only (`is_default`), the pages naming
+        none; of two with one name, the one naming the campaign wins. Without a campaign:
+        the pages naming none (what a store before campaigns held)."""
+        rows = self.all_notion_templates()
+        if campaign is None:
+            return [t for t in rows if not t.campaign]
+        chosen: dict[str, NotionTemplate] = {}
+        if is_default:
+            chosen.update((t.name, t) for t in rows if not t.campaign)
+        chosen.update((t.name, t) for t in rows if t.campaign == campaign.notion_select)
+        return sorted(chosen.values(), key=lambda t: (t.edited_at, t.name))
 
     def save_notion_templates(self, templates: Iterable[NotionTemplate]) -> None:
         self.prepare()
         rows = [
             {
-                "name": t.name,
+                "name": t.key,
                 "page_id": t.page_id,
                 "subject": t.subject,
                 "html": t.html,
                 "edited_at": utc(t.edited_at),
+                "campaign": t.campaign,
             }
             for t in templates
         ]
@@ -196,18 +225,42 @@ class SqlNotionPages(SqlDatabase):
                 index_elements=[notion_templates.c.name],
                 set_={
                     name: stmt.excluded[name]
-                    for name in ("page_id", "subject", "html", "edited_at")
+                    for name in ("page_id", "subject", "html", "edited_at", "campaign")
                 },
             )
             conn.execute(stmt)
 
-    def drop_notion_templates(self, names: Iterable[str]) -> None:
+    def drop_notion_templates(self, keys: Iterable[str]) -> None:
+        """Drop rows by `NotionTemplate.key` (the name, for a page naming no campaign)."""
         self.prepare()
-        wanted = sorted(set(names))
+        wanted = sorted(set(keys))
         if not wanted:
             return
         with self.engine.begin() as conn:
             conn.execute(notion_templates.delete().where(notion_templates.c.name.in_(wanted)))
+
+    # -- bookings across campaigns -------------------------------------------------------------
+
+    def booking_owners(self, keys: Iterable[str]) -> dict[str, str]:
+        """Contact key -> the slug of the campaign that owns the person's booking: the one
+        whose booking of them changed last (then the lesser slug, so every sync agrees).
+        Only that campaign's sync writes the shared CRM page's booking fields. A contact
+        with no booking in any campaign is left out."""
+        self.prepare()
+        b = bookings.c
+        owners: dict[str, tuple[datetime, str]] = {}
+        with self.engine.connect() as conn:
+            for chunk in _chunks(sorted(set(keys))):
+                for key, slug, at in conn.execute(
+                    sa.select(b.contact_key, b.campaign, sa.func.max(b.updated_at))
+                    .where(b.contact_key.in_(chunk))
+                    .group_by(b.contact_key, b.campaign)
+                ):
+                    moment = utc(at)
+                    held = owners.get(key)
+                    if held is None or (moment, held[1]) > (held[0], slug):
+                        owners[key] = (moment, slug)
+        return {key: slug for key, (_, slug) in owners.items()}
 
     # -- named values -------------------------------------------------------------------------
 

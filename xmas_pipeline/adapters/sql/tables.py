@@ -54,7 +54,8 @@ The Notion sync (the SQL store is the state; Notion is kept in step with it):
   read from) it, so a sync writes only what differs;
 - `notion_contacts`: the CRM's contact pages by address (an empty page id: not in the CRM)
   and their values as last seen;
-- `notion_templates`: email templates kept in the Templates DB, as last read;
+- `notion_templates`: email templates kept in the Templates DB, as last read, with the
+  campaign each is for ("" for a page without one: the default campaign's);
 - `notion_logged`: messages already written to the optional Email Analytics DB;
 - `notion_state`: cursors and the databases' schema, looked up once and kept.
 """
@@ -365,11 +366,17 @@ notion_contacts = sa.Table(
 notion_templates = sa.Table(
     "notion_templates",
     metadata,
+    # The row's key: the template's name for a page without a Campaign select (as every
+    # row was before campaigns, so an older store reads on unchanged), else
+    # "<Campaign select>,<name>" (a select option never holds a comma). `campaign` was
+    # added later (`SqlDatabase.prepare` adds it to an older store, empty).
     sa.Column("name", sa.String(200), primary_key=True),
     sa.Column("page_id", sa.String(64), nullable=False),
     sa.Column("subject", sa.Text, nullable=False),
     sa.Column("html", sa.Text, nullable=False),
     sa.Column("edited_at", sa.DateTime(timezone=True), nullable=False),
+    # The Campaign select of the template's page ("" when none: the default campaign's).
+    sa.Column("campaign", sa.String(100), nullable=False, default="", server_default=""),
 )
 
 notion_logged = sa.Table(
