@@ -14,6 +14,7 @@ Rules:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -107,6 +108,22 @@ def compute_due(sequences: pd.DataFrame, campaign: Campaign, now: datetime) -> p
             "reason": reason,
         }
     ).reset_index(drop=True)
+
+
+def earliest_next_due(
+    signup_at: datetime, sent_steps: Iterable[int], campaign: Campaign
+) -> datetime | None:
+    """When this sequence's next nurture email can fall due at the earliest: the signup
+    plus the delay of the first step not sent yet (None: every step is sent). The send
+    window, the gap and the exit rule only ever make it later, so a plan that leaves out
+    the sequences whose bound lies ahead leaves out nothing due (the store keeps it as
+    `next_due_at`, so what a send reads tracks what is due, not how many people there are).
+    """
+    sent = set(sent_steps)
+    for step in campaign.steps:
+        if step.number not in sent:
+            return signup_at + step.delay
+    return None
 
 
 def window_open(sequences: pd.DataFrame, window: SendWindow, now: datetime) -> np.ndarray:

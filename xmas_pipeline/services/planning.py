@@ -10,7 +10,7 @@ booking read again and judged by `core.send_gate`, so whatever changed since the
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,11 +36,21 @@ def load_state(store: StateStore, campaign: Campaign) -> CampaignState:
     )
 
 
+def due_plans(
+    store: StateStore, campaigns: Sequence[Campaign], now: datetime
+) -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
+    """Each campaign's plan now, from one read of what may be due in any of them: what it
+    costs follows what is due, not how many sequences or campaigns there are."""
+    states = store.load_due_states(campaigns, now)
+    return {c.slug: plan_due(states[c.slug], c, now) for c in campaigns}
+
+
 def due_plan(
     store: StateStore, campaign: Campaign, now: datetime
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Everything due now (nurture and reminders, exit rule applied), and the sequences."""
-    return plan_due(load_state(store, campaign), campaign, now)
+    """Everything due now (nurture and reminders, exit rule applied), and the sequences
+    it was planned from (those that may have something due)."""
+    return due_plans(store, [campaign], now)[campaign.slug]
 
 
 def merged_flags(store: StateStore, campaign: Campaign, keys: list[str]) -> pd.DataFrame:

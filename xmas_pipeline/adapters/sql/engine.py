@@ -118,6 +118,7 @@ class SqlDatabase:
             try:
                 metadata.create_all(self.engine)
                 self._add_missing_columns()
+                self._add_missing_indexes()
                 break
             except sa.exc.OperationalError:
                 # Several runs starting at once on a fresh SQLite file race to create the
@@ -150,6 +151,23 @@ class SqlDatabase:
                             c["name"] for c in sa.inspect(self.engine).get_columns(table.name)
                         }:
                             raise
+
+    def _add_missing_indexes(self) -> None:
+        """Indexes added to a table since a database was created: `create_all` makes
+        those of new tables only."""
+        inspector = sa.inspect(self.engine)
+        for table in metadata.sorted_tables:
+            present = {index["name"] for index in inspector.get_indexes(table.name)}
+            for index in table.indexes:
+                if index.name in present:
+                    continue
+                try:
+                    index.create(self.engine, checkfirst=True)
+                except (sa.exc.OperationalError, sa.exc.ProgrammingError):
+                    # Another process made it first (or is making it).
+                    names = {i["name"] for i in sa.inspect(self.engine).get_indexes(table.name)}
+                    if index.name not in names:
+                        raise
 
     def _widen(self, table: str, column: sa.Column[Any], found: Any) -> None:
         if self.engine.dialect.name != "postgresql":
