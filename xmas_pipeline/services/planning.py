@@ -42,7 +42,26 @@ def due_plans(
     """Each campaign's plan now, from one read of what may be due in any of them: what it
     costs follows what is due, not how many sequences or campaigns there are."""
     states = store.load_due_states(campaigns, now)
-    return {c.slug: plan_due(states[c.slug], c, now) for c in campaigns}
+    plans: dict[str, tuple[pd.DataFrame, pd.DataFrame]] = {}
+    idle_plan: pd.DataFrame | None = None
+    for campaign in campaigns:
+        state = states[campaign.slug]
+        if not _idle(state):
+            plans[campaign.slug] = plan_due(state, campaign, now)
+            continue
+        # Nothing read, nothing due: the empty plan (the same columns for every
+        # campaign) is made once, so an idle campaign costs next to nothing.
+        if idle_plan is None:
+            idle_plan = plan_due(state, campaign, now)[0]
+        plans[campaign.slug] = (idle_plan.copy(), state.sequences)
+    return plans
+
+
+def _idle(state: CampaignState) -> bool:
+    """No sequence that may be due and no booking that may need a reminder."""
+    if not state.sequences.empty:
+        return False
+    return state.bookings is None or not (state.bookings["status"] == "active").any()
 
 
 def due_plan(

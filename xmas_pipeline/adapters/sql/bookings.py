@@ -3,7 +3,7 @@ described in `adapters.sql.tables`."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -220,11 +220,35 @@ class SqlBookings(SqlDatabase):
         """Exit flags kept on contact rows (`CONTACT_FLAG_COLUMNS`, plus `booked`: the
         contact has an active booking), of every contact or of these."""
         self.prepare(campaign)
-        query = sa.select(
-            *(contacts.c[name] for name in CONTACT_FLAG_COLUMNS), contacts.c.booking_status
-        ).where(contacts.c.campaign == campaign.slug)
+        where = contacts.c.campaign == campaign.slug
         if keys is not None:
-            query = query.where(contacts.c.contact_key.in_(sorted(set(keys))))
+            where = sa.and_(where, contacts.c.contact_key.in_(sorted(set(keys))))
+        frame, gone = self._read_contact_flags(where, keys)
+        return suppress_forgotten(frame.drop(columns="campaign"), gone)
+
+    def contact_flags_of(self, slugs: Sequence[str], keys: Iterable[str]) -> pd.DataFrame:
+        """`load_contact_flags` of these contacts in several campaigns at once (one read),
+        with a `campaign` column; a forgotten address reads as unsubscribed in each."""
+        wanted = sorted(set(keys))
+        where = sa.and_(contacts.c.campaign.in_(list(slugs)), contacts.c.contact_key.in_(wanted))
+        frame, gone = self._read_contact_flags(where, wanted)
+        if not gone:
+            return frame
+        parts = [
+            suppress_forgotten(frame[frame["campaign"] == slug], gone).assign(campaign=slug)
+            for slug in slugs
+        ]
+        return pd.concat(parts, ignore_index=True)
+
+    def _read_contact_flags(
+        self, where: sa.ColumnElement[bool], keys: Iterable[str] | None
+    ) -> tuple[pd.DataFrame, set[str]]:
+        """The flags of the contact rows `where` selects, and which keys were forgotten."""
+        query = sa.select(
+            contacts.c.campaign,
+            *(contacts.c[name] for name in CONTACT_FLAG_COLUMNS),
+            contacts.c.booking_status,
+        ).where(where)
         with self.engine.connect() as conn:
             frame = pd.read_sql(query, conn)
             # A forgotten address is never emailed again: it reads as unsubscribed.
@@ -233,7 +257,7 @@ class SqlBookings(SqlDatabase):
             frame[name] = as_bool(frame[name])
         frame["delivery_state"] = frame["delivery_state"].fillna("").astype(str)
         frame["booked"] = frame.pop("booking_status").fillna("").astype(str) == BOOKED
-        return suppress_forgotten(frame, gone)
+        return frame, gone
 
     def set_contact_flags(
         self, campaign: Campaign, contact_key: str, email: str = "", **flags: Any

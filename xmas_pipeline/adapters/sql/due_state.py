@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
+from functools import cache
 
 import pandas as pd
 import sqlalchemy as sa
@@ -18,9 +19,10 @@ from xmas_pipeline.adapters.sql.tables import bookings, messages, outcomes, sequ
 from xmas_pipeline.core.booking_state import BOOKING_COLUMNS, empty_bookings, normalise_bookings
 from xmas_pipeline.core.campaign import Campaign
 from xmas_pipeline.core.send_plan import CampaignState
-from xmas_pipeline.core.sequence_frame import normalise_sequences, sent_column
+from xmas_pipeline.core.sequence_frame import normalise_sequences, sent_column, sequence_columns
 
-ContactFlags = Callable[[Campaign, Iterable[str]], pd.DataFrame]
+# The store's read of contact flags: of these campaigns (by slug) and keys, with `campaign`.
+ContactFlags = Callable[[Sequence[str], Iterable[str]], pd.DataFrame]
 
 
 def _split(frame: pd.DataFrame, slug: str) -> pd.DataFrame:
@@ -50,20 +52,44 @@ def _reminder_logs(conn: sa.Connection, slugs: list[str]) -> pd.DataFrame:
     return pd.concat([sent, held], ignore_index=True) if not held.empty else sent
 
 
+@cache
+def _no_log() -> pd.DataFrame:
+    log = pd.DataFrame(columns=REMINDER_LOG_COLUMNS)
+    log["due_at"] = pd.to_datetime(log["due_at"], utc=True)
+    return log
+
+
 def _log_of(frame: pd.DataFrame, slug: str) -> pd.DataFrame:
+    if frame.empty or not (frame["campaign"] == slug).any():
+        return _no_log().copy()  # most campaigns, most of the time: kept cheap
     log = _split(frame, slug).reindex(columns=REMINDER_LOG_COLUMNS)
     log["due_at"] = pd.to_datetime(log["due_at"], utc=True, format="ISO8601")
     return log.reset_index(drop=True)
 
 
-def _sequences_of(frame: pd.DataFrame, sent: pd.DataFrame, campaign: Campaign) -> pd.DataFrame:
-    own = _split(frame, campaign.slug)
-    mine = _split(sent, campaign.slug)
-    if not mine.empty:
-        wide = mine.pivot(index="contact_key", columns="step_number", values="sent_at")
+def _sequences_by_campaign(
+    frame: pd.DataFrame, sent: pd.DataFrame, campaigns: Sequence[Campaign]
+) -> dict[str, pd.DataFrame]:
+    """Each campaign's rows in `core.sequence_frame` shape, normalised once for all (the
+    fixed cost of a frame is paid once however many campaigns there are)."""
+    if not sent.empty:
+        wide = sent.pivot_table(
+            index=["campaign", "contact_key"],
+            columns="step_number",
+            values="sent_at",
+            aggfunc="first",
+        )
         wide.columns = [sent_column(int(n)) for n in wide.columns]
-        own = own.merge(wide, how="left", left_on="contact_key", right_index=True)
-    return normalise_sequences(own, len(campaign.steps))
+        frame = frame.merge(wide, how="left", left_on=["campaign", "contact_key"], right_index=True)
+    most = max(len(c.steps) for c in campaigns)
+    slugs = frame["campaign"].astype(str).to_numpy()
+    everything = normalise_sequences(frame, most)
+    out = {}
+    for campaign in campaigns:
+        columns = sequence_columns(len(campaign.steps))
+        rows = everything.loc[slugs == campaign.slug, columns]
+        out[campaign.slug] = rows.reset_index(drop=True)
+    return out
 
 
 def load_due_states(
@@ -77,7 +103,8 @@ def load_due_states(
     Read: sequences not completed whose `next_due_at` is unknown or reached, and every
     sequence of someone with an active booking (their flags decide the reminders); the
     nurture steps each was sent; the contact flags of all those people (`contact_flags`,
-    the store's own read, forgotten addresses included); bookings and the reminder log of
+    the store's own read, forgotten addresses included), one read for every campaign;
+    bookings and the reminder log of
     the campaigns that send reminders. A sequence left out has nothing due by `until`.
     """
     slugs = [c.slug for c in campaigns]
@@ -124,16 +151,16 @@ def load_due_states(
             .group_by(messages.c.campaign, messages.c.contact_key, messages.c.step_number),
             conn,
         )
+    by_campaign = _sequences_by_campaign(frame, sent, campaigns)
+    keys = set(frame["contact_key"].astype(str)) | set(booked_keys)
+    flags = contact_flags(slugs, sorted(keys)) if keys else None
     states: dict[str, CampaignState] = {}
     for campaign in campaigns:
-        seqs = _sequences_of(frame, sent, campaign)
         own_books = _split(books, campaign.slug)
-        keys = set(seqs["contact_key"].astype(str))
-        keys |= set(own_books.loc[own_books["status"] == "active", "contact_key"].astype(str))
         with_reminders = campaign.slug in reminding
         states[campaign.slug] = CampaignState(
-            sequences=seqs,
-            contact_flags=contact_flags(campaign, sorted(keys)) if keys else None,
+            sequences=by_campaign[campaign.slug],
+            contact_flags=None if flags is None else _split(flags, campaign.slug),
             bookings=(
                 (normalise_bookings(own_books) if not own_books.empty else empty_bookings())
                 if with_reminders

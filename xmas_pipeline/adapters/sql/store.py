@@ -28,4 +28,4 @@ class SqlStore(SqlSequences, SqlBookings, SqlSnapshots, SqlOptIn):
         for campaign in campaigns:
             self.prepare(campaign)
         with self.engine.connect() as conn:
-            return load_due_states(conn, campaigns, now + horizon, self.load_contact_flags)
+            return load_due_states(conn, campaigns, now + horizon, self.contact_flags_of)
