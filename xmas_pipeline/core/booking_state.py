@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any, Literal
 
 import pandas as pd
@@ -197,8 +198,14 @@ def _cancel(state: dict[str, BookingState], event: BookingEvent) -> None:
 # -- frames ---------------------------------------------------------------------------------
 
 
-def empty_bookings() -> pd.DataFrame:
+@cache
+def _no_bookings() -> pd.DataFrame:
     return normalise_bookings(pd.DataFrame(columns=BOOKING_COLUMNS))
+
+
+def empty_bookings() -> pd.DataFrame:
+    # Made once, copied after: a plan asks for one per campaign, on the hot path.
+    return _no_bookings().copy()
 
 
 def _is_normal(frame: pd.DataFrame) -> bool:

@@ -27,6 +27,8 @@ def due_confirmations(sequences: pd.DataFrame, campaign: Campaign, now: datetime
     if sequences.empty or "confirm_subject" not in sequences:
         return empty_due()
     subject = sequences["confirm_subject"].fillna("").astype(str)
+    if not (subject != "").any():
+        return empty_due()  # nothing asked to be confirmed: the usual case, kept cheap
     requested = pd.to_datetime(sequences["confirm_requested_at"], utc=True)
     expires = requested + campaign.confirm_ttl
     awaiting = sequences["awaiting_confirmation"].fillna(False).astype(bool)

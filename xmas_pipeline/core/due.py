@@ -18,8 +18,9 @@ Rules:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
+from functools import cache
 
 import numpy as np
 import pandas as pd
@@ -44,11 +45,17 @@ DUE_COLUMNS: list[str] = [
 ]
 
 
-def empty_due() -> pd.DataFrame:
+@cache
+def _nothing_due() -> pd.DataFrame:
     frame = pd.DataFrame({c: pd.Series(dtype="object") for c in DUE_COLUMNS})
     frame["step_number"] = frame["step_number"].astype("int64")
     frame["due_at"] = pd.to_datetime(frame["due_at"], utc=True)
     return frame
+
+
+def empty_due() -> pd.DataFrame:
+    # Made once, copied after: most plans of most campaigns are empty.
+    return _nothing_due().copy()
 
 
 def step_due_times(sequences: pd.DataFrame, campaign: Campaign) -> np.ndarray:
@@ -131,6 +138,22 @@ def compute_due(
             "reason": reason,
         }
     ).reset_index(drop=True)
+
+
+def earliest_next_due(
+    signup_at: datetime, sent_steps: Iterable[int], campaign: Campaign
+) -> datetime | None:
+    """When this sequence's next nurture email can fall due at the earliest: the signup
+    plus the delay of the first step not sent yet (None: every step is sent). The send
+    window, the gap and the exit rule only ever make it later, so a plan that leaves out
+    the sequences whose bound lies ahead leaves out nothing due (the store keeps it as
+    `next_due_at`, so what a send reads tracks what is due, not how many people there are).
+    """
+    sent = set(sent_steps)
+    for step in campaign.steps:
+        if step.number not in sent:
+            return signup_at + step.delay
+    return None
 
 
 def window_open(sequences: pd.DataFrame, window: SendWindow, now: datetime) -> np.ndarray:

@@ -14,7 +14,7 @@ every backend implements all of it, so nobody probes a backend for what it can d
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
@@ -25,6 +25,7 @@ from xmas_pipeline.core.booking_state import ContactBookingUpdate
 from xmas_pipeline.core.bookings import BookingEvent
 from xmas_pipeline.core.campaign import Campaign
 from xmas_pipeline.core.email_events import DeliveryEvent
+from xmas_pipeline.core.send_plan import CampaignState
 from xmas_pipeline.core.signup import SignupEvent
 
 
@@ -177,6 +178,19 @@ class BookingLedger(Protocol):
 @runtime_checkable
 class StateStore(SequenceStore, BookingLedger, Protocol):
     """Everything the pipeline keeps: what a configured backend provides."""
+
+    def load_due_states(
+        self,
+        campaigns: Sequence[Campaign],
+        now: datetime,
+        horizon: timedelta = timedelta(0),
+        running: Mapping[str, Campaign] | None = None,
+    ) -> dict[str, CampaignState]:
+        """What each campaign's plan at `now` (or its forecast `horizon` ahead) is made
+        from: only the sequences that may have something due by then, the people with an
+        active booking, their flags, bookings and reminder log; read together. With
+        `running` (every running campaign by slug), each person's last nurture email of
+        the other campaigns too, for the gap across campaigns."""
 
 
 # -- sending ---------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ booking read again and judged by `core.send_gate`, so whatever changed since the
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -47,15 +47,48 @@ def load_state(
     )
 
 
+def due_plans(
+    store: StateStore,
+    campaigns: Sequence[Campaign],
+    now: datetime,
+    running: Mapping[str, Campaign] | None = None,
+) -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
+    """Each campaign's plan now, from one read of what may be due in any of them: what it
+    costs follows what is due, not how many sequences or campaigns there are. `running`:
+    every running campaign by slug, for the gap across campaigns (as `load_state`'s)."""
+    states = store.load_due_states(campaigns, now, running=running)
+    plans: dict[str, tuple[pd.DataFrame, pd.DataFrame]] = {}
+    idle_plan: pd.DataFrame | None = None
+    for campaign in campaigns:
+        state = states[campaign.slug]
+        if not _idle(state):
+            plans[campaign.slug] = plan_due(state, campaign, now)
+            continue
+        # Nothing read, nothing due: the empty plan (the same columns for every
+        # campaign) is made once, so an idle campaign costs next to nothing.
+        if idle_plan is None:
+            idle_plan = plan_due(state, campaign, now)[0]
+        plans[campaign.slug] = (idle_plan.copy(), state.sequences)
+    return plans
+
+
+def _idle(state: CampaignState) -> bool:
+    """No sequence that may be due and no booking that may need a reminder."""
+    if not state.sequences.empty:
+        return False
+    return state.bookings is None or not (state.bookings["status"] == "active").any()
+
+
 def due_plan(
     store: StateStore,
     campaign: Campaign,
     now: datetime,
     campaigns: Mapping[str, Campaign] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Everything due now (nurture and reminders, exit rule applied), and the sequences.
-    `campaigns`: as `load_state`'s."""
-    return plan_due(load_state(store, campaign, campaigns), campaign, now)
+    """Everything due now (nurture and reminders, exit rule applied), and the sequences
+    it was planned from (those that may have something due). `campaigns`: as
+    `load_state`'s."""
+    return due_plans(store, [campaign], now, campaigns)[campaign.slug]
 
 
 def merged_flags(store: StateStore, campaign: Campaign, keys: list[str]) -> pd.DataFrame:

@@ -15,6 +15,7 @@ from xmas_pipeline.adapters.sql.optin import ask_confirmation, retake_signup
 from xmas_pipeline.adapters.sql.tables import contacts, messages, outcomes, sequences
 from xmas_pipeline.core.booking_state import BOOKED
 from xmas_pipeline.core.campaign import Campaign
+from xmas_pipeline.core.due import earliest_next_due
 from xmas_pipeline.core.ports import OutcomeRecord, SentRecord, UpsertReport
 from xmas_pipeline.core.sequence_frame import PROFILE_FIELDS, normalise_sequences, sent_column
 from xmas_pipeline.core.signup import SignupEvent
@@ -42,6 +43,35 @@ def _contact_flags(conn: sa.Connection, campaign: Campaign, key: str) -> dict[st
         "delivery_state": row["delivery_state"] or "",
         "booked": row["booking_status"] == BOOKED,
     }
+
+
+def _move_next_due(conn: sa.Connection, campaign: Campaign, key: str) -> None:
+    """After a nurture email went: the sequence's `next_due_at` moves to its next unsent
+    step (in the transaction that recorded the send, from every step sent so far)."""
+    signup_at = conn.execute(
+        sa.select(sequences.c.signup_at).where(
+            sequences.c.campaign == campaign.slug, sequences.c.contact_key == key
+        )
+    ).scalar()
+    if signup_at is None:
+        return  # a booker without a sequence
+    sent = conn.execute(
+        sa.select(messages.c.step_number)
+        .where(
+            messages.c.campaign == campaign.slug,
+            messages.c.contact_key == key,
+            messages.c.kind == "nurture",
+        )
+        .distinct()
+    ).scalars()
+    nxt = earliest_next_due(utc(signup_at), sent, campaign)
+    if nxt is None:
+        return  # every step sent: the sequence is completed, and no longer read
+    conn.execute(
+        sequences.update()
+        .where(sequences.c.campaign == campaign.slug, sequences.c.contact_key == key)
+        .values(next_due_at=nxt)
+    )
 
 
 class SqlSequences(SqlDatabase):
@@ -83,6 +113,7 @@ class SqlSequences(SqlDatabase):
                         **_contact_flags(conn, campaign, key),
                         "signup_at": utc(event.received_at),
                         "signup_day": utc(event.received_at).strftime("%Y-%m-%d"),
+                        "next_due_at": earliest_next_due(utc(event.received_at), (), campaign),
                         "source": event.source,
                         "updated_at": now,
                     }
@@ -208,6 +239,8 @@ class SqlSequences(SqlDatabase):
                     )
                     .values(confirm_sent_at=utc(record.sent_at))
                 )
+            if record.kind == "nurture":
+                _move_next_due(conn, campaign, record.contact_key)
             if record.completes_sequence:
                 conn.execute(
                     sequences.update()

@@ -1,7 +1,8 @@
 """The SQL store's tables, all on one `metadata` (created together by `SqlDatabase.prepare`).
 
 Sequences and sends:
-- `sequences`: one row per (campaign, contact): the signup, the segment, exit flags;
+- `sequences`: one row per (campaign, contact): the signup, the segment, exit flags, and
+  when the next nurture email can fall due at the earliest (`next_due_at`, indexed);
 - `messages`: one row per accepted send (unique idempotency key); sent-status is derived
   from it, so a row exists only once the provider accepted the message;
 - `outcomes`: the latest failure or skip per (message, status), with its reason.
@@ -104,6 +105,11 @@ sequences = sa.Table(
     sa.Column("confirm_subject", sa.String(300), nullable=False, default="", server_default=""),
     sa.Column("confirm_requested_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("confirm_sent_at", sa.DateTime(timezone=True), nullable=True),
+    # When the next nurture email can fall due at the earliest (`core.due.earliest_next_due`),
+    # so a send reads only the sequences with something due. NULL: not known (a row an
+    # older release or `notion import` wrote): always read, never skipped.
+    sa.Column("next_due_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Index("ix_sequences_next_due", "campaign", "completed", "next_due_at"),
 )
 
 consent_records = sa.Table(
