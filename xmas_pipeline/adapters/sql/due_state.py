@@ -118,7 +118,8 @@ def load_due_states(
 ) -> dict[str, CampaignState]:
     """Each campaign's `CampaignState` for a plan made at `until` (or a forecast to it).
 
-    Read: sequences not completed whose `next_due_at` is unknown or reached, and every
+    Read: sequences not completed whose `next_due_at` is unknown or reached or that owe a
+    confirmation email, and every
     sequence of someone with an active booking (their flags decide the reminders); the
     nurture steps each was sent; the contact flags of all those people (`contact_flags`,
     the store's own read, forgotten addresses included), one read for every campaign;
@@ -143,7 +144,12 @@ def load_due_states(
     booked_keys = sorted(set(books.loc[books["status"] == "active", "contact_key"].astype(str)))
     open_rows = sa.and_(
         sequences.c.completed == sa.false(),
-        sa.or_(sequences.c.next_due_at.is_(None), sequences.c.next_due_at <= utc(until)),
+        sa.or_(
+            sequences.c.next_due_at.is_(None),
+            sequences.c.next_due_at <= utc(until),
+            # A confirmation email owed (double opt-in: a signup's, or a held change's).
+            sa.and_(sequences.c.confirm_subject != "", sequences.c.confirm_sent_at.is_(None)),
+        ),
     )
     wanted = sa.and_(
         sequences.c.campaign.in_(slugs),
