@@ -179,4 +179,12 @@ AFTER_MIGRATE = ("code-server", "webserver", "daemon")
 # What waits for store_migrate_command(): the processes that use the pipeline's store.
 AFTER_STORE_MIGRATE = ("code-server", "intake")
 # The intake's paths the proxy exposes to the internet; everything else stays internal.
-PUBLIC_PATHS = ("/webhook/", "/unsubscribe", "/api/deployments/", "/health", "/healthz")
+# `/confirm` is double opt-in's link: people click it from their mail.
+PUBLIC_PATHS = (
+    "/webhook/",
+    "/unsubscribe",
+    "/confirm",
+    "/api/deployments/",
+    "/health",
+    "/healthz",
+)
