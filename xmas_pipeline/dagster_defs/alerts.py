@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from xmas_pipeline.core.campaign import Campaign
+from xmas_pipeline.core.campaign_set import CampaignSet
 from xmas_pipeline.core.due import stuck_after
 from xmas_pipeline.core.exit_rules import SEND
 from xmas_pipeline.core.ports import Alert
@@ -229,7 +229,7 @@ def alert_outbox_sensor(interval: int) -> dg.SensorDefinition:
 
 
 def definitions(
-    settings: Settings, campaign: Campaign, partitions: dg.PartitionsDefinition
+    settings: Settings, campaigns: CampaignSet, partitions: dg.PartitionsDefinition
 ) -> dg.Definitions:
     interval = settings.sensor_interval_seconds
     return dg.Definitions(

@@ -19,7 +19,7 @@ from typing import Any
 
 import dagster as dg
 
-from xmas_pipeline.core.campaign import Campaign
+from xmas_pipeline.core.campaign_set import CampaignSet
 from xmas_pipeline.core.ports import QueueStats
 from xmas_pipeline.dagster_defs.executor import run_is_live
 from xmas_pipeline.dagster_defs.metadata import in_group, md_table
@@ -73,7 +73,7 @@ def sync_metadata(report: SyncReport, stats: QueueStats, now: datetime) -> dict[
 
 
 def definitions(
-    settings: Settings, campaign: Campaign, partitions: dg.PartitionsDefinition
+    settings: Settings, campaigns: CampaignSet, partitions: dg.PartitionsDefinition
 ) -> dg.Definitions:
     if not settings.notion_enabled:
         return dg.Definitions()

@@ -30,6 +30,7 @@ from xmas_pipeline.adapters.sql.secrets import unsubscribe_keys
 from xmas_pipeline.adapters.sql.send_switch import SqlSendSwitch, SqlTemplateSnapshots
 from xmas_pipeline.adapters.sql.store import SqlStore
 from xmas_pipeline.core.campaign import Campaign, load_campaign
+from xmas_pipeline.core.campaign_set import CampaignSet
 from xmas_pipeline.core.context import message_context
 from xmas_pipeline.core.optin import confirm_url, make_confirm_token
 from xmas_pipeline.core.ports import EmailSender, SendJournal, StateStore
@@ -368,7 +369,7 @@ def sender_resource(settings: Settings) -> EmailSenderResource:
 
 
 def definitions(
-    settings: Settings, campaign: Campaign, partitions: dg.PartitionsDefinition
+    settings: Settings, campaigns: CampaignSet, partitions: dg.PartitionsDefinition
 ) -> dg.Definitions:
     resources: dict[str, Any] = {
         # Nothing passes between steps through a disk: every asset keeps its state in the
