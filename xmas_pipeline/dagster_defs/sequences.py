@@ -176,19 +176,23 @@ def enrol(
     }
 
 
-def merge_campaign_metadata(per_campaign: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
-    """The campaigns' metadata as one: a number is their sum (the totals plot as today);
-    anything else (a table) is each campaign's, under `<slug>: <name>` when there are
-    several. With one campaign it is that campaign's metadata as it is."""
-    if len(per_campaign) == 1:
-        return dict(next(iter(per_campaign.values())))
+def merge_campaign_metadata(
+    per_campaign: Mapping[str, dict[str, Any]], active: list[str], default: str
+) -> dict[str, Any]:
+    """The campaigns' metadata as one: a number is their sum over every campaign (the
+    totals plot as before). Anything else (a table) is shown for the `active` campaigns
+    (those with signups or clicks this day, else the default): as it is when there is one,
+    under `<slug>: <name>` when there are several."""
     merged: dict[str, Any] = {}
-    for slug, metadata in per_campaign.items():
+    for metadata in per_campaign.values():
         for name, value in metadata.items():
             if isinstance(value, int | float) and not isinstance(value, bool):
                 merged[name] = merged.get(name, 0) + value
-            else:
-                merged[f"{slug}: {name}"] = value
+    shown = active or ([default] if default in per_campaign else list(per_campaign)[:1])
+    for slug in shown:
+        for name, value in per_campaign[slug].items():
+            if not isinstance(value, int | float) or isinstance(value, bool):
+                merged[name if len(shown) == 1 else f"{slug}: {name}"] = value
     return merged
 
 
@@ -279,7 +283,12 @@ def definitions(
                 f"{n} signup file(s) for campaign {shown_slug(slug)!r}, which is not loaded: "
                 "kept, not ingested"
             )
-        metadata = merge_campaign_metadata(per_campaign)
+        active = [
+            slug
+            for slug in campaigns.loaded
+            if signups.by_campaign[slug] or clicks.by_campaign[slug]
+        ]
+        metadata = merge_campaign_metadata(per_campaign, active, default)
         if "confirmations refused" in metadata:
             metadata["confirmations refused"] += len(day.refused)
         return dg.MaterializeResult(

@@ -44,7 +44,11 @@ def test_paused_sends_nothing_and_resumed_sends_everything_due_once(tmp_path: Pa
         campaign = load_campaign(testing_mode=True)
         run = dev.launch(
             "pause_sending",
-            {"ops": {"send_switch": {"config": {"pause": True, "reason": "copy review"}}}},
+            {
+                "ops": {
+                    env.name("send_switch"): {"config": {"pause": True, "reason": "copy review"}}
+                }
+            },
         )
         assert wait_for(lambda: switch.state(campaign).paused, timeout=120), dev.log_tail()
         assert dev.run_status(run) == "SUCCESS"
@@ -70,7 +74,9 @@ def test_paused_sends_nothing_and_resumed_sends_everything_due_once(tmp_path: Pa
         assert wait_for(ticked, timeout=3 * SEND_INTERVAL_S, interval=2), dev.log_tail()
         assert not sent_steps(outbox)
 
-        dev.launch("resume_sending", {"ops": {"send_switch": {"config": {"pause": False}}}})
+        dev.launch(
+            "resume_sending", {"ops": {env.name("send_switch"): {"config": {"pause": False}}}}
+        )
         # By now emails 1-4 are due for everyone; the catch-up sends one per person per run.
         wanted = {(p, f"email-{n}") for p in PEOPLE for n in (1, 2)}
         arrived = wait_for(lambda: wanted <= set(sent_steps(outbox)), timeout=300, interval=3)

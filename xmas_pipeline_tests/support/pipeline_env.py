@@ -28,7 +28,7 @@ class PipelineEnv:
     home: Path
     settings: Settings
     defs: dg.Definitions
-    campaign: Campaign  # the default campaign
+    campaign: Campaign  # the default campaign (the first loaded when its folder is broken)
 
     def name(self, base: str, campaign: str | None = None) -> str:
         """A campaign's job, schedule or op name (the default campaign's unless given):
@@ -109,7 +109,9 @@ def make_env(home: Path, **env: str) -> PipelineEnv:
         **env,
     }
     settings = Settings.from_env(values)
-    campaign = settings.campaign()
+    campaigns = settings.campaigns()
+    # The default campaign; the first that loads when its folder is broken (a test of that).
+    campaign = campaigns.default or next(iter(campaigns.loaded.values()))
     defs = build_definitions(settings)
     # Resolve now, outside any test instance: Dagster caches the repository, and resolving
     # it later inside `instance_for_test` would tie it to that instance's temp folder.
