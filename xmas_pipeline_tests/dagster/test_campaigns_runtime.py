@@ -141,6 +141,7 @@ def test_pausing_one_campaign_leaves_the_other_sending(env: PipelineEnv) -> None
             with dg.build_schedule_context(
                 instance=instance,
                 scheduled_execution_time=datetime.now(UTC),
+                repository_def=env.defs.get_repository_def(),
                 resources=env.resources("store"),
             ) as context:
                 tick = schedule.evaluate_tick(context)
