@@ -26,9 +26,9 @@ from dagster_shared.serdes import serialize_value
 
 from xmas_pipeline.adapters.inbox import Inbox
 from xmas_pipeline.adapters.sql.secrets import SqlSecrets, unsubscribe_secret
-from xmas_pipeline.dagster_defs.build import build_definitions
 from xmas_pipeline.core.campaign import DEFAULT_CAMPAIGN_SLUG
 from xmas_pipeline.dagster_defs import jobs
+from xmas_pipeline.dagster_defs.build import build_definitions
 from xmas_pipeline.dagster_defs.jobs import INGEST_SIGNUPS_JOB, deliveries_config
 from xmas_pipeline.dagster_defs.names import campaign_name
 from xmas_pipeline.dagster_defs.notion import SYNC_JOB

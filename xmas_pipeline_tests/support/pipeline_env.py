@@ -15,12 +15,22 @@ import yaml
 
 from xmas_pipeline.adapters.inbox import Inbox, InboxFile
 from xmas_pipeline.adapters.sql.store import SqlStore
-from xmas_pipeline.core.campaign import DEFAULT_CAMPAIGN_FILE, Campaign
+from xmas_pipeline.core.campaign import DEFAULT_CAMPAIGN_FILE, DEFAULT_CAMPAIGN_SLUG, Campaign
 from xmas_pipeline.core.campaign_set import CAMPAIGN_FIELD
 from xmas_pipeline.dagster_defs.build import build_definitions
 from xmas_pipeline.dagster_defs.jobs import SEND_JOB, deliveries_config
-from xmas_pipeline.dagster_defs.names import campaign_key, campaign_name
+from xmas_pipeline.dagster_defs.names import campaign_key, campaign_name, prefix_of
 from xmas_pipeline.settings import Settings
+
+# The shipped default campaign's asset prefix (`christmas_2025`), for tests of a dev server
+# or a deployment, which run the shipped campaigns folder.
+DEFAULT_PREFIX = prefix_of(DEFAULT_CAMPAIGN_SLUG)
+
+
+def default_name(base: str) -> str:
+    """The shipped default campaign's job, schedule or op name
+    (`christmas_2025__send_due_emails`)."""
+    return campaign_name(DEFAULT_CAMPAIGN_SLUG, base)
 
 
 @dataclass
