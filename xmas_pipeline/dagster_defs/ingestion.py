@@ -144,6 +144,8 @@ def definitions(
         campaign_config: CampaignResource,
         alerts: AlertResource,
     ) -> dg.MaterializeResult:
+        # The seam for the cross-campaign rules: every event goes to the default campaign
+        # (`CampaignResource`) until they route it.
         camp = campaign_config.campaign
         day = context.partition_key
         backend = store.prepared(camp)

@@ -41,8 +41,10 @@ from xmas_pipeline.settings import Settings, SettingsError
 
 
 class CampaignResource(dg.ConfigurableResource):
-    """The running campaign's file (`Settings.campaign_path`: XMAS_CAMPAIGN_FILE, else the
-    default campaign's folder) and the testing preset (XMAS_TESTING_MODE)."""
+    """The default campaign's file (`Settings.campaign_path`: XMAS_CAMPAIGN_FILE, else the
+    default campaign's folder) and the testing preset (XMAS_TESTING_MODE). Only the global
+    assets and sensors not yet per campaign read it (bookings, email events, Notion, the
+    alerts): each campaign's own assets close over their campaign instead."""
 
     campaign_file: str | None = None
     testing_mode: bool = False
