@@ -23,6 +23,7 @@ from xmas_pipeline.core.campaign_set import CampaignSet
 from xmas_pipeline.core.ports import QueueStats
 from xmas_pipeline.dagster_defs.executor import run_is_live
 from xmas_pipeline.dagster_defs.metadata import in_group, md_table
+from xmas_pipeline.dagster_defs.names import campaign_key
 from xmas_pipeline.dagster_defs.notion_lag import (
     check_events,
     in_sync_metadata,
@@ -84,7 +85,11 @@ def definitions(
         **in_group("notion"),
         kinds={"notion", "sql"},
         pool=NOTION_POOL,
-        deps=["email_sequences", "booking_state", "deliveries"],
+        deps=[
+            "email_sequences",
+            "booking_state",
+            *(campaign_key(slug, "deliveries") for slug in campaigns.loaded),
+        ],
         check_specs=[
             dg.AssetCheckSpec(
                 "notion_in_sync",

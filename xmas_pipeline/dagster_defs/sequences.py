@@ -211,7 +211,8 @@ def unavailable_check(unavailable: Mapping[str, int]) -> dg.AssetCheckResult:
         if not unavailable
         else (
             "signups for a campaign that is not loaded (unknown, or its folder is broken: "
-            "see campaign_folders); their files are kept and ingested once it loads"
+            "see campaign_folders); their files are kept: once it loads, materialize this "
+            "day again (or the next file of the day starts a run) to ingest them"
         ),
     )
 
@@ -278,7 +279,7 @@ def definitions(
             for slug, items in routed.unavailable.items():
                 unavailable[slug] = unavailable.get(slug, 0) + len(items)
         for slug, n in unavailable.items():
-            # Kept in the inbox: a later run of the day ingests them once it loads.
+            # Kept in the inbox: a run of this day after the campaign loads ingests them.
             context.log.warning(
                 f"{n} signup file(s) for campaign {shown_slug(slug)!r}, which is not loaded: "
                 "kept, not ingested"
