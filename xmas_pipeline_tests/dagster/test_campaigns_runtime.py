@@ -220,6 +220,17 @@ def test_a_broken_folder_is_red_and_the_other_campaign_runs(tmp_path: Path) -> N
         again = dg.build_sensor_context(instance=instance, cursor=result.cursor)
         assert not sensor.evaluate_tick(again).asset_events  # reported once per load
 
+    # The folder fixed and the code location loaded again: the kept file is ingested.
+    shutil.rmtree(broken)
+    shutil.copytree(SHIPPED_CAMPAIGNS_DIR / OLD, broken)
+    fixed = env_for(tmp_path, folders)
+    with dg.instance_for_test() as instance:
+        ingested = fixed.ingest(today(), instance)
+    [meta] = materializations(ingested, "email_sequences")
+    assert meta["campaign unavailable"] == 0 and meta[f"started {OLD}"] == 1
+    assert check_results(ingested)[UNAVAILABLE_CHECK] is True
+    assert fixed.store().load_sequences(fixed.campaign)["contact_key"].tolist() == ["old@x.com"]
+
 
 def test_a_campaign_file_is_the_only_campaign(tmp_path: Path) -> None:
     """XMAS_CAMPAIGN_FILE runs that one campaign, whatever the campaigns folder holds."""
