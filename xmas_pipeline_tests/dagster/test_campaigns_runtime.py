@@ -14,6 +14,8 @@ import pytest
 from xmas_pipeline.core.campaign import SHIPPED_CAMPAIGNS_DIR
 from xmas_pipeline.dagster_defs.campaigns import ASSET, CHECK_NAME
 from xmas_pipeline.dagster_defs.sequences import UNAVAILABLE_CHECK
+from xmas_pipeline_tests.fakes.chat_webhook import ChatWebhookServer
+from xmas_pipeline_tests.support.clock import MovableClock
 from xmas_pipeline_tests.support.pipeline_env import (
     PipelineEnv,
     check_results,
@@ -22,6 +24,7 @@ from xmas_pipeline_tests.support.pipeline_env import (
     signup,
     today,
 )
+from xmas_pipeline_tests.support.sensor_ticks import Ticker
 
 OLD = "christmas-2025"  # the default campaign
 NEW = "christmas-2026"
@@ -246,3 +249,26 @@ def test_a_campaign_file_is_the_only_campaign(tmp_path: Path) -> None:
     jobs = {job.name for job in env.defs.get_repository_def().get_all_jobs()}
     assert "christmas_2026__send_due_emails" in jobs
     assert not any(name.startswith("christmas_2025") for name in jobs)
+
+
+def test_a_campaigns_waiting_alert_is_posted_by_the_outbox_sensor(
+    tmp_path: Path, clock: MovableClock
+) -> None:
+    """Each campaign keeps its own alert outbox: the sensor posts every one of them."""
+    with ChatWebhookServer(flavour="slack") as chat:
+        env = make_env(
+            tmp_path / "home",
+            XMAS_TESTING_MODE="true",
+            XMAS_CAMPAIGNS_DIR=str(campaigns_dir(tmp_path / "campaigns", OLD, NEW)),
+            XMAS_ALERT_WEBHOOK_URL=chat.url,
+        )
+        env.drop_signup(signup("crit@x.com", red=2), campaign=NEW)
+        chat.fail_with = 500
+        with dg.instance_for_test() as instance:
+            ingested = env.ingest(today(), instance)
+            assert materializations(ingested, "email_sequences")[0]["critical alerts waiting"] == 1
+            chat.fail_with = None
+            clock.advance(2.2)  # past the first retry's backoff
+            Ticker.of(env, instance, "alert_outbox_sensor")()
+        [post] = chat.accepted
+        assert "Christmas 2026" in post.body["text"]
