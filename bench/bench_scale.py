@@ -56,6 +56,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from xmas_pipeline.adapters.outbox import outbox_name  # noqa: E402
 from xmas_pipeline.adapters.sql.tables import messages, sequences  # noqa: E402
 from xmas_pipeline.core.campaign import load_campaign  # noqa: E402
+from xmas_pipeline.dagster_defs.jobs import SEND_JOB  # noqa: E402
+from xmas_pipeline.dagster_defs.names import campaign_name  # noqa: E402
 from xmas_pipeline.dagster_defs.sensors import new_sequences  # noqa: E402
 from xmas_pipeline_tests.support.dagster_dev import free_port, stop_group  # noqa: E402
 from xmas_pipeline_tests.support.intake_process import live_processes  # noqa: E402
@@ -417,7 +419,8 @@ def deliveries_sent(instance: dg.DagsterInstance, run_id: str) -> int:
     ).records
     for record in records:
         materialization = record.asset_materialization
-        if materialization is not None and materialization.asset_key == dg.AssetKey("deliveries"):
+        # Any campaign's `<prefix>/deliveries`.
+        if materialization is not None and materialization.asset_key.path[-1] == "deliveries":
             value = materialization.metadata.get("sent")
             sent += int(getattr(value, "value", 0) or 0)
     return sent
@@ -425,7 +428,8 @@ def deliveries_sent(instance: dg.DagsterInstance, run_id: str) -> int:
 
 def run_figures(instance: dg.DagsterInstance) -> RunFigures:
     ingest = instance.get_run_records(filters=dg.RunsFilter(job_name="ingest_signups"))
-    sends = instance.get_run_records(filters=dg.RunsFilter(job_name="send_due_emails"))
+    send_job = campaign_name(load_campaign().slug, SEND_JOB)  # the default campaign's
+    sends = instance.get_run_records(filters=dg.RunsFilter(job_name=send_job))
     starts = [r.start_time for r in ingest if r.start_time]
     ends = [r.end_time for r in ingest if r.end_time]
     durations = [r.end_time - r.start_time for r in ingest if r.start_time and r.end_time]

@@ -32,7 +32,12 @@ from xmas_pipeline.core.campaign import (
     Campaign,
     load_campaign,
 )
-from xmas_pipeline.core.campaign_folders import check_slug, load_campaign_folder
+from xmas_pipeline.core.campaign_folders import (
+    check_slug,
+    discover_campaigns,
+    load_campaign_folder,
+)
+from xmas_pipeline.core.campaign_set import CampaignSet, campaign_set
 from xmas_pipeline.core.captcha import VERIFY_URLS
 from xmas_pipeline.core.client_address import LOOPBACK, Network, parse_networks
 from xmas_pipeline.core.links import check_host_entry, host_of
@@ -116,8 +121,8 @@ class Settings(BaseSettings):
     database_url: str = _env("XMAS_DATABASE_URL", "")
     inbox_url: str = _env("XMAS_INBOX_URL", "")
     campaign_file: str | None = _env("XMAS_CAMPAIGN_FILE")
-    # Campaign folders (`core.campaign_folders`); this release runs one of them, the
-    # default, unless XMAS_CAMPAIGN_FILE names a campaign file directly.
+    # Campaign folders (`core.campaign_folders`): the code location runs every one of them,
+    # unless XMAS_CAMPAIGN_FILE names one campaign file, which is then the only campaign.
     campaigns_dir: Path = _env("XMAS_CAMPAIGNS_DIR", SHIPPED_CAMPAIGNS_DIR)
     default_campaign: str = _env("XMAS_DEFAULT_CAMPAIGN", DEFAULT_CAMPAIGN_SLUG)
     testing_mode: bool = _env("XMAS_TESTING_MODE", False)
@@ -397,6 +402,16 @@ class Settings(BaseSettings):
             folder = self.campaigns_dir / self.default_campaign
             campaign = load_campaign_folder(folder, testing_mode=self.testing_mode)
         return campaign.with_link_hosts(self.link_hosts)
+
+    def campaigns(self) -> CampaignSet:
+        """The campaigns to run: every folder of XMAS_CAMPAIGNS_DIR (a broken one is kept
+        with its reason, the others load), or XMAS_CAMPAIGN_FILE's campaign alone. Each
+        with the testing preset and the link hosts, as `campaign()` gives them."""
+        if self.campaign_file:
+            return CampaignSet.of_one(self.campaign())
+        results = discover_campaigns(self.campaigns_dir, testing_mode=self.testing_mode)
+        hosts = self.link_hosts
+        return campaign_set(results, self.default_campaign, lambda c: c.with_link_hosts(hosts))
 
     @staticmethod
     def env_name(field: str) -> str:

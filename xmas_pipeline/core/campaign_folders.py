@@ -111,12 +111,14 @@ def campaign_folders(directory: Path) -> list[Path]:
     )
 
 
-def discover_campaigns(directory: Path) -> list[FolderResult]:
-    """Every campaign folder of `directory`, each loaded on its own."""
+def discover_campaigns(directory: Path, testing_mode: bool = False) -> list[FolderResult]:
+    """Every campaign folder of `directory`, each loaded on its own (with the testing
+    preset when `testing_mode`)."""
     results = []
     for folder in campaign_folders(directory):
         try:
-            results.append(FolderResult(folder, campaign=load_campaign_folder(folder)))
+            campaign = load_campaign_folder(folder, testing_mode=testing_mode)
+            results.append(FolderResult(folder, campaign=campaign))
         except CampaignFolderError as exc:
             results.append(FolderResult(folder, error=exc))
     return results

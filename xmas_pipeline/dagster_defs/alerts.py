@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from xmas_pipeline.core.campaign import Campaign
+from xmas_pipeline.core.campaign_set import CampaignSet
 from xmas_pipeline.core.due import stuck_after
 from xmas_pipeline.core.exit_rules import SEND
 from xmas_pipeline.core.ports import Alert
@@ -160,53 +161,60 @@ def ops_alerts_sensor(interval: int) -> dg.SensorDefinition:
     return _sensor
 
 
-def stuck_messages_sensor(interval: int) -> dg.SensorDefinition:
+def stuck_messages_sensor(campaigns: CampaignSet, interval: int) -> dg.SensorDefinition:
     @dg.sensor(
         name="stuck_messages_sensor",
         minimum_interval_seconds=interval,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
-            "Puts an alert in the alert outbox when messages are still unsent well past "
-            "their due time (each message once), whatever the reason: a stopped schedule, "
-            "failing runs, a provider refusing everything. Quiet while sending is paused."
+            "Puts an alert in the alert outbox when messages of any campaign are still unsent "
+            "well past their due time (each message once), whatever the reason: a stopped "
+            "schedule, failing runs, a provider refusing everything. Quiet for a campaign "
+            "while its sending is paused."
         ),
     )
     def _sensor(  # type: ignore[no-untyped-def]
         context: dg.SensorEvaluationContext,
         alerts: AlertResource,
         store: StateStoreResource,
-        campaign_config: CampaignResource,
     ):
         if not alerts.webhook_url:
             return dg.SkipReason("no XMAS_ALERT_WEBHOOK_URL: nobody to tell")
-        camp = campaign_config.campaign
-        switch = store.send_switch().state(camp)
-        if switch.paused:
-            # Someone paused on purpose: what waits is expected, not stuck.
-            return dg.SkipReason(f"sending is {switch.describe()}: nothing is stuck")
-        now = datetime.now(UTC)
-        plan, _ = due_plan(store.prepared(camp), camp, now)
-        late = plan[(plan["action"] == SEND) & (plan["due_at"] < now - stuck_after(camp))]
-        outbox = store.alert_outbox(camp)
-        told = outbox.known(stuck_key(m) for m in late["message_id"])
-        new = late[[stuck_key(m) not in told for m in late["message_id"]]]
-        if new.empty:
-            return dg.SkipReason(f"{len(late)} stuck message(s), none new")
-        # The alert and the note of each message in one transaction: each message once.
-        outbox.enqueue([stuck_alert(new)], noted=[stuck_key(m) for m in new["message_id"]])
-        return dg.SkipReason(f"alert added to the outbox for {len(new)} stuck message(s)")
+        said = []
+        for camp in campaigns.loaded.values():
+            said.append(f"{camp.slug}: {_stuck_in(store, camp)}")
+        return dg.SkipReason("; ".join(said))
 
     return _sensor
 
 
-def alert_outbox_sensor(interval: int) -> dg.SensorDefinition:
+def _stuck_in(store: StateStoreResource, camp: Campaign) -> str:
+    """One campaign's messages still unsent past their due time, alerted once each."""
+    switch = store.send_switch().state(camp)
+    if switch.paused:
+        # Someone paused on purpose: what waits is expected, not stuck.
+        return f"sending is {switch.describe()}: nothing is stuck"
+    now = datetime.now(UTC)
+    plan, _ = due_plan(store.prepared(camp), camp, now)
+    late = plan[(plan["action"] == SEND) & (plan["due_at"] < now - stuck_after(camp))]
+    outbox = store.alert_outbox(camp)
+    told = outbox.known(stuck_key(m) for m in late["message_id"])
+    new = late[[stuck_key(m) not in told for m in late["message_id"]]]
+    if new.empty:
+        return f"{len(late)} stuck message(s), none new"
+    # The alert and the note of each message in one transaction: each message once.
+    outbox.enqueue([stuck_alert(new)], noted=[stuck_key(m) for m in new["message_id"]])
+    return f"alert added to the outbox for {len(new)} stuck message(s)"
+
+
+def alert_outbox_sensor(campaigns: CampaignSet, interval: int) -> dg.SensorDefinition:
     @dg.sensor(
         name="alert_outbox_sensor",
         minimum_interval_seconds=interval,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
-            "Posts the alert outbox to XMAS_ALERT_WEBHOOK_URL: each alert until the chat "
-            "accepts it, marked delivered only then; a refusal is tried again with "
+            "Posts every campaign's alert outbox to XMAS_ALERT_WEBHOOK_URL: each alert until "
+            "the chat accepts it, marked delivered only then; a refusal is tried again with "
             "exponential backoff, never before the chat's Retry-After."
         ),
     )
@@ -214,29 +222,31 @@ def alert_outbox_sensor(interval: int) -> dg.SensorDefinition:
         context: dg.SensorEvaluationContext,
         alerts: AlertResource,
         store: StateStoreResource,
-        campaign_config: CampaignResource,
     ):
         if not alerts.webhook_url:
             return dg.SkipReason("no XMAS_ALERT_WEBHOOK_URL: nobody to tell")
-        outbox = store.alert_outbox(campaign_config.campaign)
-        report = deliver_alerts(outbox, alerts.webhook_url)
-        for key, why in report.failed:
-            context.log.warning(f"alert {key} not delivered yet: {why}")
-        waiting = outbox.waiting()
-        return dg.SkipReason(f"{report.summary()}; {waiting} waiting")
+        said = []
+        # The outbox is kept per campaign (a CRITICAL signup's alert is its campaign's).
+        for camp in campaigns.loaded.values():
+            outbox = store.alert_outbox(camp)
+            report = deliver_alerts(outbox, alerts.webhook_url)
+            for key, why in report.failed:
+                context.log.warning(f"alert {key} not delivered yet: {why}")
+            said.append(f"{camp.slug}: {report.summary()}; {outbox.waiting()} waiting")
+        return dg.SkipReason("; ".join(said))
 
     return _sensor
 
 
 def definitions(
-    settings: Settings, campaign: Campaign, partitions: dg.PartitionsDefinition
+    settings: Settings, campaigns: CampaignSet, partitions: dg.PartitionsDefinition
 ) -> dg.Definitions:
     interval = settings.sensor_interval_seconds
     return dg.Definitions(
         sensors=[
             ops_alerts_sensor(interval),
-            stuck_messages_sensor(max(interval, 300)),
+            stuck_messages_sensor(campaigns, max(interval, 300)),
             # Often: a CRITICAL alert the ingestion run could not post waits at most this.
-            alert_outbox_sensor(max(1, min(interval, 15))),
+            alert_outbox_sensor(campaigns, max(1, min(interval, 15))),
         ]
     )

@@ -1,10 +1,22 @@
-"""The code location, assembled from settings: each module's `definitions(settings,
-campaign, partitions)`, merged. Tests build their own from other settings."""
+"""The code location, assembled from settings: every campaign in one.
+
+Global modules (one each: resources, executor, ingestion, the sensors, Notion, alerts...)
+get `definitions(settings, campaigns, partitions)`, with daily partitions from the earliest
+campaign's start. Then, for each campaign that loads, the asset factory
+`campaign_definitions(settings, campaign)` makes its own assets, jobs and schedules, keyed
+and named with its prefix (`dagster_defs.names`) and partitioned from its own start date.
+A broken campaign folder only shows red in `campaign_folders`. Tests build their own
+Definitions from other settings.
+"""
+
+from typing import Any
 
 import dagster as dg
 
+from xmas_pipeline.core.campaign import Campaign
 from xmas_pipeline.dagster_defs import (
     alerts,
+    campaigns,
     delivery,
     executor,
     forget,
@@ -23,28 +35,55 @@ from xmas_pipeline.dagster_defs import (
 from xmas_pipeline.dagster_defs.partitions import daily_partitions
 from xmas_pipeline.settings import Settings
 
-MODULES = (
+GLOBAL_MODULES = (
     resources,
     executor,
+    campaigns,
     ingestion,
     sequences,
-    delivery,
-    pausing,
-    funnel,
     notion,
     notion_edits,
     jobs,
     forget,
     retention,
-    schedules,
-    sensors,
     alerts,
 )
+# Each of these has `campaign_definitions(settings, campaign, partitions)`.
+CAMPAIGN_MODULES = (sequences, delivery, pausing, funnel, jobs, schedules)
+
+
+def campaign_definitions(
+    settings: Settings, campaign: Campaign, partitions: dg.PartitionsDefinition, send_job: Any
+) -> dg.Definitions:
+    """The asset factory: one campaign's assets, checks, jobs and schedules, each closing
+    over `campaign`, partitioned from its start date (`partitions`); `send_job` is its
+    `jobs.send_job`."""
+    return dg.Definitions.merge(
+        *(
+            module.campaign_definitions(settings, campaign, partitions)
+            for module in CAMPAIGN_MODULES
+        ),
+        dg.Definitions(jobs=[send_job]),
+    )
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
-    campaign = settings.campaign()
-    partitions = daily_partitions(campaign)  # one for every partitioned asset and job
+    campaign_set = settings.campaigns()
+    # One for every global partitioned asset and job: the earliest campaign's days onward.
+    partitions = daily_partitions(campaign_set.earliest_start())
+    own_partitions = {
+        slug: daily_partitions(campaign.start_date)
+        for slug, campaign in campaign_set.loaded.items()
+    }
+    send_jobs = {
+        slug: jobs.send_job(campaign, own_partitions[slug])
+        for slug, campaign in campaign_set.loaded.items()
+    }
     return dg.Definitions.merge(
-        *(module.definitions(settings, campaign, partitions) for module in MODULES)
+        *(module.definitions(settings, campaign_set, partitions) for module in GLOBAL_MODULES),
+        sensors.definitions(settings, campaign_set, partitions, send_jobs),
+        *(
+            campaign_definitions(settings, campaign, own_partitions[slug], send_jobs[slug])
+            for slug, campaign in campaign_set.loaded.items()
+        ),
     )

@@ -1,5 +1,6 @@
-"""The delivery group's sending half: what is due now (`due_emails`), and sending it
-(`deliveries`, one partition per day the messages fell due)."""
+"""A campaign's sending half: what is due now (`<prefix>/due_emails`), and sending it
+(`<prefix>/deliveries`, one partition per day the messages fell due, from the campaign's
+start date). Each asset closes over its campaign (`dagster_defs.names` for the names)."""
 
 from datetime import UTC, datetime
 from typing import Any
@@ -22,11 +23,8 @@ from xmas_pipeline.dagster_defs.metadata import (
     md_table,
     reasons_table,
 )
-from xmas_pipeline.dagster_defs.resources import (
-    CampaignResource,
-    EmailSenderResource,
-    StateStoreResource,
-)
+from xmas_pipeline.dagster_defs.names import campaign_key, prefix_of
+from xmas_pipeline.dagster_defs.resources import EmailSenderResource, StateStoreResource
 from xmas_pipeline.services.checked_templates import TemplatesRefused, templates_to_send
 from xmas_pipeline.services.forced_sends import forced_backfill_plan
 from xmas_pipeline.services.planning import due_plan, load_state, send_gate
@@ -35,8 +33,8 @@ from xmas_pipeline.settings import Settings
 
 
 class DeliveriesConfig(dg.Config):
-    """Launchpad / backfill options for `deliveries`. A backfill is an explicit request: it
-    sends even while sending is paused; any other run does not."""
+    """Launchpad / backfill options for a campaign's `deliveries`. A backfill is an
+    explicit request: it sends even while sending is paused; any other run does not."""
 
     force: bool = False
     """Re-send the nurture emails already sent in the selected days, under keys derived
@@ -46,11 +44,15 @@ class DeliveriesConfig(dg.Config):
     """Also send anything due before the selected days (the schedule sets this)."""
 
 
-def definitions(
+def campaign_definitions(
     settings: Settings, campaign: Campaign, partitions: dg.PartitionsDefinition
 ) -> dg.Definitions:
+    slug = campaign.slug
+    camp = campaign
+
     @dg.asset(
-        **in_group("delivery"),
+        key_prefix=[prefix_of(slug)],
+        **in_group(prefix_of(slug)),
         kinds={"python", "pandas"},
         deps=["email_sequences", "booking_state", "email_events"],
         description=(
@@ -62,17 +64,14 @@ def definitions(
         check_specs=[
             dg.AssetCheckSpec(
                 "nothing_stuck_unsent",
-                asset="due_emails",
+                asset=campaign_key(slug, "due_emails"),
                 description="No message is still unsent well past its due time.",
             )
         ],
     )
     def due_emails(
-        context: dg.AssetExecutionContext,
-        store: StateStoreResource,
-        campaign_config: CampaignResource,
+        context: dg.AssetExecutionContext, store: StateStoreResource
     ) -> dg.MaterializeResult:
-        camp = campaign_config.campaign
         backend = store.prepared(camp)
         now = datetime.now(UTC)
         # Read once: the plan and the 7-day forecast come from the same state.
@@ -111,10 +110,11 @@ def definitions(
         )
 
     @dg.asset(
-        **in_group("delivery"),
+        key_prefix=[prefix_of(slug)],
+        **in_group(prefix_of(slug)),
         kinds={"python", "resend"},
         partitions_def=partitions,
-        deps=["due_emails", "templates"],
+        deps=[campaign_key(slug, "due_emails"), campaign_key(slug, "templates")],
         pool=SEND_POOL,
         description=(
             "Emails sent, per day they fell due: render, send (Resend or the outbox), then "
@@ -129,9 +129,7 @@ def definitions(
         config: DeliveriesConfig,
         store: StateStoreResource,
         sender: EmailSenderResource,
-        campaign_config: CampaignResource,
     ) -> dg.MaterializeResult:
-        camp = campaign_config.campaign
         window = context.partition_key_range
         start_day = camp.start_date if config.catch_up else window.start
         backend = store.prepared(camp)

@@ -17,7 +17,7 @@ from typing import Any
 
 import dagster as dg
 
-from xmas_pipeline.core.campaign import Campaign
+from xmas_pipeline.core.campaign_set import CampaignSet
 from xmas_pipeline.settings import Settings
 
 HEARTBEAT_TAG = "xmas/heartbeat"
@@ -127,6 +127,6 @@ def heartbeat_executor(interval: float) -> dg.ExecutorDefinition:
 
 
 def definitions(
-    settings: Settings, campaign: Campaign, partitions: dg.PartitionsDefinition
+    settings: Settings, campaigns: CampaignSet, partitions: dg.PartitionsDefinition
 ) -> dg.Definitions:
     return dg.Definitions(executor=heartbeat_executor(settings.run_heartbeat_seconds))

@@ -14,7 +14,7 @@ from upath import UPath
 from xmas_pipeline.adapters.inbox import Inbox
 from xmas_pipeline.adapters.notion.sync import NotionSync
 from xmas_pipeline.adapters.sql.forget import SqlForget
-from xmas_pipeline.core.campaign import Campaign
+from xmas_pipeline.core.campaign_set import CampaignSet
 from xmas_pipeline.core.forget import checked_address
 from xmas_pipeline.services.forget import UNREACHABLE, ForgetReport, forget_person
 from xmas_pipeline.settings import Settings
@@ -56,7 +56,7 @@ def forget_metadata(report: ForgetReport) -> dict[str, Any]:
 
 
 def definitions(
-    settings: Settings, campaign: Campaign, partitions: dg.PartitionsDefinition
+    settings: Settings, campaigns: CampaignSet, partitions: dg.PartitionsDefinition
 ) -> dg.Definitions:
     with_notion = settings.notion_enabled
 

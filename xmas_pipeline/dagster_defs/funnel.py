@@ -8,7 +8,8 @@ from xmas_pipeline.core.campaign import Campaign
 from xmas_pipeline.core.funnel import COUNT_COLUMNS, Funnel, compute_funnel, events_from_status
 from xmas_pipeline.dagster_defs.charts import funnel_charts_metadata
 from xmas_pipeline.dagster_defs.metadata import in_group, md_table
-from xmas_pipeline.dagster_defs.resources import CampaignResource, StateStoreResource
+from xmas_pipeline.dagster_defs.names import campaign_key, prefix_of
+from xmas_pipeline.dagster_defs.resources import StateStoreResource
 from xmas_pipeline.settings import Settings
 
 # Far enough ahead that every message of the campaign is in the sent log.
@@ -44,13 +45,14 @@ def funnel_metadata(funnel: Funnel) -> dict[str, Any]:
     }
 
 
-def definitions(
+def campaign_definitions(
     settings: Settings, campaign: Campaign, partitions: dg.PartitionsDefinition
 ) -> dg.Definitions:
     @dg.asset(
-        **in_group("delivery"),
+        key_prefix=[prefix_of(campaign.slug)],
+        **in_group(prefix_of(campaign.slug)),
         kinds={"python", "pandas"},
-        deps=["deliveries"],
+        deps=[campaign_key(campaign.slug, "deliveries")],
         description=(
             "The campaign funnel: per segment and step, how many emails were sent, "
             "delivered, opened, clicked, bounced, and how many people unsubscribed or "
@@ -62,9 +64,8 @@ def definitions(
     def funnel(
         context: dg.AssetExecutionContext,
         store: StateStoreResource,
-        campaign_config: CampaignResource,
     ) -> dg.MaterializeResult:
-        camp = campaign_config.campaign
+        camp = campaign
         backend = store.prepared(camp)
         sent = backend.sent_log(camp, camp.start_date, _LAST_DAY)
         events = events_from_status(backend.delivery_status(camp))

@@ -14,7 +14,7 @@ import dagster as dg
 import pandas as pd
 
 from xmas_pipeline.adapters.sql.forget import SqlForget
-from xmas_pipeline.core.campaign import Campaign
+from xmas_pipeline.core.campaign_set import CampaignSet
 from xmas_pipeline.dagster_defs.metadata import (
     counts,
     in_group,
@@ -45,7 +45,7 @@ def _no_rejected_files(asset: str, what: str) -> dg.AssetCheckSpec:
 
 
 def definitions(
-    settings: Settings, campaign: Campaign, partitions: dg.PartitionsDefinition
+    settings: Settings, campaigns: CampaignSet, partitions: dg.PartitionsDefinition
 ) -> dg.Definitions:
 
     @dg.asset(
@@ -144,6 +144,8 @@ def definitions(
         campaign_config: CampaignResource,
         alerts: AlertResource,
     ) -> dg.MaterializeResult:
+        # The seam for the cross-campaign rules: every event goes to the default campaign
+        # (`CampaignResource`) until they route it.
         camp = campaign_config.campaign
         day = context.partition_key
         backend = store.prepared(camp)

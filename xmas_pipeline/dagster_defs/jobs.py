@@ -1,10 +1,10 @@
 """The jobs the UI offers, and the one op that is not an asset: the one-off re-send.
 
-- `ingest_signups`, `ingest_bookings`, `ingest_email_events`: one inbox day each (the
-  sensors start them);
-- `send_due_emails`: check the templates, compute what is due, send it (the schedule
-  starts it; a backfill over days re-sends);
-- `refresh_funnel`: recount the funnel (sends nothing);
+Global: `ingest_signups`, `ingest_bookings`, `ingest_email_events`: one inbox day each
+(the sensors start them). Per campaign (named `<prefix>__<name>`, `dagster_defs.names`):
+- `send_due_emails`: check the templates, compute what is due, send it (its schedule
+  starts it; a backfill over its days re-sends);
+- `refresh_funnel`: recount its funnel (sends nothing);
 - `resend_contact`: chosen steps to one person now.
 
 Send runs carry the `xmas/send` tag: the schedule never starts one while another is in
@@ -18,14 +18,12 @@ import dagster as dg
 from pydantic import Field
 
 from xmas_pipeline.core.campaign import Campaign
+from xmas_pipeline.core.campaign_set import CampaignSet
 from xmas_pipeline.core.forced_sends import SendRefused
 from xmas_pipeline.dagster_defs.executor import request_id, run_is_live
 from xmas_pipeline.dagster_defs.metadata import md_table
-from xmas_pipeline.dagster_defs.resources import (
-    CampaignResource,
-    EmailSenderResource,
-    StateStoreResource,
-)
+from xmas_pipeline.dagster_defs.names import campaign_key, campaign_name
+from xmas_pipeline.dagster_defs.resources import EmailSenderResource, StateStoreResource
 from xmas_pipeline.services.checked_templates import TemplatesRefused, templates_to_send
 from xmas_pipeline.services.forced_sends import plan_contact_send
 from xmas_pipeline.services.planning import send_gate
@@ -42,6 +40,7 @@ INGEST_EMAIL_EVENTS_JOB = "ingest_email_events"
 SEND_JOB = "send_due_emails"
 FUNNEL_JOB = "refresh_funnel"
 RESEND_CONTACT_JOB = "resend_contact"
+RESEND_OP = "resend_to_contact"
 INGEST_JOBS = (INGEST_SIGNUPS_JOB, INGEST_BOOKINGS_JOB, INGEST_EMAIL_EVENTS_JOB)
 # An ingestion run that dies or fails is run again by the daemon (run retries on in every
 # instance config the project ships or writes); ingestion is idempotent, so that is safe.
@@ -70,75 +69,79 @@ def contact_send_metadata(report: DeliveryReport, email: str, steps: list[str]) 
     }
 
 
-@dg.op(
-    name="resend_to_contact",
-    pool=SEND_POOL,
-    description=(
-        "Send the chosen steps to one contact now, under keys derived from this launch "
-        "(re-executing it sends nothing twice). Sends even while sending is paused."
-    ),
-)
-def resend_to_contact(
-    context: dg.OpExecutionContext,
-    config: ResendContactConfig,
-    store: StateStoreResource,
-    sender: EmailSenderResource,
-    campaign_config: CampaignResource,
-) -> dg.Output[int]:
-    camp = campaign_config.campaign
-    backend = store.prepared(camp)
-    now = datetime.now(UTC)
-    try:
-        asked = plan_contact_send(backend, camp, config.email, config.steps, now)
-        templates = templates_to_send(
-            store.template_snapshots(), lambda: store.templates(camp), camp, context.run_id, now
-        )
-    except (SendRefused, TemplatesRefused) as exc:
-        raise dg.Failure(description=f"Not sent: {exc}") from None
-    report = sender.deliver(
-        backend,
-        camp,
-        templates,
-        asked.plan,
-        now=now,
-        # The same key for every attempt at this launch: re-executing a failed run sends
-        # only what the first attempt did not.
-        idempotency_suffix=f"/resend-{request_id(context.instance, context.run)}",
-        # An explicit request: it goes while sending is paused, and only what stops the
-        # person for good (unsubscribed, bounced, complained) refuses it, at the last moment.
-        gate=send_gate(backend, camp, None, one_off=True),
-        journal=store.journal(context.run_id),
-        holder_alive=lambda run_id: run_is_live(context.instance, run_id),
+def resend_contact_job(campaign: Campaign) -> dg.JobDefinition:
+    """The campaign's `<prefix>__resend_contact` job, its op `<prefix>__resend_to_contact`."""
+    camp = campaign
+
+    @dg.op(
+        name=campaign_name(campaign.slug, RESEND_OP),
+        pool=SEND_POOL,
+        description=(
+            "Send the chosen steps to one contact now, under keys derived from this launch "
+            "(re-executing it sends nothing twice). Sends even while sending is paused."
+        ),
     )
-    metadata = contact_send_metadata(report, asked.contact_key, asked.steps)
-    if report.failed or report.retry or report.stopped:
-        reasons = "; ".join(f"{p['step_id']}: {p['reason']}" for p in report.failed)
-        reasons = reasons or "; ".join(f"{p['step_id']}: {p['reason']}" for p in report.retry)
-        raise dg.Failure(
-            description=f"Not everything was sent: {report.stopped or reasons}",
-            metadata=metadata,
+    def resend_to_contact(
+        context: dg.OpExecutionContext,
+        config: ResendContactConfig,
+        store: StateStoreResource,
+        sender: EmailSenderResource,
+    ) -> dg.Output[int]:
+        backend = store.prepared(camp)
+        now = datetime.now(UTC)
+        try:
+            asked = plan_contact_send(backend, camp, config.email, config.steps, now)
+            templates = templates_to_send(
+                store.template_snapshots(), lambda: store.templates(camp), camp, context.run_id, now
+            )
+        except (SendRefused, TemplatesRefused) as exc:
+            raise dg.Failure(description=f"Not sent: {exc}") from None
+        report = sender.deliver(
+            backend,
+            camp,
+            templates,
+            asked.plan,
+            now=now,
+            # The same key for every attempt at this launch: re-executing a failed run sends
+            # only what the first attempt did not.
+            idempotency_suffix=f"/resend-{request_id(context.instance, context.run)}",
+            # An explicit request: it goes while sending is paused, and only what stops the
+            # person for good (unsubscribed, bounced, complained) refuses it, at the last
+            # moment.
+            gate=send_gate(backend, camp, None, one_off=True),
+            journal=store.journal(context.run_id),
+            holder_alive=lambda run_id: run_is_live(context.instance, run_id),
         )
-    context.log.info(f"re-sent {', '.join(asked.steps)} to {asked.contact_key}")
-    return dg.Output(len(report.sent), metadata=metadata)
+        metadata = contact_send_metadata(report, asked.contact_key, asked.steps)
+        if report.failed or report.retry or report.stopped:
+            reasons = "; ".join(f"{p['step_id']}: {p['reason']}" for p in report.failed)
+            reasons = reasons or "; ".join(f"{p['step_id']}: {p['reason']}" for p in report.retry)
+            raise dg.Failure(
+                description=f"Not everything was sent: {report.stopped or reasons}",
+                metadata=metadata,
+            )
+        context.log.info(f"re-sent {', '.join(asked.steps)} to {asked.contact_key}")
+        return dg.Output(len(report.sent), metadata=metadata)
 
+    @dg.job(
+        name=campaign_name(campaign.slug, RESEND_CONTACT_JOB),
+        # It sends: never alongside a send run.
+        tags={SEND_TAG: "1"},
+        description=(
+            f"Re-send chosen emails of {campaign.name} to one person now. In the launchpad "
+            "set `email` and `steps` (e.g. [email-3]). Refused for an unknown contact or "
+            "step, and for anyone unsubscribed or whose address bounced. An explicit "
+            "request: it sends even while sending is paused."
+        ),
+    )
+    def resend_contact() -> None:
+        resend_to_contact()
 
-@dg.job(
-    name=RESEND_CONTACT_JOB,
-    # It sends: never alongside a send run.
-    tags={SEND_TAG: "1"},
-    description=(
-        "Re-send chosen emails to one person now. In the launchpad set "
-        "`email` and `steps` (e.g. [email-3]). Refused for an unknown contact or step, "
-        "and for anyone unsubscribed or whose address bounced. An explicit request: it "
-        "sends even while sending is paused."
-    ),
-)
-def resend_contact() -> None:
-    resend_to_contact()
+    return resend_contact
 
 
 def definitions(
-    settings: Settings, campaign: Campaign, partitions: dg.PartitionsDefinition
+    settings: Settings, campaigns: CampaignSet, partitions: dg.PartitionsDefinition
 ) -> dg.Definitions:
     def ingest(name: str, assets: list[str], description: str) -> Any:
         return dg.define_asset_job(
@@ -153,7 +156,7 @@ def definitions(
         ingest(
             INGEST_SIGNUPS_JOB,
             ["signups", "email_sequences"],
-            "Validate one day of signup files and start their sequences.",
+            "Validate one day of signup files and start their sequences, each in its campaign.",
         ),
         ingest(
             INGEST_BOOKINGS_JOB,
@@ -165,22 +168,45 @@ def definitions(
             ["email_events"],
             "Apply one day of email events: delivery status and exit flags.",
         ),
-        dg.define_asset_job(
-            SEND_JOB,
-            selection=dg.AssetSelection.assets("templates", "due_emails", "deliveries"),
-            partitions_def=partitions,
-            tags={SEND_TAG: "1"},
-            description=(
-                "Check the templates, compute what is due, send it. Backfill a range of days "
-                "to re-send; set `force: true` under `deliveries` to re-send the nurture "
-                "emails already sent. A backfill sends even while sending is paused."
-            ),
+    ]
+    return dg.Definitions(jobs=jobs)
+
+
+def send_job(campaign: Campaign, partitions: dg.PartitionsDefinition) -> Any:
+    """The campaign's `<prefix>__send_due_emails` job (its schedule and the welcome sensor
+    start it; a backfill over its days re-sends)."""
+    slug = campaign.slug
+    return dg.define_asset_job(
+        campaign_name(slug, SEND_JOB),
+        selection=dg.AssetSelection.assets(
+            *(campaign_key(slug, name) for name in ("templates", "due_emails", "deliveries"))
         ),
-        dg.define_asset_job(
-            FUNNEL_JOB,
-            selection=dg.AssetSelection.assets("funnel"),
-            description="Recount the funnel (sends nothing).",
+        partitions_def=partitions,
+        tags={SEND_TAG: "1"},
+        description=(
+            f"Check {campaign.name}'s templates, compute what is due, send it. Backfill a range "
+            "of days to re-send; set `force: true` under its `deliveries` to re-send the "
+            "nurture emails already sent. A backfill sends even while sending is paused."
         ),
-        resend_contact,
+    )
+
+
+def deliveries_config(slug: str, **config: Any) -> dict[str, Any]:
+    """Run config setting `config` on a campaign's `deliveries` (its op's name)."""
+    return {"ops": {campaign_name(slug, "deliveries"): {"config": config}}}
+
+
+def campaign_definitions(
+    settings: Settings, campaign: Campaign, partitions: dg.PartitionsDefinition
+) -> dg.Definitions:
+    # Its send job is made once by the caller (`build`), which also hands it to the
+    # welcome sensor: one definition, two users.
+    jobs = [
+        dg.define_asset_job(
+            campaign_name(campaign.slug, FUNNEL_JOB),
+            selection=dg.AssetSelection.assets(campaign_key(campaign.slug, "funnel")),
+            description=f"Recount {campaign.name}'s funnel (sends nothing).",
+        ),
+        resend_contact_job(campaign),
     ]
     return dg.Definitions(jobs=jobs)

@@ -19,10 +19,11 @@ from typing import Any
 
 import dagster as dg
 
-from xmas_pipeline.core.campaign import Campaign
+from xmas_pipeline.core.campaign_set import CampaignSet
 from xmas_pipeline.core.ports import QueueStats
 from xmas_pipeline.dagster_defs.executor import run_is_live
 from xmas_pipeline.dagster_defs.metadata import in_group, md_table
+from xmas_pipeline.dagster_defs.names import campaign_key
 from xmas_pipeline.dagster_defs.notion_lag import (
     check_events,
     in_sync_metadata,
@@ -73,7 +74,7 @@ def sync_metadata(report: SyncReport, stats: QueueStats, now: datetime) -> dict[
 
 
 def definitions(
-    settings: Settings, campaign: Campaign, partitions: dg.PartitionsDefinition
+    settings: Settings, campaigns: CampaignSet, partitions: dg.PartitionsDefinition
 ) -> dg.Definitions:
     if not settings.notion_enabled:
         return dg.Definitions()
@@ -84,7 +85,11 @@ def definitions(
         **in_group("notion"),
         kinds={"notion", "sql"},
         pool=NOTION_POOL,
-        deps=["email_sequences", "booking_state", "deliveries"],
+        deps=[
+            "email_sequences",
+            "booking_state",
+            *(campaign_key(slug, "deliveries") for slug in campaigns.loaded),
+        ],
         check_specs=[
             dg.AssetCheckSpec(
                 "notion_in_sync",

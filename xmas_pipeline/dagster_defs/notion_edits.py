@@ -10,7 +10,7 @@
 import dagster as dg
 
 from xmas_pipeline.adapters.notion.http import NotionCallError
-from xmas_pipeline.core.campaign import Campaign
+from xmas_pipeline.core.campaign_set import CampaignSet
 from xmas_pipeline.dagster_defs.resources import (
     CampaignResource,
     NotionResource,
@@ -25,7 +25,7 @@ class NotionEditsError(RuntimeError):
 
 
 def definitions(
-    settings: Settings, campaign: Campaign, partitions: dg.PartitionsDefinition
+    settings: Settings, campaigns: CampaignSet, partitions: dg.PartitionsDefinition
 ) -> dg.Definitions:
     if not settings.notion_enabled:
         return dg.Definitions()

@@ -2,11 +2,8 @@
 
 import dagster as dg
 
-from xmas_pipeline.core.campaign import Campaign
 
-
-def daily_partitions(campaign: Campaign) -> dg.DailyPartitionsDefinition:
-    # end_offset=1: today's partition exists today, so today's signups ingest today.
-    return dg.DailyPartitionsDefinition(
-        start_date=campaign.start_date, timezone="UTC", end_offset=1
-    )
+def daily_partitions(start_date: str) -> dg.DailyPartitionsDefinition:
+    """Days from `start_date` (a campaign's, or the earliest campaign's for the global
+    assets). end_offset=1: today's partition exists today, so today's signups ingest today."""
+    return dg.DailyPartitionsDefinition(start_date=start_date, timezone="UTC", end_offset=1)

@@ -1,5 +1,6 @@
-"""The pause switch in the UI: the `send_switch` asset and the `pause_sending` /
-`resume_sending` jobs that set it.
+"""A campaign's pause switch in the UI: its `<prefix>/send_switch` asset and the
+`<prefix>__pause_sending` / `<prefix>__resume_sending` jobs that set it. Each campaign has
+its own: pausing one never stops another.
 
 Sending is paused by state in the store, not by the on/off of a schedule: every send path
 reads it just before each batch (`services.planning.send_gate`), so a pause stops the
@@ -16,7 +17,8 @@ from pydantic import Field
 from xmas_pipeline.core.campaign import Campaign
 from xmas_pipeline.core.ports import SwitchState
 from xmas_pipeline.dagster_defs.metadata import in_group
-from xmas_pipeline.dagster_defs.resources import CampaignResource, StateStoreResource
+from xmas_pipeline.dagster_defs.names import campaign_key, campaign_name, prefix_of
+from xmas_pipeline.dagster_defs.resources import StateStoreResource
 from xmas_pipeline.settings import Settings
 
 SWITCH_ASSET = "send_switch"
@@ -47,12 +49,15 @@ def switch_metadata(state: SwitchState) -> dict[str, Any]:
     }
 
 
-def definitions(
+def campaign_definitions(
     settings: Settings, campaign: Campaign, partitions: dg.PartitionsDefinition
 ) -> dg.Definitions:
+    slug = campaign.slug
+    key = campaign_key(slug, SWITCH_ASSET)
+
     @dg.asset(
-        name=SWITCH_ASSET,
-        **in_group("delivery"),
+        key=key,
+        **in_group(prefix_of(slug)),
         kinds={"sql"},
         description=(
             "Whether this campaign's sending is paused, since when, by whom and why. While "
@@ -63,7 +68,7 @@ def definitions(
         check_specs=[
             dg.AssetCheckSpec(
                 "sending_not_paused",
-                asset=SWITCH_ASSET,
+                asset=key,
                 description="Warns while sending is paused, with the reason.",
             )
         ],
@@ -72,9 +77,8 @@ def definitions(
         context: dg.AssetExecutionContext,
         config: SendSwitchConfig,
         store: StateStoreResource,
-        campaign_config: CampaignResource,
     ) -> dg.MaterializeResult:
-        camp = campaign_config.campaign
+        camp = campaign
         switch = store.send_switch()
         if config.pause is None:
             state = switch.state(camp)
@@ -99,10 +103,11 @@ def definitions(
         )
 
     def switch_job(name: str, pause: bool, description: str) -> Any:
+        op = campaign_name(slug, SWITCH_ASSET)  # the op Dagster names after the asset's key
         return dg.define_asset_job(
-            name,
-            selection=dg.AssetSelection.assets(SWITCH_ASSET),
-            config={"ops": {SWITCH_ASSET: {"config": {"pause": pause, "reason": ""}}}},
+            campaign_name(slug, name),
+            selection=dg.AssetSelection.assets(key),
+            config={"ops": {op: {"config": {"pause": pause, "reason": ""}}}},
             description=description,
         )
 
@@ -110,14 +115,15 @@ def definitions(
         switch_job(
             PAUSE_JOB,
             True,
-            "Pause every send of this campaign (schedule, welcome sensor, deliveries by "
+            f"Pause every send of {campaign.name} (schedule, welcome sensor, deliveries by "
             "hand), including a run under way, until resume_sending. Set `reason` in the "
-            "launchpad. Backfills and resend_contact still send.",
+            "launchpad. Backfills and resend_contact still send. Other campaigns go on.",
         ),
         switch_job(
             RESUME_JOB,
             False,
-            "Resume sending: the next send run catches up, one email per person per run.",
+            f"Resume sending {campaign.name}: the next send run catches up, one email per "
+            "person per run.",
         ),
     ]
     return dg.Definitions(assets=[send_switch], jobs=jobs)

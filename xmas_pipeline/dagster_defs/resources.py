@@ -30,6 +30,7 @@ from xmas_pipeline.adapters.sql.secrets import unsubscribe_keys
 from xmas_pipeline.adapters.sql.send_switch import SqlSendSwitch, SqlTemplateSnapshots
 from xmas_pipeline.adapters.sql.store import SqlStore
 from xmas_pipeline.core.campaign import Campaign, load_campaign
+from xmas_pipeline.core.campaign_set import CampaignSet
 from xmas_pipeline.core.context import message_context
 from xmas_pipeline.core.optin import confirm_url, make_confirm_token
 from xmas_pipeline.core.ports import EmailSender, SendJournal, StateStore
@@ -40,8 +41,10 @@ from xmas_pipeline.settings import Settings, SettingsError
 
 
 class CampaignResource(dg.ConfigurableResource):
-    """The running campaign's file (`Settings.campaign_path`: XMAS_CAMPAIGN_FILE, else the
-    default campaign's folder) and the testing preset (XMAS_TESTING_MODE)."""
+    """The default campaign's file (`Settings.campaign_path`: XMAS_CAMPAIGN_FILE, else the
+    default campaign's folder) and the testing preset (XMAS_TESTING_MODE). Only the global
+    assets and sensors not yet per campaign read it (bookings, email events, Notion, the
+    alerts): each campaign's own assets close over their campaign instead."""
 
     campaign_file: str | None = None
     testing_mode: bool = False
@@ -368,7 +371,7 @@ def sender_resource(settings: Settings) -> EmailSenderResource:
 
 
 def definitions(
-    settings: Settings, campaign: Campaign, partitions: dg.PartitionsDefinition
+    settings: Settings, campaigns: CampaignSet, partitions: dg.PartitionsDefinition
 ) -> dg.Definitions:
     resources: dict[str, Any] = {
         # Nothing passes between steps through a disk: every asset keeps its state in the

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from xmas_pipeline.core.campaign import Campaign
+from xmas_pipeline.core.campaign_set import CampaignSet
 from xmas_pipeline.dagster_defs.metadata import md_table
 from xmas_pipeline.dagster_defs.resources import InboxResource
 from xmas_pipeline.services.retention import cutoff_day, prune_inbox
@@ -32,7 +32,7 @@ def last_ingested(instance: dg.DagsterInstance, kind: str, day: str) -> datetime
 
 
 def definitions(
-    settings: Settings, campaign: Campaign, partitions: dg.PartitionsDefinition
+    settings: Settings, campaigns: CampaignSet, partitions: dg.PartitionsDefinition
 ) -> dg.Definitions:
     days = settings.inbox_retention_days
 

@@ -2,9 +2,9 @@
 
 - one per inbox kind: a run per day folder whose files changed;
 - `calcom_poll_sensor` (only with `CALCOM_API_KEY`): feeds the bookings inbox;
-- `send_after_signups_sensor`: a send run as soon as an ingestion run started new
-  sequences, so a welcome email leaves within a minute of the signup (the cron stays for
-  the rest of the cadence);
+- `send_after_signups_sensor`: a send run of each campaign as soon as an ingestion run
+  started new sequences in it, so a welcome email leaves within a minute of the signup
+  (each campaign's cron stays for the rest of the cadence);
 - `run_watchdog_sensor`: marks failed a run whose worker stopped its heartbeat (it died,
   with or without its code server), so it holds nothing back and ingestion is retried.
 
@@ -14,13 +14,15 @@ The sensors that tell ops (`ops_alerts_sensor`, `stuck_messages_sensor`,
 
 import json
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 import dagster as dg
 
 from xmas_pipeline.adapters.calcom import PollCursor, poll_bookings
 from xmas_pipeline.core.bookings import API_SOURCE
-from xmas_pipeline.core.campaign import Campaign
+from xmas_pipeline.core.campaign_set import CampaignSet
 from xmas_pipeline.dagster_defs.executor import HEARTBEAT_TAG
 from xmas_pipeline.dagster_defs.jobs import (
     INGEST_BOOKINGS_JOB,
@@ -28,13 +30,15 @@ from xmas_pipeline.dagster_defs.jobs import (
     INGEST_SIGNUPS_JOB,
     SEND_JOB,
     SEND_TAG,
+    deliveries_config,
 )
+from xmas_pipeline.dagster_defs.names import campaign_name
 from xmas_pipeline.dagster_defs.resources import (
     CalcomResource,
-    CampaignResource,
     InboxResource,
     StateStoreResource,
 )
+from xmas_pipeline.dagster_defs.sequences import STARTED_COUNTS, started_key
 from xmas_pipeline.settings import Settings
 
 
@@ -105,8 +109,8 @@ def day_runs(instance: dg.DagsterInstance, job_name: str, day: str) -> str:
     return ""
 
 
-def calcom_poll_sensor(campaign: Campaign, interval: int) -> dg.SensorDefinition:
-    first_since = datetime.fromisoformat(campaign.start_date).replace(tzinfo=UTC)
+def calcom_poll_sensor(start_date: str, interval: int) -> dg.SensorDefinition:
+    first_since = datetime.fromisoformat(start_date).replace(tzinfo=UTC)
 
     @dg.sensor(
         name="calcom_poll_sensor",
@@ -141,43 +145,63 @@ def calcom_poll_sensor(campaign: Campaign, interval: int) -> dg.SensorDefinition
 
 
 SEQUENCES_ASSET = dg.AssetKey("email_sequences")
-# The `email_sequences` counts that each mean an email to send at once.
-STARTED_COUNTS = ("new sequences", "confirmed", "confirmation emails owed")
 
 
-def new_sequences(instance: dg.DagsterInstance, run_id: str) -> int:
-    """How many sequences a run's `email_sequences` materializations started (new ones,
-    and ones a confirmation started), plus the double opt-in confirmation emails it made
-    due: each is an email to send at once."""
+def started_by_campaign(
+    instance: dg.DagsterInstance, run_id: str, default_slug: str = ""
+) -> dict[str, int]:
+    """Per campaign, how many sequences a run's `email_sequences` materializations started
+    (new ones, and ones a confirmation started), plus the double opt-in confirmation emails
+    it made due: each is an email to send at once. A materialization from before campaigns
+    were counted apart is the default campaign's."""
     records = instance.get_records_for_run(
         run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
     ).records
-    started = 0
+    started: dict[str, int] = {}
+    prefix = started_key("")
     for record in records:
         materialization = record.asset_materialization
-        if materialization is not None and materialization.asset_key == SEQUENCES_ASSET:
-            for name in STARTED_COUNTS:
-                value = materialization.metadata.get(name)
-                started += int(getattr(value, "value", 0) or 0)
+        if materialization is None or materialization.asset_key != SEQUENCES_ASSET:
+            continue
+        metadata = materialization.metadata
+        per_campaign = {
+            name.removeprefix(prefix): int(getattr(value, "value", 0) or 0)
+            for name, value in metadata.items()
+            if name.startswith(prefix)
+        }
+        if not per_campaign:
+            per_campaign = {
+                default_slug: sum(
+                    int(getattr(metadata.get(name), "value", 0) or 0) for name in STARTED_COUNTS
+                )
+            }
+        for slug, n in per_campaign.items():
+            started[slug] = started.get(slug, 0) + n
     return started
 
 
-def send_after_signups_sensor(interval: int) -> dg.SensorDefinition:
+def new_sequences(instance: dg.DagsterInstance, run_id: str) -> int:
+    """Every campaign's emails to send at once after this run (`started_by_campaign`)."""
+    return sum(started_by_campaign(instance, run_id).values())
+
+
+def send_after_signups_sensor(
+    campaigns: CampaignSet, send_jobs: Mapping[str, Any], interval: int
+) -> dg.SensorDefinition:
     @dg.sensor(
         name="send_after_signups_sensor",
-        job_name=SEND_JOB,
+        jobs=list(send_jobs.values()),
         minimum_interval_seconds=interval,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
-            "Starts a send run as soon as an ingest_signups run started new sequences, so "
-            "each welcome email leaves within a minute of the signup. Same send path, pool "
-            "and exactly-once rules as send_schedule, which keeps the rest of the cadence."
+            "Starts a send run of each campaign whose signups an ingest_signups run just "
+            "enrolled, so each welcome email leaves within a minute of the signup. Same send "
+            "path, pool and exactly-once rules as the campaign's send_schedule, which keeps "
+            "the rest of the cadence; a paused campaign is not started, the others are."
         ),
     )
     def _sensor(  # type: ignore[no-untyped-def]
-        context: dg.SensorEvaluationContext,
-        store: StateStoreResource,
-        campaign_config: CampaignResource,
+        context: dg.SensorEvaluationContext, store: StateStoreResource
     ):
         instance = context.instance
         # Cursor: when the last ingest run it looked at finished (ISO), so each once. The
@@ -198,27 +222,45 @@ def send_after_signups_sensor(interval: int) -> dg.SensorDefinition:
         if not records:
             return dg.SkipReason("no ingest_signups run finished since the last look")
         context.update_cursor(records[-1].update_timestamp.isoformat())
-        started = sum(new_sequences(instance, r.dagster_run.run_id) for r in records)
-        if not started:
-            return dg.SkipReason(f"{len(records)} ingest run(s), no new sequence to welcome")
-        state = store.send_switch().state(campaign_config.campaign)
-        if state.paused:
-            # Not asked again later: resuming catches up through the schedule's next run.
-            return dg.SkipReason(
-                f"{started} new sequence(s), not welcomed now: sending is {state.describe()}"
-            )
-        waiting = instance.get_runs(
-            filters=dg.RunsFilter(job_name=SEND_JOB, statuses=WAITING), limit=1
-        )
-        if waiting:  # it plans when it runs: these new sequences are in it
-            return dg.SkipReason(f"send run {waiting[0].run_id[:8]} is about to start")
+        started: dict[str, int] = {}
+        for record in records:
+            for slug, n in started_by_campaign(
+                instance, record.dagster_run.run_id, campaigns.default_slug
+            ).items():
+                started[slug] = started.get(slug, 0) + n
         last = records[-1].dagster_run.run_id
-        return dg.RunRequest(
-            run_key=f"after-signups:{last}",
-            partition_key=datetime.now(UTC).strftime("%Y-%m-%d"),
-            run_config={"ops": {"deliveries": {"config": {"catch_up": True}}}},
-            tags={SEND_TAG: "1", "xmas/trigger": "new signups"},
-        )
+        requests = []
+        skipped = []
+        for slug, count in started.items():
+            campaign = campaigns.loaded.get(slug)
+            if not count or campaign is None:
+                continue
+            state = store.send_switch().state(campaign)
+            if state.paused:
+                # Not asked again later: resuming catches up through the schedule's next run.
+                skipped.append(f"{slug}: {count} not welcomed now, sending is {state.describe()}")
+                continue
+            job_name = campaign_name(slug, SEND_JOB)
+            waiting = instance.get_runs(
+                filters=dg.RunsFilter(job_name=job_name, statuses=WAITING), limit=1
+            )
+            if waiting:  # it plans when it runs: these new sequences are in it
+                skipped.append(f"{slug}: send run {waiting[0].run_id[:8]} is about to start")
+                continue
+            requests.append(
+                dg.RunRequest(
+                    job_name=job_name,
+                    run_key=f"after-signups:{slug}:{last}",
+                    partition_key=datetime.now(UTC).strftime("%Y-%m-%d"),
+                    run_config=deliveries_config(slug, catch_up=True),
+                    tags={SEND_TAG: "1", "xmas/trigger": "new signups"},
+                )
+            )
+        if requests:
+            return requests
+        if skipped:
+            return dg.SkipReason("; ".join(skipped))
+        return dg.SkipReason(f"{len(records)} ingest run(s), no new sequence to welcome")
 
     return _sensor
 
@@ -267,8 +309,12 @@ def run_watchdog_sensor(dead_after: float, interval: int) -> dg.SensorDefinition
 
 
 def definitions(
-    settings: Settings, campaign: Campaign, partitions: dg.PartitionsDefinition
+    settings: Settings,
+    campaigns: CampaignSet,
+    partitions: dg.PartitionsDefinition,
+    send_jobs: Mapping[str, Any],
 ) -> dg.Definitions:
+    """The global sensors; `send_jobs`: each loaded campaign's send job, by slug."""
     interval = settings.sensor_interval_seconds
     # A look at the inbox is a folder listing (or one LIST request): every 10 s at most,
     # so a new signup's welcome goes within a minute on the defaults (measured in
@@ -290,12 +336,13 @@ def definitions(
         )
     ]
     if settings.calcom_api_key is not None:
-        sensors.append(calcom_poll_sensor(campaign, max(60, interval)))
+        # From the earliest campaign's start: every booking any campaign may hear of.
+        sensors.append(calcom_poll_sensor(campaigns.earliest_start(), max(60, interval)))
     dead_after = settings.run_dead_after_seconds
     sensors += [
         # A cheap look at finished runs: quicker than the inbox sensors, so the welcome
         # path stays within a minute on the default intervals.
-        send_after_signups_sensor(max(1, min(interval, 5))),
+        send_after_signups_sensor(campaigns, send_jobs, max(1, min(interval, 5))),
         run_watchdog_sensor(dead_after, max(1, min(interval, int(dead_after / 4)))),
     ]
     return dg.Definitions(sensors=sensors)

@@ -67,7 +67,8 @@ def stuck_lines(stuck: pd.DataFrame) -> list[str]:
     return [
         f"{len(stuck)} message(s) still unsent past their due time (oldest due {oldest})",
         "By step: " + ", ".join(f"{step} {count}" for step, count in by_step.items()),
-        "Check send_schedule, the last send runs and the deliveries asset's problems.",
+        "Check the campaign's <prefix>__send_schedule, its last send runs and its "
+        "deliveries asset's problems.",
     ]
 
 

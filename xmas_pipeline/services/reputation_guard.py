@@ -131,7 +131,8 @@ def alert_lines(outcome: GuardOutcome) -> list[str]:
     lines = [reputation.describe()]
     if reputation.level == "pause":
         lines.append(
-            "Sending is paused until a person resumes it (resume_sending). Find the cause "
+            "Sending is paused until a person resumes it (the campaign's "
+            "<prefix>__resume_sending job). Find the cause "
             "first: the recipients that bounced or complained, a bad import, a template."
         )
     else:

@@ -175,3 +175,33 @@ def test_a_bad_default_campaign_is_a_settings_error() -> None:
         Settings.from_env({"XMAS_DEFAULT_CAMPAIGN": "../etc"})
     with pytest.raises(CampaignFolderError, match="no campaign.yaml"):
         Settings.from_env({"XMAS_DEFAULT_CAMPAIGN": "easter-2027"}).campaign()
+
+
+def test_settings_campaigns_load_every_folder_and_keep_the_broken_ones(tmp_path: Path) -> None:
+    _copy_default(tmp_path, "christmas-2025")
+    other = _copy_default(tmp_path, "spring-2026")
+    file = other / "campaign.yaml"
+    file.write_text(file.read_text().replace("slug: christmas-2025", "slug: spring-2026"))
+    broken = tmp_path / "easter-2026"
+    broken.mkdir()
+    (broken / "campaign.yaml").write_text("slug: easter-2026\nsteps: [\n")
+
+    settings = Settings.of(
+        campaigns_dir=tmp_path, testing_mode=True, allowed_link_hosts="links.example.com"
+    )
+    found = settings.campaigns()
+    assert list(found.loaded) == ["christmas-2025", "spring-2026"]
+    assert found.default_slug == "christmas-2025"
+    assert found.default == settings.campaign()  # the testing preset and the link hosts
+    assert found.earliest_start() == "2025-11-01"
+    [bad] = found.broken.values()
+    assert bad.slug == "easter-2026" and bad.file == str(broken / "campaign.yaml")
+    assert "not valid YAML" in bad.reason
+    # The set is read-only: every definition built from it shares it.
+    with pytest.raises(TypeError):
+        found.loaded["x"] = found.loaded["christmas-2025"]  # type: ignore[index]
+
+    # XMAS_CAMPAIGN_FILE: that campaign alone, the default.
+    alone = Settings.of(campaigns_dir=tmp_path, campaign_file=str(file)).campaigns()
+    assert list(alone.loaded) == ["spring-2026"] and alone.default_slug == "spring-2026"
+    assert not alone.broken

@@ -61,9 +61,11 @@ def decode_png(markdown: str) -> bytes:
 
 
 def funnel_images(env: PipelineEnv, instance: dg.DagsterInstance) -> dict[str, bytes]:
-    result = env.defs.resolve_job_def("refresh_funnel").execute_in_process(instance=instance)
+    result = env.defs.resolve_job_def(env.name("refresh_funnel")).execute_in_process(
+        instance=instance
+    )
     [event] = [
-        e for e in result.get_asset_materialization_events() if e.asset_key == dg.AssetKey("funnel")
+        e for e in result.get_asset_materialization_events() if e.asset_key == env.key("funnel")
     ]
     metadata = event.materialization.metadata
     for name in CHARTS:

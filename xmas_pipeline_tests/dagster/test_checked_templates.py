@@ -54,11 +54,11 @@ def test_deliveries_alone_refuses_templates_that_fail_the_check(env: PipelineEnv
     with dg.instance_for_test() as instance:
         signed_up(env, instance)
         edit_in_notion(env, BARE)
-        alone = env.defs.resolve_job_def("send_due_emails").execute_in_process(
+        alone = env.defs.resolve_job_def(env.name("send_due_emails")).execute_in_process(
             partition_key=today(),
             instance=instance,
-            run_config={"ops": {"deliveries": {"config": {"catch_up": True}}}},
-            asset_selection=[dg.AssetKey("deliveries")],
+            run_config={"ops": {env.name("deliveries"): {"config": {"catch_up": True}}}},
+            asset_selection=[env.key("deliveries")],
             raise_on_error=False,
         )
         assert not alone.success
@@ -72,11 +72,13 @@ def test_the_one_off_resend_refuses_templates_that_fail_the_check(env: PipelineE
     with dg.instance_for_test() as instance:
         signed_up(env, instance)
         edit_in_notion(env, BARE)
-        result = env.defs.resolve_job_def("resend_contact").execute_in_process(
+        result = env.defs.resolve_job_def(env.name("resend_contact")).execute_in_process(
             instance=instance,
             run_config={
                 "ops": {
-                    "resend_to_contact": {"config": {"email": "jane@x.com", "steps": ["email-1"]}}
+                    env.name("resend_to_contact"): {
+                        "config": {"email": "jane@x.com", "steps": ["email-1"]}
+                    }
                 }
             },
             raise_on_error=False,

@@ -27,10 +27,17 @@ def env(tmp_path: Path) -> PipelineEnv:
 def test_every_asset_has_group_kinds_owners_and_description(env: PipelineEnv) -> None:
     graph = env.defs.resolve_asset_graph()
     keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
-    assert {"signups", "email_sequences", "templates", "due_emails", "deliveries"} <= keys
+    assert {"signups", "email_sequences", "campaign_folders"} <= keys
+    # Every shipped campaign's own assets, under its prefix and in its own group.
+    for prefix in ("christmas_2025", "christmas_2026"):
+        for name in ("templates", "due_emails", "deliveries", "send_switch", "funnel"):
+            assert f"{prefix}/{name}" in keys
     assert {"bookings", "booking_state", "email_events"} <= keys
+    groups = {"ingestion", "sequences", "notion", "campaigns", "christmas_2025", "christmas_2026"}
     for spec in env.defs.resolve_all_asset_specs():
-        assert spec.group_name in {"ingestion", "sequences", "delivery", "notion"}, spec.key
+        assert spec.group_name in groups, spec.key
+        if len(spec.key.path) == 2:
+            assert spec.group_name == spec.key.path[0], spec.key
         assert spec.kinds, spec.key
         assert spec.owners, spec.key
         assert spec.description and len(spec.description) > 40, spec.key
@@ -39,13 +46,16 @@ def test_every_asset_has_group_kinds_owners_and_description(env: PipelineEnv) ->
 def test_lineage_follows_the_flow(env: PipelineEnv) -> None:
     graph = env.defs.resolve_asset_graph()
 
-    def parents(name: str) -> set[str]:
-        return {k.to_user_string() for k in graph.get(dg.AssetKey(name)).parent_keys}
+    def parents(key: dg.AssetKey) -> set[str]:
+        return {k.to_user_string() for k in graph.get(key).parent_keys}
 
-    assert parents("email_sequences") == {"signups"}
-    assert parents("due_emails") == {"email_sequences", "booking_state", "email_events"}
-    assert parents("booking_state") == {"bookings"}
-    assert parents("deliveries") == {"due_emails", "templates"}
+    assert parents(dg.AssetKey("email_sequences")) == {"signups"}
+    assert parents(env.key("due_emails")) == {"email_sequences", "booking_state", "email_events"}
+    assert parents(dg.AssetKey("booking_state")) == {"bookings"}
+    assert parents(env.key("deliveries")) == {
+        "christmas_2025/due_emails",
+        "christmas_2025/templates",
+    }
 
 
 def test_sensor_requests_one_run_per_changed_day(env: PipelineEnv) -> None:
@@ -86,7 +96,7 @@ def test_sensor_ignores_days_outside_the_campaign(env: PipelineEnv) -> None:
 
 
 def test_schedule_requests_todays_catch_up_run(env: PipelineEnv) -> None:
-    schedule = env.defs.resolve_schedule_def("send_schedule")
+    schedule = env.defs.resolve_schedule_def(env.name("send_schedule"))
     assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
     when = datetime(2025, 12, 3, 10, 5, tzinfo=UTC)
     with dg.instance_for_test() as instance:
@@ -96,17 +106,18 @@ def test_schedule_requests_todays_catch_up_run(env: PipelineEnv) -> None:
             instance=instance,
             scheduled_execution_time=when,
             repository_def=env.defs.get_repository_def(),
-            resources=env.resources("store", "campaign_config"),
+            resources=env.resources("store"),
         ) as context:
             request = schedule.evaluate_tick(context).run_requests[0]
         assert request.partition_key == "2025-12-03"
-        assert request.run_config["ops"]["deliveries"]["config"] == {"catch_up": True}
+        assert request.job_name in (None, env.name("send_due_emails"))
+        assert request.run_config["ops"][env.name("deliveries")]["config"] == {"catch_up": True}
         assert request.tags["xmas/send"] == "1"
 
 
 def test_schedule_skips_while_a_send_run_is_in_flight(env: PipelineEnv) -> None:
-    schedule = env.defs.resolve_schedule_def("send_schedule")
-    job = env.defs.resolve_job_def("send_due_emails")
+    schedule = env.defs.resolve_schedule_def(env.name("send_schedule"))
+    job = env.defs.resolve_job_def(env.name("send_due_emails"))
     with dg.instance_for_test() as instance:
         instance.create_run_for_job(
             job_def=job, status=dg.DagsterRunStatus.STARTED, tags={"dagster/partition": today()}
@@ -115,7 +126,7 @@ def test_schedule_skips_while_a_send_run_is_in_flight(env: PipelineEnv) -> None:
             instance=instance,
             scheduled_execution_time=datetime.now(UTC),
             repository_def=env.defs.get_repository_def(),
-            resources=env.resources("store", "campaign_config"),
+            resources=env.resources("store"),
         ) as context:
             result = schedule.evaluate_tick(context)
         assert not result.run_requests
@@ -124,7 +135,9 @@ def test_schedule_skips_while_a_send_run_is_in_flight(env: PipelineEnv) -> None:
 
 def test_cron_and_interval_come_from_the_environment(tmp_path: Path) -> None:
     env = make_env(tmp_path, XMAS_SEND_CRON="* * * * *", XMAS_SENSOR_INTERVAL_SECONDS="7")
-    assert env.defs.resolve_schedule_def("send_schedule").cron_schedule == "* * * * *"
+    for prefix in ("christmas_2025", "christmas_2026"):
+        schedule = env.defs.resolve_schedule_def(f"{prefix}__send_schedule")
+        assert schedule.cron_schedule == "* * * * *"
     assert env.defs.resolve_sensor_def("signups_sensor").minimum_interval_seconds == 7
 
 
@@ -141,7 +154,10 @@ def test_bad_files_are_reported_kept_and_fail_the_check(env: PipelineEnv) -> Non
     assert "not valid JSON" in meta["rejected files"]
     assert "assessment_score" in meta["rejected files"]
     assert "expected a JSON object" in meta["rejected files"]
-    assert check_results(result) == {"no_rejected_files": False}
+    assert check_results(result) == {
+        "no_rejected_files": False,
+        "every_signup_campaign_loaded": True,
+    }
     for item in (good, bad_json, bad_field, not_object):
         assert Path(item.path).exists()
     sequences = env.store().load_sequences(env.campaign)

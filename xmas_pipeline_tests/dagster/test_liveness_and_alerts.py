@@ -323,11 +323,11 @@ def test_an_older_release_s_ledger_and_cursor_are_honoured(
 
 def test_every_op_that_sends_holds_the_send_pool(env: PipelineEnv) -> None:
     graph = env.defs.resolve_asset_graph()
-    assert graph.get(dg.AssetKey("deliveries")).pools == {SEND_POOL}
-    op = env.defs.resolve_job_def("resend_contact").graph.node_defs[0]
+    assert graph.get(env.key("deliveries")).pools == {SEND_POOL}
+    op = env.defs.resolve_job_def(env.name("resend_contact")).graph.node_defs[0]
     assert op.pool == SEND_POOL
     for job in ("send_due_emails", "resend_contact"):
-        assert env.defs.resolve_job_def(job).tags.get(SEND_TAG) == "1"
+        assert env.defs.resolve_job_def(env.name(job)).tags.get(SEND_TAG) == "1"
 
 
 def test_ingestion_jobs_are_retried_and_every_job_heartbeats(env: PipelineEnv) -> None:

@@ -33,7 +33,7 @@ def env(tmp_path: Path) -> PipelineEnv:
 
 def raw_metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict[str, dg.MetadataValue]:
     [event] = [
-        e for e in result.get_asset_materialization_events() if e.asset_key == dg.AssetKey(asset)
+        e for e in result.get_asset_materialization_events() if e.asset_key.path[-1] == asset
     ]
     return dict(event.materialization.metadata)
 
@@ -44,7 +44,7 @@ def assert_plotted(metadata: dict[str, dg.MetadataValue], names: list[str]) -> N
 
 
 def refresh_funnel(env: PipelineEnv, instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
-    job = env.defs.resolve_job_def("refresh_funnel")
+    job = env.defs.resolve_job_def(env.name("refresh_funnel"))
     result = job.execute_in_process(instance=instance, raise_on_error=False)
     assert result.success
     return result
@@ -163,12 +163,12 @@ def test_funnel_asset_counts_and_converts(env: PipelineEnv) -> None:
 
 def test_funnel_follows_deliveries_and_has_its_schedule(env: PipelineEnv) -> None:
     graph = env.defs.resolve_asset_graph()
-    parents = {k.to_user_string() for k in graph.get(dg.AssetKey("funnel")).parent_keys}
-    assert "deliveries" in parents
-    spec = next(s for s in env.defs.resolve_all_asset_specs() if s.key == dg.AssetKey("funnel"))
-    assert spec.group_name == "delivery" and "pandas" in spec.kinds
-    schedule = env.defs.resolve_schedule_def("funnel_schedule")
-    assert schedule.job_name == "refresh_funnel"
+    parents = {k.to_user_string() for k in graph.get(env.key("funnel")).parent_keys}
+    assert env.key("deliveries").to_user_string() in parents
+    spec = next(s for s in env.defs.resolve_all_asset_specs() if s.key == env.key("funnel"))
+    assert spec.group_name == "christmas_2025" and "pandas" in spec.kinds
+    schedule = env.defs.resolve_schedule_def(env.name("funnel_schedule"))
+    assert schedule.job_name == env.name("refresh_funnel")
 
 
 def test_templates_show_each_template_rendered_for_each_segment(env: PipelineEnv) -> None:

@@ -39,9 +39,11 @@ def switch(
     env: PipelineEnv, instance: dg.DagsterInstance, job: str, reason: str = ""
 ) -> dg.ExecuteInProcessResult:
     config = {
-        "ops": {"send_switch": {"config": {"pause": job == "pause_sending", "reason": reason}}}
+        "ops": {
+            env.name("send_switch"): {"config": {"pause": job == "pause_sending", "reason": reason}}
+        }
     }
-    return env.defs.resolve_job_def(job).execute_in_process(
+    return env.defs.resolve_job_def(env.name(job)).execute_in_process(
         instance=instance, run_config=config, raise_on_error=False
     )
 
@@ -79,7 +81,7 @@ def test_pausing_stops_the_schedule_the_welcome_sensor_and_a_run_by_hand(
         assert isinstance(skipped, dg.SkipReason)
         assert "paused" in (skipped.skip_message or "")
         # The schedule skips, saying why.
-        schedule = env.defs.resolve_schedule_def("send_schedule")
+        schedule = env.defs.resolve_schedule_def(env.name("send_schedule"))
         with dg.build_schedule_context(
             instance=instance,
             scheduled_execution_time=datetime.now(UTC),
@@ -113,26 +115,28 @@ def test_backfills_and_the_one_off_resend_still_send_while_paused(env: PipelineE
         assert env.ingest(today(), instance).success
         assert switch(env, instance, "pause_sending", "checking the copy").success
 
-        backfill = env.defs.resolve_job_def("send_due_emails").execute_in_process(
+        backfill = env.defs.resolve_job_def(env.name("send_due_emails")).execute_in_process(
             partition_key=today(),
             instance=instance,
-            run_config={"ops": {"deliveries": {"config": {}}}},
+            run_config={"ops": {env.name("deliveries"): {"config": {}}}},
             tags={"dagster/backfill": "bf1"},
         )
         assert materializations(backfill, "deliveries")[0]["sent"] == 1
 
-        resend = env.defs.resolve_job_def("resend_contact").execute_in_process(
+        resend = env.defs.resolve_job_def(env.name("resend_contact")).execute_in_process(
             instance=instance,
             run_config={
                 "ops": {
-                    "resend_to_contact": {"config": {"email": "jane@x.com", "steps": ["email-1"]}}
+                    env.name("resend_to_contact"): {
+                        "config": {"email": "jane@x.com", "steps": ["email-1"]}
+                    }
                 }
             },
         )
         assert resend.success
         assert len(env.outbox_files()) == 2
     descriptions = {
-        name: env.defs.resolve_job_def(name).description or ""
+        name: env.defs.resolve_job_def(env.name(name)).description or ""
         for name in ("send_due_emails", "resend_contact")
     }
     assert all("while sending is paused" in text for text in descriptions.values())

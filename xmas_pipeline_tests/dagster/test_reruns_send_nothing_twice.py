@@ -46,8 +46,8 @@ def test_a_reexecuted_forced_backfill_sends_only_what_the_first_attempt_did_not(
     # Enough quota for the welcomes and 100 forced re-sends: the 101st is refused.
     with running_fake(rate_limit=None, daily_quota=201) as resend:
         env = resend_env(tmp_path, resend.base_url)
-        job = env.defs.resolve_job_def("send_due_emails")
-        config = {"ops": {"deliveries": {"config": {"force": True}}}}
+        job = env.defs.resolve_job_def(env.name("send_due_emails"))
+        config = {"ops": {env.name("deliveries"): {"config": {"force": True}}}}
         with dg.instance_for_test() as instance:
             for person in people:
                 env.drop_signup(signup(person), age=timedelta(seconds=30))
@@ -86,10 +86,10 @@ def test_a_reexecuted_resend_contact_sends_only_what_the_first_attempt_did_not(
     tmp_path: Path,
 ) -> None:
     env = make_env(tmp_path / "home", XMAS_TESTING_MODE="true")
-    job = env.defs.resolve_job_def("resend_contact")
+    job = env.defs.resolve_job_def(env.name("resend_contact"))
     config = {
         "ops": {
-            "resend_to_contact": {
+            env.name("resend_to_contact"): {
                 "config": {"email": "jane@x.com", "steps": ["email-1", "email-2"]}
             }
         }

@@ -22,11 +22,13 @@ def env(tmp_path: Path) -> PipelineEnv:
 def resend(
     env: PipelineEnv, instance: dg.DagsterInstance, email: str, steps: list[str]
 ) -> dg.ExecuteInProcessResult:
-    job = env.defs.resolve_job_def("resend_contact")
+    job = env.defs.resolve_job_def(env.name("resend_contact"))
     return job.execute_in_process(
         instance=instance,
         raise_on_error=False,
-        run_config={"ops": {"resend_to_contact": {"config": {"email": email, "steps": steps}}}},
+        run_config={
+            "ops": {env.name("resend_to_contact"): {"config": {"email": email, "steps": steps}}}
+        },
     )
 
 
@@ -128,7 +130,7 @@ def test_refuses_a_step_not_yet_due(tmp_path: Path) -> None:
 
 
 def test_the_job_never_overlaps_a_send_run(env: PipelineEnv) -> None:
-    job = env.defs.resolve_job_def("resend_contact")
+    job = env.defs.resolve_job_def(env.name("resend_contact"))
     assert job.tags["xmas/send"] == "1"
     assert "email" in (job.description or "")
 

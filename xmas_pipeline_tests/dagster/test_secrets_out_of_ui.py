@@ -26,8 +26,11 @@ from dagster_shared.serdes import serialize_value
 
 from xmas_pipeline.adapters.inbox import Inbox
 from xmas_pipeline.adapters.sql.secrets import SqlSecrets, unsubscribe_secret
+from xmas_pipeline.core.campaign import DEFAULT_CAMPAIGN_SLUG
+from xmas_pipeline.dagster_defs import jobs
 from xmas_pipeline.dagster_defs.build import build_definitions
-from xmas_pipeline.dagster_defs.jobs import FUNNEL_JOB, INGEST_SIGNUPS_JOB, SEND_JOB
+from xmas_pipeline.dagster_defs.jobs import INGEST_SIGNUPS_JOB, deliveries_config
+from xmas_pipeline.dagster_defs.names import campaign_name
 from xmas_pipeline.dagster_defs.notion import SYNC_JOB
 from xmas_pipeline.settings import Settings
 from xmas_pipeline_tests.fakes.chat_webhook import ChatWebhookServer
@@ -45,7 +48,10 @@ from xmas_pipeline_tests.support.ui_secrets import (
 )
 
 PROTECTED = {"store", "inbox", "sender", "alerts", "notion", "calcom"}
-CATCH_UP = {"ops": {"deliveries": {"config": {"catch_up": True}}}}
+# The default campaign's jobs (the shipped campaigns folder: every test here uses it).
+SEND_JOB = campaign_name(DEFAULT_CAMPAIGN_SLUG, jobs.SEND_JOB)
+FUNNEL_JOB = campaign_name(DEFAULT_CAMPAIGN_SLUG, jobs.FUNNEL_JOB)
+CATCH_UP = deliveries_config(DEFAULT_CAMPAIGN_SLUG, catch_up=True)
 CODE_LOCATION = """
 from xmas_pipeline.dagster_defs.build import build_definitions
 from xmas_pipeline.settings import Settings

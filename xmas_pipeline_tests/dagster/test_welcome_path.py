@@ -37,11 +37,11 @@ def test_a_send_run_follows_each_ingestion_that_started_sequences(env: PipelineE
 
         env.drop_signup(signup("new@x.com"))
         assert env.ingest(today(), instance).success
-        request = sensor(context)
+        [request] = sensor(context)
         assert isinstance(request, dg.RunRequest)
-        assert request.job_name in (None, SEND_JOB) and request.partition_key == today()
+        assert request.job_name == env.name(SEND_JOB) and request.partition_key == today()
         assert request.tags[SEND_TAG] == "1"
-        assert request.run_config["ops"]["deliveries"]["config"]["catch_up"] is True
+        assert request.run_config["ops"][env.name("deliveries")]["config"]["catch_up"] is True
 
         # The same day ingested again (a re-delivery): nothing new, no send requested.
         context = dg.build_sensor_context(

@@ -156,13 +156,13 @@ def test_a_cancellation_landing_after_planning_is_caught_before_sending(
 ) -> None:
     drop(env, "bookings", webhook_created("bkR1", START, at=NOW - H))
     assert run(env, "ingest_bookings", instance).success
-    job = env.defs.resolve_job_def("send_due_emails")
-    config = {"ops": {"deliveries": {"config": {"catch_up": True}}}}
+    job = env.defs.resolve_job_def(env.name("send_due_emails"))
+    config = {"ops": {env.name("deliveries"): {"config": {"catch_up": True}}}}
     planned = job.execute_in_process(
         partition_key=today(),
         instance=instance,
         run_config=config,
-        asset_selection=[dg.AssetKey("templates"), dg.AssetKey("due_emails")],
+        asset_selection=[env.key("templates"), env.key("due_emails")],
     )
     assert planned.success
     assert materializations(planned, "due_emails")[0]["due by step"] == {"reminder-1": 1}
@@ -195,7 +195,7 @@ def test_a_cancellation_landing_after_planning_is_caught_before_sending(
         partition_key=today(),
         instance=instance,
         run_config=config,
-        asset_selection=[dg.AssetKey("deliveries")],
+        asset_selection=[env.key("deliveries")],
     )
     assert sent.success
     assert env.outbox_files() == []

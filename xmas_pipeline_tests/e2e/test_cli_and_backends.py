@@ -152,7 +152,7 @@ def test_runs_cut_off_by_a_hard_stop_are_failed_at_the_next_start(
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
     home = dagster_home(Settings.from_env({"XMAS_HOME": str(tmp_path / "x")}))
     env = make_env(tmp_path / "x")
-    job = env.defs.resolve_job_def("send_due_emails")
+    job = env.defs.resolve_job_def(env.name("send_due_emails"))
     with dg.DagsterInstance.from_config(str(home)) as instance:
         cut = instance.create_run_for_job(job_def=job, status=dg.DagsterRunStatus.STARTED)
         done = instance.create_run_for_job(job_def=job, status=dg.DagsterRunStatus.SUCCESS)

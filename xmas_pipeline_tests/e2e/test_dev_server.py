@@ -11,7 +11,7 @@ import pytest
 
 from xmas_pipeline.adapters.inbox import Inbox
 from xmas_pipeline_tests.support.dagster_dev import processes_with_marker, running_dev, wait_for
-from xmas_pipeline_tests.support.pipeline_env import signup
+from xmas_pipeline_tests.support.pipeline_env import DEFAULT_PREFIX, default_name, signup
 
 pytestmark = pytest.mark.slow
 
@@ -32,11 +32,12 @@ def test_dev_runs_the_whole_pipeline(tmp_path: Path) -> None:
         assets = {"/".join(a["assetKey"]["path"]): a["groupName"] for a in repo["assetNodes"]}
         assert assets["signups"] == "ingestion"
         assert assets["email_sequences"] == "sequences"
-        assert assets["deliveries"] == "delivery"
+        assert assets[f"{DEFAULT_PREFIX}/deliveries"] == DEFAULT_PREFIX
+        assert assets["christmas_2026/deliveries"] == "christmas_2026"  # every campaign
         sensors = {s["name"]: s["sensorState"]["status"] for s in repo["sensors"]}
         schedules = {s["name"]: s["scheduleState"]["status"] for s in repo["schedules"]}
         assert sensors["signups_sensor"] == "RUNNING"
-        assert schedules["send_schedule"] == "RUNNING"
+        assert schedules[default_name("send_schedule")] == "RUNNING"
 
         inbox = Inbox(home / "inbox")
         for email, red, orange in (("a@x.com", 2, 0), ("b@x.com", 1, 0), ("c@x.com", 0, 0)):

@@ -97,7 +97,10 @@ def test_a_signup_file_with_a_line_break_character_is_rejected_with_its_reason(
     meta = materializations(result, "signups")[0]
     assert meta["accepted"] == 1 and meta["rejected"] == 1
     assert "first_name" in meta["rejected files"] and "U+0085" in meta["rejected files"]
-    assert check_results(result) == {"no_rejected_files": False}
+    assert check_results(result) == {
+        "no_rejected_files": False,
+        "every_signup_campaign_loaded": True,
+    }
 
 
 def test_a_stored_name_with_hostile_characters_still_goes_out_with_a_clean_subject(

@@ -1,5 +1,6 @@
 """Pausing pauses, for real: `xmas-pipeline dev` in testing mode (a send every minute),
-sending paused from the launchpad (`pause_sending`), signups posted to the intake. Once
+sending paused from the launchpad (the default campaign's `pause_sending`), signups posted
+to the intake. Once
 they are in the store and the daemon has ticked the send schedule since (email 1 due for
 everyone on a real tick; the welcome sensor ticks every 5 s), nothing has been sent;
 resumed (`resume_sending`), everything due goes, each message once. The waits poll the
@@ -18,7 +19,7 @@ import pytest
 from xmas_pipeline.adapters.sql.send_switch import SqlSendSwitch
 from xmas_pipeline.core.campaign import load_campaign
 from xmas_pipeline_tests.support.dagster_dev import running_dev, wait_for
-from xmas_pipeline_tests.support.pipeline_env import signup
+from xmas_pipeline_tests.support.pipeline_env import default_name, signup
 
 pytestmark = pytest.mark.slow
 
@@ -43,8 +44,14 @@ def test_paused_sends_nothing_and_resumed_sends_everything_due_once(tmp_path: Pa
         switch = SqlSendSwitch(f"sqlite:///{home / 'state.db'}")
         campaign = load_campaign(testing_mode=True)
         run = dev.launch(
-            "pause_sending",
-            {"ops": {"send_switch": {"config": {"pause": True, "reason": "copy review"}}}},
+            default_name("pause_sending"),
+            {
+                "ops": {
+                    default_name("send_switch"): {
+                        "config": {"pause": True, "reason": "copy review"}
+                    }
+                }
+            },
         )
         assert wait_for(lambda: switch.state(campaign).paused, timeout=120), dev.log_tail()
         assert dev.run_status(run) == "SUCCESS"
@@ -63,14 +70,17 @@ def test_paused_sends_nothing_and_resumed_sends_everything_due_once(tmp_path: Pa
 
         def ticked() -> bool:
             assert not sent_steps(outbox), f"sent while paused: {sent_steps(outbox)}"
-            return len(dev.schedule_ticks("send_schedule", after=ingested_at)) >= 1
+            return len(dev.schedule_ticks(default_name("send_schedule"), after=ingested_at)) >= 1
 
         # A real tick of the schedule with email 1 due for everyone (the welcome sensor
         # ticks every 5 s meanwhile): nothing goes.
         assert wait_for(ticked, timeout=3 * SEND_INTERVAL_S, interval=2), dev.log_tail()
         assert not sent_steps(outbox)
 
-        dev.launch("resume_sending", {"ops": {"send_switch": {"config": {"pause": False}}}})
+        dev.launch(
+            default_name("resume_sending"),
+            {"ops": {default_name("send_switch"): {"config": {"pause": False}}}},
+        )
         # By now emails 1-4 are due for everyone; the catch-up sends one per person per run.
         wanted = {(p, f"email-{n}") for p in PEOPLE for n in (1, 2)}
         arrived = wait_for(lambda: wanted <= set(sent_steps(outbox)), timeout=300, interval=3)

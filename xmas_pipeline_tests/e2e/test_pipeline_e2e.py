@@ -194,12 +194,12 @@ def test_deliveries_on_its_own_works_from_the_current_state(env: PipelineEnv) ->
         env.send(today(), instance, catch_up=True)
         env.drop_signup(PEOPLE[1])
         env.ingest(today(), instance)
-        job = env.defs.resolve_job_def("send_due_emails")
+        job = env.defs.resolve_job_def(env.name("send_due_emails"))
         alone = job.execute_in_process(
             partition_key=today(),
             instance=instance,
-            asset_selection=[dg.AssetKey("deliveries")],
-            run_config={"ops": {"deliveries": {"config": {"catch_up": True}}}},
+            asset_selection=[env.key("deliveries")],
+            run_config={"ops": {env.name("deliveries"): {"config": {"catch_up": True}}}},
             raise_on_error=False,
         )
         assert alone.success
@@ -221,8 +221,8 @@ def test_deliveries_alone_on_a_fresh_instance_sends_what_is_due(env: PipelineEnv
         alone = job.execute_in_process(
             partition_key=today(),
             instance=fresh,
-            asset_selection=[dg.AssetKey("deliveries")],
-            run_config={"ops": {"deliveries": {"config": {"catch_up": True}}}},
+            asset_selection=[env.key("deliveries")],
+            run_config={"ops": {env.name("deliveries"): {"config": {"catch_up": True}}}},
             raise_on_error=False,
         )
         assert alone.success

@@ -23,7 +23,7 @@ import sqlalchemy as sa
 
 from xmas_pipeline.adapters.sql.tables import send_journal
 from xmas_pipeline_tests.fakes.resend_api import DEFAULT_API_KEY, FakeResendAPI, running_fake
-from xmas_pipeline_tests.support.pipeline_env import signup
+from xmas_pipeline_tests.support.pipeline_env import DEFAULT_PREFIX, default_name, signup
 from xmas_pipeline_tests.support.production import Production, running_production, wait_until
 
 pytestmark = pytest.mark.slow
@@ -105,7 +105,9 @@ def send_in_flight(prod: Production, instance: dg.DagsterInstance, resend: FakeR
             return None
         started = instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]))
         for run in started:
-            if run.job_name == "send_due_emails" and prod.worker_pid(instance, run.run_id):
+            if run.job_name == default_name("send_due_emails") and prod.worker_pid(
+                instance, run.run_id
+            ):
                 return run.run_id
         return None
 
@@ -121,11 +123,12 @@ def test_the_webserver_lists_the_assets_sensors_and_schedule(prod: Production) -
         "sensors { name } schedules { name } } } } }"
     )
     assets = {"/".join(n["assetKey"]["path"]) for n in data["assetNodes"]}
-    assert {"signups", "email_sequences", "due_emails", "deliveries", "funnel"} <= assets
+    own = {f"{DEFAULT_PREFIX}/{name}" for name in ("due_emails", "deliveries", "funnel")}
+    assert {"signups", "email_sequences", *own} <= assets
     [repo] = data["repositoriesOrError"]["nodes"]
     sensors = {s["name"] for s in repo["sensors"]}
     assert {"signups_sensor", "send_after_signups_sensor", "run_watchdog_sensor"} <= sensors
-    assert "send_schedule" in {s["name"] for s in repo["schedules"]}
+    assert default_name("send_schedule") in {s["name"] for s in repo["schedules"]}
 
 
 def test_a_signup_becomes_a_welcome_email(prod: Production, resend: FakeResendAPI) -> None:

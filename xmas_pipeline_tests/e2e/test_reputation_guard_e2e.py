@@ -140,7 +140,9 @@ def test_a_bounce_storm_pauses_sending_and_alerts_once(
     assert not any("late@example.com" in name for name in before)
 
     # A person resumes: the guard counts afresh from the resume and does not pause again.
-    resumed = env.defs.resolve_job_def("resume_sending").execute_in_process(instance=instance)
+    resumed = env.defs.resolve_job_def(env.name("resume_sending")).execute_in_process(
+        instance=instance
+    )
     assert resumed.success
     after = guard_check(env, instance)
     assert after.passed and meta(after)["level"] == "too_few" and meta(after)["sent"] == 0

@@ -16,13 +16,18 @@ from typing import Any
 import httpx
 import pytest
 
-from xmas_pipeline.dagster_defs.jobs import SEND_JOB
+from xmas_pipeline.dagster_defs import jobs as job_names
 from xmas_pipeline.dagster_defs.notion import SYNC_JOB
 from xmas_pipeline.settings import Settings
 from xmas_pipeline_tests.fakes.notion_api import FakeNotion
 from xmas_pipeline_tests.fakes.resend_api import running_fake
 from xmas_pipeline_tests.support.dagster_dev import running_dev, wait_for
-from xmas_pipeline_tests.support.pipeline_env import signup, today
+from xmas_pipeline_tests.support.pipeline_env import (
+    DEFAULT_PREFIX,
+    default_name,
+    signup,
+    today,
+)
 from xmas_pipeline_tests.support.secret_stack import secret_stack
 from xmas_pipeline_tests.support.ui_secrets import (
     launch,
@@ -30,6 +35,8 @@ from xmas_pipeline_tests.support.ui_secrets import (
     sender_elsewhere,
     ui_answers,
 )
+
+SEND_JOB = default_name(job_names.SEND_JOB)  # the shipped default campaign's
 
 pytestmark = pytest.mark.slow
 
@@ -86,7 +93,7 @@ def test_the_real_ui_shows_no_secret_and_refuses_redirects(tmp_path: Path) -> No
                 "__ASSET_JOB",
                 to_resend,
                 tags=[("dagster/partition", today())],
-                assets=["deliveries"],
+                assets=[f"{DEFAULT_PREFIX}/deliveries"],
             ),
             "sync": launch(
                 query,

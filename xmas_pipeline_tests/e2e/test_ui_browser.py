@@ -19,6 +19,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from xmas_pipeline_tests.support.dagster_dev import DevServer, running_dev
+from xmas_pipeline_tests.support.pipeline_env import DEFAULT_PREFIX, default_name
 from xmas_pipeline_tests.support.requirements import missing
 
 pytestmark = pytest.mark.slow
@@ -101,20 +102,25 @@ def test_the_catalog_lists_every_asset_with_its_group(
 
 
 def test_the_lineage_page_shows_the_groups(browser: webdriver.Chrome, dev: DevServer) -> None:
-    page_text(browser, dev, "/asset-groups", ["ingestion", "sequences", "delivery"])
+    page_text(browser, dev, "/asset-groups", ["ingestion", "sequences", DEFAULT_PREFIX])
 
 
 def test_the_automation_page_shows_the_sensor_and_the_schedule(
     browser: webdriver.Chrome, dev: DevServer
 ) -> None:
-    page_text(browser, dev, "/automation", ["signups_sensor", "send_schedule"])
+    page_text(browser, dev, "/automation", ["signups_sensor", default_name("send_schedule")])
 
 
 def test_the_jobs_page_offers_the_send_and_resend_jobs(
     browser: webdriver.Chrome, dev: DevServer
 ) -> None:
-    page_text(browser, dev, "/jobs", ["send_due_emails", "resend_contact", "ingest_signups"])
+    page_text(
+        browser,
+        dev,
+        "/jobs",
+        [default_name("send_due_emails"), default_name("resend_contact"), "ingest_signups"],
+    )
 
 
 def test_an_asset_page_explains_the_asset(browser: webdriver.Chrome, dev: DevServer) -> None:
-    page_text(browser, dev, "/assets/deliveries", ["deliveries", "force: true"])
+    page_text(browser, dev, f"/assets/{DEFAULT_PREFIX}/deliveries", ["deliveries", "force: true"])

@@ -176,11 +176,15 @@ def test_an_exit_recorded_before_the_signup_stops_everything(
     send_until_quiet(env, instance, runs=2)
     assert steps_sent(env, "ida@x.com") == []
     # And the one-off re-send, which used to read only the sequence row, refuses too.
-    resend = env.defs.resolve_job_def("resend_contact").execute_in_process(
+    resend = env.defs.resolve_job_def(env.name("resend_contact")).execute_in_process(
         instance=instance,
         raise_on_error=False,
         run_config={
-            "ops": {"resend_to_contact": {"config": {"email": "ida@x.com", "steps": ["email-1"]}}}
+            "ops": {
+                env.name("resend_to_contact"): {
+                    "config": {"email": "ida@x.com", "steps": ["email-1"]}
+                }
+            }
         },
     )
     assert not resend.success

@@ -15,9 +15,22 @@ import yaml
 
 from xmas_pipeline.adapters.inbox import Inbox, InboxFile
 from xmas_pipeline.adapters.sql.store import SqlStore
-from xmas_pipeline.core.campaign import DEFAULT_CAMPAIGN_FILE, Campaign, load_campaign
+from xmas_pipeline.core.campaign import DEFAULT_CAMPAIGN_FILE, DEFAULT_CAMPAIGN_SLUG, Campaign
+from xmas_pipeline.core.campaign_set import CAMPAIGN_FIELD
 from xmas_pipeline.dagster_defs.build import build_definitions
+from xmas_pipeline.dagster_defs.jobs import SEND_JOB, deliveries_config
+from xmas_pipeline.dagster_defs.names import campaign_key, campaign_name, prefix_of
 from xmas_pipeline.settings import Settings
+
+# The shipped default campaign's asset prefix (`christmas_2025`), for tests of a dev server
+# or a deployment, which run the shipped campaigns folder.
+DEFAULT_PREFIX = prefix_of(DEFAULT_CAMPAIGN_SLUG)
+
+
+def default_name(base: str) -> str:
+    """The shipped default campaign's job, schedule or op name
+    (`christmas_2025__send_due_emails`)."""
+    return campaign_name(DEFAULT_CAMPAIGN_SLUG, base)
 
 
 @dataclass
@@ -25,7 +38,16 @@ class PipelineEnv:
     home: Path
     settings: Settings
     defs: dg.Definitions
-    campaign: Campaign
+    campaign: Campaign  # the default campaign (the first loaded when its folder is broken)
+
+    def name(self, base: str, campaign: str | None = None) -> str:
+        """A campaign's job, schedule or op name (the default campaign's unless given):
+        `name("send_due_emails")` -> `christmas_2025__send_due_emails`."""
+        return campaign_name(campaign or self.campaign.slug, base)
+
+    def key(self, base: str, campaign: str | None = None) -> dg.AssetKey:
+        """A campaign's asset key: `key("deliveries")` -> `christmas_2025/deliveries`."""
+        return campaign_key(campaign or self.campaign.slug, base)
 
     @property
     def inbox(self) -> Inbox:
@@ -45,10 +67,16 @@ class PipelineEnv:
         return {k: found[k] for k in keys or found}
 
     def drop_signup(
-        self, payload: dict[str, Any] | bytes, age: timedelta = timedelta(0)
+        self,
+        payload: dict[str, Any] | bytes,
+        age: timedelta = timedelta(0),
+        campaign: str | None = None,
     ) -> InboxFile:
+        """A signup file as the intake writes it; `campaign` goes in its request details
+        as the intake names it (none: a file from before, for the default campaign)."""
         body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-        item = self.inbox.write("signups", body)
+        request = {CAMPAIGN_FIELD: campaign} if campaign else None
+        item = self.inbox.write("signups", body, request=request)
         if age:
             when = (datetime.now(UTC) - age).timestamp()
             os.utime(item.path, (when, when))
@@ -64,14 +92,17 @@ class PipelineEnv:
         return job.execute_in_process(partition_key=day, instance=instance, raise_on_error=False)
 
     def send(
-        self, day: str, instance: dg.DagsterInstance, **config: Any
+        self, day: str, instance: dg.DagsterInstance, campaign: str | None = None, **config: Any
     ) -> dg.ExecuteInProcessResult:
-        job = self.defs.resolve_job_def("send_due_emails")
+        """A run of a campaign's send job (the default campaign's unless given), with
+        `config` for its `deliveries`."""
+        slug = campaign or self.campaign.slug
+        job = self.defs.resolve_job_def(campaign_name(slug, SEND_JOB))
         return job.execute_in_process(
             partition_key=day,
             instance=instance,
             raise_on_error=False,
-            run_config={"ops": {"deliveries": {"config": config}}},
+            run_config=deliveries_config(slug, **config),
         )
 
 
@@ -88,7 +119,9 @@ def make_env(home: Path, **env: str) -> PipelineEnv:
         **env,
     }
     settings = Settings.from_env(values)
-    campaign = load_campaign(settings.campaign_file, testing_mode=settings.testing_mode)
+    campaigns = settings.campaigns()
+    # The default campaign; the first that loads when its folder is broken (a test of that).
+    campaign = campaigns.default or next(iter(campaigns.loaded.values()))
     defs = build_definitions(settings)
     # Resolve now, outside any test instance: Dagster caches the repository, and resolving
     # it later inside `instance_for_test` would tie it to that instance's temp folder.
@@ -119,10 +152,15 @@ def signup(email: str, red: int = 0, orange: int = 0, **extra: Any) -> dict[str,
     }
 
 
-def materializations(result: dg.ExecuteInProcessResult, asset: str) -> list[dict[str, Any]]:
+def materializations(
+    result: dg.ExecuteInProcessResult, asset: str | dg.AssetKey
+) -> list[dict[str, Any]]:
+    """The metadata of each materialization of `asset`: a whole key, or a name matching
+    the key's last part (a campaign's `deliveries` is `christmas_2025/deliveries`)."""
     out = []
     for event in result.get_asset_materialization_events():
-        if event.asset_key == dg.AssetKey(asset):
+        key = event.asset_key
+        if (isinstance(asset, dg.AssetKey) and key == asset) or key.path[-1] == asset:
             out.append({k: v.value for k, v in event.materialization.metadata.items()})
     return out
 
