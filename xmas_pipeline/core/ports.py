@@ -120,6 +120,9 @@ class SequenceStore(Protocol):
     def signups_across_campaigns(self, keys: Iterable[str]) -> pd.DataFrame:
         """Every campaign these people signed up to: contact_key, campaign, signup_at."""
 
+    def sequence_counts(self, campaign: Campaign) -> tuple[int, int]:
+        """How many of the campaign's sequences run, and how many are completed."""
+
     def record_sent(self, campaign: Campaign, record: SentRecord) -> None:
         """Mark one message sent (one write per email)."""
 

@@ -9,6 +9,7 @@ A broken campaign folder only shows red in `campaign_folders`. Tests build their
 Definitions from other settings.
 """
 
+from collections.abc import Mapping
 from typing import Any
 
 import dagster as dg
@@ -48,21 +49,27 @@ GLOBAL_MODULES = (
     retention,
     alerts,
 )
-# Each of these has `campaign_definitions(settings, campaign, partitions)`.
-CAMPAIGN_MODULES = (sequences, delivery, pausing, funnel, jobs, schedules)
+# Each of these has `campaign_definitions(settings, campaign, partitions)`; `delivery`'s
+# also takes every running campaign (the gap between nurture emails spans them).
+CAMPAIGN_MODULES = (sequences, pausing, funnel, jobs, schedules)
 
 
 def campaign_definitions(
-    settings: Settings, campaign: Campaign, partitions: dg.PartitionsDefinition, send_job: Any
+    settings: Settings,
+    campaign: Campaign,
+    partitions: dg.PartitionsDefinition,
+    send_job: Any,
+    running: Mapping[str, Campaign],
 ) -> dg.Definitions:
     """The asset factory: one campaign's assets, checks, jobs and schedules, each closing
     over `campaign`, partitioned from its start date (`partitions`); `send_job` is its
-    `jobs.send_job`."""
+    `jobs.send_job`; `running`: every campaign of the code location, by slug."""
     return dg.Definitions.merge(
         *(
             module.campaign_definitions(settings, campaign, partitions)
             for module in CAMPAIGN_MODULES
         ),
+        delivery.campaign_definitions(settings, campaign, partitions, running),
         dg.Definitions(jobs=[send_job]),
     )
 
@@ -83,7 +90,9 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         *(module.definitions(settings, campaign_set, partitions) for module in GLOBAL_MODULES),
         sensors.definitions(settings, campaign_set, partitions, send_jobs),
         *(
-            campaign_definitions(settings, campaign, own_partitions[slug], send_jobs[slug])
+            campaign_definitions(
+                settings, campaign, own_partitions[slug], send_jobs[slug], campaign_set.loaded
+            )
             for slug, campaign in campaign_set.loaded.items()
         ),
     )

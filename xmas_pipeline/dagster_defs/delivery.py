@@ -2,7 +2,8 @@
 (`<prefix>/deliveries`, one partition per day the messages fell due, from the campaign's
 start date). Each asset closes over its campaign (`dagster_defs.names` for the names)."""
 
-from datetime import UTC, datetime
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import dagster as dg
@@ -27,9 +28,12 @@ from xmas_pipeline.dagster_defs.names import campaign_key, prefix_of
 from xmas_pipeline.dagster_defs.resources import EmailSenderResource, StateStoreResource
 from xmas_pipeline.services.checked_templates import TemplatesRefused, templates_to_send
 from xmas_pipeline.services.forced_sends import forced_backfill_plan
-from xmas_pipeline.services.planning import due_plan, load_state, send_gate
+from xmas_pipeline.services.planning import due_plan, send_gate
 from xmas_pipeline.services.sending import DeliveryReport
 from xmas_pipeline.settings import Settings
+
+# How far ahead `due_emails` shows what falls due.
+FORECAST = timedelta(days=7)
 
 
 class DeliveriesConfig(dg.Config):
@@ -45,8 +49,13 @@ class DeliveriesConfig(dg.Config):
 
 
 def campaign_definitions(
-    settings: Settings, campaign: Campaign, partitions: dg.PartitionsDefinition
+    settings: Settings,
+    campaign: Campaign,
+    partitions: dg.PartitionsDefinition,
+    running: Mapping[str, Campaign],
 ) -> dg.Definitions:
+    """`running`: every campaign of the code location, by slug: the gap between nurture
+    emails holds across them (`core.due`)."""
     slug = campaign.slug
     camp = campaign
 
@@ -74,9 +83,11 @@ def campaign_definitions(
     ) -> dg.MaterializeResult:
         backend = store.prepared(camp)
         now = datetime.now(UTC)
-        # Read once: the plan and the 7-day forecast come from the same state.
-        state = load_state(backend, camp)
-        plan, sequences = plan_due(state, camp, now)
+        # Read once: the plan and the 7-day forecast come from the same state, which holds
+        # only the sequences with something due within the week (`sequences.next_due_at`).
+        state = backend.load_due_states([camp], now, FORECAST, running)[slug]
+        plan, _ = plan_due(state, camp, now)
+        active, completed = backend.sequence_counts(camp)
         to_send = plan[plan["action"] == SEND]
         limit = stuck_after(camp)
         stuck = to_send[to_send["due_at"] < pd.Timestamp(now - limit)]
@@ -99,8 +110,8 @@ def campaign_definitions(
             metadata={
                 "due": len(to_send),
                 "skipped or exiting": len(plan) - len(to_send),
-                "active sequences": int((~sequences["completed"]).sum()) if len(sequences) else 0,
-                "completed sequences": int(sequences["completed"].sum()) if len(sequences) else 0,
+                "active sequences": active,
+                "completed sequences": completed,
                 "due by step": dg.MetadataValue.json(counts(to_send["step_id"])),
                 "due by segment": dg.MetadataValue.json(counts(to_send["segment"])),
                 "next 7 days": frame_table(upcoming_from_state(state, camp, now)),
@@ -147,7 +158,7 @@ def campaign_definitions(
             raise dg.Failure(description=f"Nothing sent: {exc}") from None
         # The plan is made here, once this op holds the send pool, from the store as it is
         # now: never a list computed earlier, nor one left on some host's disk.
-        due, _ = due_plan(backend, camp, datetime.now(UTC))
+        due, _ = due_plan(backend, camp, datetime.now(UTC), running)
         plan = due_in_range(due, start_day, window.end)
         suffix = ""
         if config.force:
@@ -164,7 +175,7 @@ def campaign_definitions(
             plan,
             idempotency_suffix=suffix,
             # Just before each batch: the pause, the person's flags, each reminder's booking.
-            gate=send_gate(backend, camp, switch),
+            gate=send_gate(backend, camp, switch, campaigns=running),
             journal=store.journal(context.run_id),
             # An open batch of a run still going is that run's; one of a run that ended
             # (marked failed by the watchdog if it died) is replayed here.

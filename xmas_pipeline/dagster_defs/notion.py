@@ -32,11 +32,15 @@ from xmas_pipeline.dagster_defs.notion_lag import (
 )
 from xmas_pipeline.dagster_defs.resources import (
     AlertResource,
-    CampaignResource,
     NotionResource,
     StateStoreResource,
 )
-from xmas_pipeline.services.notion_sync import SyncReport, sync_to_notion
+from xmas_pipeline.services.notion_sync import (
+    SyncReport,
+    combined_report,
+    combined_stats,
+    sync_all_campaigns,
+)
 from xmas_pipeline.settings import Settings
 
 SYNC_JOB = "sync_notion"
@@ -112,27 +116,29 @@ def definitions(
         context: dg.AssetExecutionContext,
         store: StateStoreResource,
         notion: NotionResource,
-        campaign_config: CampaignResource,
     ):  # type: ignore[no-untyped-def]
-        camp = campaign_config.campaign
-        sql = store.prepared(camp)
+        running = list(campaigns.loaded.values())
+        sql = store.prepared(running[0])
         queue = store.notion_queue()
-        # Contacts a sync run that died had taken are free again.
-        queue.release(camp, lambda run_id: run_is_live(context.instance, run_id))
+        for camp in running:
+            # Contacts a sync run that died had taken are free again.
+            queue.release(camp, lambda run_id: run_is_live(context.instance, run_id))
         client = notion.client()
         try:
-            report = sync_to_notion(
+            # Every campaign through one client: one rate budget, a batch of each in turn.
+            reports = sync_all_campaigns(
+                campaigns=running,
                 snapshots=sql.contact_snapshots,
                 queue=queue,
                 pages=store.notion_pages(),
                 notion=client,
-                campaign=camp,
                 holder=context.run_id,
             )
         finally:
             client.close()
+        report = combined_report(reports)
         now = datetime.now(UTC)
-        stats = queue.stats(camp)
+        stats = combined_stats(queue.stats(camp) for camp in running)
         for key, error in report.failed[:20]:
             context.log.warning(f"{key}: not synced yet: {error}")
         if report.stopped:
@@ -173,16 +179,19 @@ def definitions(
     def notion_sync_sensor(  # type: ignore[no-untyped-def]
         context: dg.SensorEvaluationContext,
         store: StateStoreResource,
-        campaign_config: CampaignResource,
         alerts: AlertResource,
     ):
-        camp = campaign_config.campaign
+        running = list(campaigns.loaded.values())
+        # Lag alerts are the deployment's: they go through the default campaign's outbox.
+        camp = campaigns.default or running[0]
         instance = context.instance
         queue = store.notion_queue()
         # A sync run that died (its code server killed, say) keeps its contacts until
         # someone frees them: here, not in the next sync run, which would never start.
-        freed = queue.release(camp, lambda run_id: run_is_live(instance, run_id))
-        stats = queue.stats(camp)
+        freed = sum(
+            queue.release(one, lambda run_id: run_is_live(instance, run_id)) for one in running
+        )
+        stats = combined_stats(queue.stats(one) for one in running)
         now = datetime.now(UTC)
         lag = lag_seconds(stats, now)
         events = check_events(instance, lag, max_lag, stats)

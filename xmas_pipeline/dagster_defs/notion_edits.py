@@ -12,11 +12,10 @@ import dagster as dg
 from xmas_pipeline.adapters.notion.http import NotionCallError
 from xmas_pipeline.core.campaign_set import CampaignSet
 from xmas_pipeline.dagster_defs.resources import (
-    CampaignResource,
     NotionResource,
     StateStoreResource,
 )
-from xmas_pipeline.services.notion_edits import apply_notion_edits
+from xmas_pipeline.services.notion_edits import apply_notion_edits_all
 from xmas_pipeline.settings import Settings
 
 
@@ -45,17 +44,18 @@ def definitions(
         context: dg.SensorEvaluationContext,
         store: StateStoreResource,
         notion: NotionResource,
-        campaign_config: CampaignResource,
     ):
-        camp = campaign_config.campaign
-        store.prepared(camp)
+        running = list(campaigns.loaded.values())
+        store.prepared(running[0])
         client = notion.client()
         try:
-            report = apply_notion_edits(
+            # The CRM's and the Templates DB's edits are read once and go to every campaign
+            # they touch (one cursor each: a read per campaign would lose them).
+            report = apply_notion_edits_all(
                 store=store.get(),
                 pages=store.notion_pages(),
                 notion=client,
-                campaign=camp,
+                campaigns=running,
                 templates_db_id=notion.templates_db_id,
             )
         except NotionCallError as error:

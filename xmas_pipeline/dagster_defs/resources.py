@@ -29,7 +29,7 @@ from xmas_pipeline.adapters.sql.reputation import SqlReputation
 from xmas_pipeline.adapters.sql.secrets import unsubscribe_keys
 from xmas_pipeline.adapters.sql.send_switch import SqlSendSwitch, SqlTemplateSnapshots
 from xmas_pipeline.adapters.sql.store import SqlStore
-from xmas_pipeline.core.campaign import Campaign, load_campaign
+from xmas_pipeline.core.campaign import DEFAULT_CAMPAIGN_SLUG, Campaign, load_campaign
 from xmas_pipeline.core.campaign_set import CampaignSet
 from xmas_pipeline.core.context import message_context
 from xmas_pipeline.core.optin import confirm_url, make_confirm_token
@@ -71,6 +71,8 @@ class StateStoreResource(dg.ConfigurableResource):
     With Notion configured, `notion_email_sequence` keeps Notion in step with it."""
 
     database_url: str = Field(repr=False)  # may carry the database password
+    # The deployment's default campaign: Notion templates naming no campaign are its only.
+    default_campaign: str = DEFAULT_CAMPAIGN_SLUG
 
     _store: SqlStore | None = PrivateAttr(default=None)
 
@@ -129,7 +131,10 @@ class StateStoreResource(dg.ConfigurableResource):
         overridden by name by those kept in the Notion Templates DB (as
         `notion_edits_sensor` last read them: sending never waits for Notion)."""
         templates = load_template_dir(campaign.templates_dir) if campaign else load_template_dir()
-        for kept in self.notion_pages().notion_templates():
+        kept_in_notion = self.notion_pages().notion_templates(
+            campaign, is_default=campaign is None or campaign.slug == self.default_campaign
+        )
+        for kept in kept_in_notion:
             source = TemplateSource(
                 name=kept.name, subject=kept.subject, html=kept.html, origin="notion"
             )
@@ -322,7 +327,11 @@ def _names(*fields: str) -> list[str]:
 
 
 def store_resource(settings: Settings) -> StateStoreResource:
-    return StateStoreResource(database_url=settings.database_url)
+    default = settings.campaign_file and settings.campaign().slug
+    return StateStoreResource(
+        database_url=settings.database_url,
+        default_campaign=default or settings.default_campaign,
+    )
 
 
 def build_store(settings: Settings) -> SqlStore:

@@ -5,7 +5,8 @@ Global (one for every campaign, group `sequences`):
   in the campaign its request names, with that campaign's rules (and a CRITICAL alert per
   new CRITICAL signup, through the alert outbox);
 - `booking_state[day]`: that day's Cal.com changes folded into each booking, and each
-  touched contact updated (in the default campaign for now: `CampaignResource`).
+  touched contact updated, each booking in the campaign it belongs to
+  (`services.booking_campaigns`).
 
 Per campaign (`campaign_definitions`):
 - `<prefix>/templates`: its email templates, each rendered for each segment's sample
@@ -24,6 +25,7 @@ from xmas_pipeline.core.campaign import Campaign
 from xmas_pipeline.core.campaign_set import CampaignSet, route, shown_slug, signup_campaign
 from xmas_pipeline.core.funnel import steps_reached
 from xmas_pipeline.core.optin import Confirmation
+from xmas_pipeline.core.ports import BookingUpsertReport
 from xmas_pipeline.core.render import TemplateSource
 from xmas_pipeline.core.signup import SignupEvent
 from xmas_pipeline.core.signups_close import signups_open, split_after_close
@@ -37,11 +39,11 @@ from xmas_pipeline.dagster_defs.metadata import (
 from xmas_pipeline.dagster_defs.names import campaign_key, prefix_of
 from xmas_pipeline.dagster_defs.resources import (
     AlertResource,
-    CampaignResource,
     EmailSenderResource,
     InboxResource,
     StateStoreResource,
 )
+from xmas_pipeline.services.booking_campaigns import assign_booking_campaigns
 from xmas_pipeline.services.checked_templates import keep_checked
 from xmas_pipeline.services.critical_alerts import (
     enqueue_critical_alerts,
@@ -323,17 +325,26 @@ def definitions(
         context: dg.AssetExecutionContext,
         inbox: InboxResource,
         store: StateStoreResource,
-        campaign_config: CampaignResource,
     ) -> dg.MaterializeResult:
-        # The seam for the cross-campaign booking rules: every booking goes to the default
-        # campaign (`CampaignResource`) until they route it.
-        camp = campaign_config.campaign
-        backend = store.prepared(camp)
+        running = campaigns.loaded
+        default = campaigns.default_slug if campaigns.default else next(iter(running))
+        backend = store.prepared(running[default])
         events = read_booking_day(inbox.get(), context.partition_key).events
-        report = backend.upsert_booking_events(camp, events)
+        # Each booking belongs to one campaign (`core.booking_campaign`), which alone
+        # sends its reminders; its flags reach every campaign (`core.suppression`).
+        by_campaign = assign_booking_campaigns(events, backend, running, default)
+        report = BookingUpsertReport()
+        owners: dict[str, int] = {}
+        for slug, mine in by_campaign.items():
+            part = backend.upsert_booking_events(running[slug], mine)
+            report.new_events += part.new_events
+            report.repeats += part.repeats
+            report.bookings.extend(part.bookings)
+            report.updates.extend(part.updates)
+            owners[slug] = len(mine)
         context.log.info(
             f"{report.new_events} new booking changes, {report.repeats} repeats, "
-            f"{len(report.updates)} contacts updated"
+            f"{len(report.updates)} contacts updated; by campaign: {owners}"
         )
         rows = [
             {
@@ -353,6 +364,7 @@ def definitions(
                 "contacts not booked": sum(not u.booked for u in report.updates),
                 "store": store.backend,
                 "contacts updated": md_table(rows, ["contact", "status", "call (UTC)", "booking"]),
+                "changes by campaign": dg.MetadataValue.json(owners),
             }
         )
 

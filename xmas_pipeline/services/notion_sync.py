@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -48,6 +48,7 @@ from xmas_pipeline.core.ports import (
     ContactSnapshot,
     NotionQueue,
     QueueEntry,
+    QueueStats,
     StoreSchemaError,
 )
 
@@ -406,3 +407,37 @@ def _log_messages(
                 page_id = ""  # refused for good: not tried again every pass
             pages.mark_logged(campaign, row["log_key"], page_id)
             report.logged += 1
+
+
+def combined_report(reports: Mapping[str, SyncReport]) -> SyncReport:
+    """One pass's reports (one per campaign) as one: counts summed, failures listed, the
+    first reason a campaign stopped."""
+    total = SyncReport()
+    for report in reports.values():
+        for name in (
+            "contacts",
+            "created",
+            "found",
+            "sequence_updates",
+            "contact_updates",
+            "contact_lookups",
+            "logged",
+            "requests",
+        ):
+            setattr(total, name, getattr(total, name) + getattr(report, name))
+        total.failed.extend(report.failed)
+        total.stopped = total.stopped or report.stopped
+    return total
+
+
+def combined_stats(stats: Iterable[QueueStats]) -> QueueStats:
+    """Every campaign's Notion queue as one (the sync drains them under one budget)."""
+    every = list(stats)
+    oldest = [one.oldest_queued_at for one in every if one.oldest_queued_at is not None]
+    return QueueStats(
+        depth=sum(one.depth for one in every),
+        ready=sum(one.ready for one in every),
+        oldest_queued_at=min(oldest) if oldest else None,
+        failing=sum(one.failing for one in every),
+        errors=[error for one in every for error in one.errors],
+    )

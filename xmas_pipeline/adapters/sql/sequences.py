@@ -168,6 +168,18 @@ class SqlSequences(SqlDatabase):
             frame = frame.merge(wide, how="left", left_on="contact_key", right_index=True)
         return normalise_sequences(frame, len(campaign.steps))
 
+    def sequence_counts(self, campaign: Campaign) -> tuple[int, int]:
+        """(running, completed) sequences of the campaign, counted by the database."""
+        self.prepare(campaign)
+        query = (
+            sa.select(sequences.c.completed, sa.func.count())
+            .where(sequences.c.campaign == campaign.slug)
+            .group_by(sequences.c.completed)
+        )
+        with self.engine.connect() as conn:
+            found = {bool(done): int(n) for done, n in conn.execute(query)}
+        return found.get(False, 0), found.get(True, 0)
+
     def last_nurture_elsewhere(
         self, campaign: Campaign, keys: Iterable[str] | None = None
     ) -> pd.DataFrame:
