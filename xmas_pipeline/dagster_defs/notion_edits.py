@@ -36,8 +36,9 @@ def definitions(
         description=(
             "Brings people's edits in Notion into the store: Paused and Unsubscribed on the "
             "Email Sequence DB, a Booking Status set to Completed or No-Show in the CRM, "
-            "templates edited in the Templates DB. Reads only what was edited since its "
-            "cursor (one request per database when nothing changed); starts no run."
+            "templates edited in the Templates DB, for every campaign. Reads only what was "
+            "edited since its cursor (one request per database when nothing changed, the "
+            "Email Sequence DB's once per campaign); starts no run."
         ),
     )
     def notion_edits_sensor(  # type: ignore[no-untyped-def]
