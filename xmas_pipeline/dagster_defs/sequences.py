@@ -333,15 +333,17 @@ def definitions(
         # Each booking belongs to one campaign (`core.booking_campaign`), which alone
         # sends its reminders; its flags reach every campaign (`core.suppression`).
         by_campaign = assign_booking_campaigns(events, backend, running, default)
-        report = BookingUpsertReport()
-        owners: dict[str, int] = {}
-        for slug, mine in by_campaign.items():
-            part = backend.upsert_booking_events(running[slug], mine)
-            report.new_events += part.new_events
-            report.repeats += part.repeats
-            report.bookings.extend(part.bookings)
-            report.updates.extend(part.updates)
-            owners[slug] = len(mine)
+        parts = {
+            slug: backend.upsert_booking_events(running[slug], mine)
+            for slug, mine in by_campaign.items()
+        }
+        report = BookingUpsertReport(
+            new_events=sum(p.new_events for p in parts.values()),
+            repeats=sum(p.repeats for p in parts.values()),
+            bookings=[uid for p in parts.values() for uid in p.bookings],
+            updates=[u for p in parts.values() for u in p.updates],
+        )
+        owners = {slug: len(mine) for slug, mine in by_campaign.items()}
         context.log.info(
             f"{report.new_events} new booking changes, {report.repeats} repeats, "
             f"{len(report.updates)} contacts updated; by campaign: {owners}"
