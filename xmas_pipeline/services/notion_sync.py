@@ -197,8 +197,9 @@ def sync_all_campaigns(
     """Every campaign's queue drained by one pass through one client, so under one rate
     budget: a batch of each campaign in turn (round-robin), so a long queue in one
     campaign never starves another. A report per campaign slug. Notion unavailable stops
-    the whole pass (every campaign's report says why); a campaign whose Notion schema is
-    unusable (a property missing) raises `StoreSchemaError` before anything is written."""
+    the whole pass (every campaign's report says why). A campaign whose Notion schema is
+    unusable (a property missing) is left out, its report saying why, and the others are
+    synced; when none is usable, `StoreSchemaError` is raised before anything is written."""
     check_distinct(campaigns, notion.schema)
     reports = {c.slug: SyncReport() for c in campaigns}
     deadline = clock() + time_budget_s
@@ -214,13 +215,24 @@ def sync_all_campaigns(
         for report in reports.values():
             report.stopped = report.stopped or why
 
+    usable = []
+    refused: StoreSchemaError | None = None
     for campaign in campaigns:
         try:
             counted(campaign, lambda c=campaign: load_schema(notion, pages, c))
         except NotionCallError as error:
             stop_all(f"Notion unavailable: {error}")
             return reports
-    active = list(campaigns)
+        except StoreSchemaError as error:
+            # One campaign's missing property (its status, before `notion setup`) stops
+            # that campaign's sync only: its contacts wait in the queue, the others go.
+            reports[campaign.slug].stopped = str(error)
+            refused = refused or error
+            continue
+        usable.append(campaign)
+    if refused is not None and not usable:
+        raise refused  # nothing can be synced: the run fails, saying what to add
+    active = list(usable)
     while active and clock() < deadline:
         for campaign in list(active):
             report = reports[campaign.slug]
