@@ -15,6 +15,7 @@ import pandas as pd
 
 from xmas_pipeline.adapters.sql.forget import SqlForget
 from xmas_pipeline.core.campaign_set import CampaignSet
+from xmas_pipeline.core.email_events import DeliveryEvent
 from xmas_pipeline.dagster_defs.metadata import (
     counts,
     in_group,
@@ -29,7 +30,7 @@ from xmas_pipeline.dagster_defs.resources import (
     InboxResource,
     StateStoreResource,
 )
-from xmas_pipeline.services.email_events import apply_email_events
+from xmas_pipeline.services.email_events import AppliedEvents, apply_email_events
 from xmas_pipeline.services.forget import drop_forgotten
 from xmas_pipeline.services.inbox_days import (
     read_booking_day,
@@ -144,8 +145,7 @@ def definitions(
         campaign_config: CampaignResource,
         alerts: AlertResource,
     ) -> dg.MaterializeResult:
-        # The seam for the cross-campaign rules: every event goes to the default campaign
-        # (`CampaignResource`) until they route it.
+        # The reputation guard is the default campaign's (its switch, its counts).
         camp = campaign_config.campaign
         day = context.partition_key
         backend = store.prepared(camp)
@@ -155,7 +155,19 @@ def definitions(
         database = store.database()
         forget = SqlForget(database.url, engine=database.engine)
         events, suppressed = drop_forgotten(inbox.get(), forget, batch.events, lambda e: e.ref)
-        applied = apply_email_events(backend, camp, events)
+        # Each event in the campaign its email was sent for (the `campaign` tag every
+        # email carries), else the default's; the flags it sets reach every campaign.
+        running = campaigns.loaded
+        by_campaign: dict[str, list[DeliveryEvent]] = {}
+        for event in events:
+            slug = event.tags.get("campaign", "")
+            by_campaign.setdefault(slug if slug in running else camp.slug, []).append(event)
+        applied = AppliedEvents()
+        for slug, mine in by_campaign.items():
+            part = apply_email_events(backend, running.get(slug, camp), mine)
+            applied.new += part.new
+            applied.repeats += part.repeats
+            applied.flagged.extend(part.flagged)
         reputation = evaluate_reputation(
             context, store, alerts, camp, settings.reputation_limits, "email_events"
         )

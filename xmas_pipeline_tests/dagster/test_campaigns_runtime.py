@@ -272,3 +272,30 @@ def test_a_campaigns_waiting_alert_is_posted_by_the_outbox_sensor(
             Ticker.of(env, instance, "alert_outbox_sensor")()
         [post] = chat.accepted
         assert "Christmas 2026" in post.body["text"]
+
+
+def test_an_email_event_goes_to_the_campaign_its_email_was_sent_for(env: PipelineEnv) -> None:
+    env.drop_signup(signup("eve@x.com"), campaign=NEW)
+    with dg.instance_for_test() as instance:
+        assert env.ingest(today(), instance).success
+        assert env.send(today(), instance, NEW, catch_up=True).success
+        new = env.settings.campaigns().loaded[NEW]
+        [sent] = env.store().sent_log(new, "2000-01-01", "2999-12-31").to_dict("records")
+        at = datetime.now(UTC).isoformat()
+        event = {
+            "type": "email.opened",
+            "created_at": at,
+            "data": {
+                "email_id": sent["provider_id"],
+                "created_at": at,
+                "to": ["eve@x.com"],
+                # What Resend echoes back: the tags the email was sent with.
+                "tags": {"campaign": NEW, "step": "email-1"},
+            },
+        }
+        env.inbox.write_json("email-events", event)
+        job = env.defs.resolve_job_def("ingest_email_events")
+        assert job.execute_in_process(partition_key=today(), instance=instance).success
+    status = env.store().delivery_status(new)
+    assert status["status"].tolist() == ["opened"]  # the funnel of its own campaign
+    assert env.store().delivery_status(env.campaign).empty
