@@ -284,7 +284,8 @@ def launch(
         "pipelineName": job,
     }
     if assets:
-        selector["assetSelection"] = [{"path": [key]} for key in assets]
+        # "christmas_2025/deliveries": a campaign's asset key has two parts.
+        selector["assetSelection"] = [{"path": key.split("/")} for key in assets]
     params = {
         "selector": selector,
         "runConfigData": dict(run_config),
