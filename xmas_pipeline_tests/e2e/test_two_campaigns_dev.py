@@ -6,8 +6,8 @@ signups go over HTTP to the intake the server runs, at the start, each scenario 
 own people; the tests then only wait (with deadlines, polling) for what each shows:
 
 1. each signup gets its own campaign's welcome;
-2. someone in both campaigns gets both welcomes at once (the gap between campaigns does
-   not hold the welcome back);
+2. someone in both campaigns gets both welcomes at once, and later nurture emails keep
+   the longer of the two gaps (the welcome is exempt);
 3. an unsubscribe from one campaign's email stops the other campaign's emails too;
 4. a booking by someone in both campaigns gets one set of reminders and stops both
    nurtures from email 2 on;
@@ -257,6 +257,21 @@ def test_one_booking_in_both_campaigns_gets_one_set_of_reminders(world: World) -
         (C25, "email-1"),
         (C26, "email-1"),
     ], got
+
+
+def test_nurture_emails_keep_the_longer_gap_across_campaigns(world: World) -> None:
+    both = {(C25, "email-2"), (C26, "email-2")}
+    world.wait(lambda: both <= world.steps_of(BOTH), 480, "email 2s missing")
+    got = [(when, slug, step) for when, slug, step in world.received(BOTH) if "email-" in step]
+    # The welcomes count as the last nurture email for the other campaign.
+    welcomes = [(when, slug) for when, slug, step in got if step == "email-1"]
+    later = [(when, slug) for when, slug, step in got if step != "email-1"]
+    last_at, last_slug = max(welcomes)
+    gaps = {C25: timedelta(0), C26: GAP}
+    for when, slug in later:
+        assert when - last_at >= max(gaps[slug], gaps[last_slug]), got
+        last_at, last_slug = when, slug
+    assert len(later) >= 2, got
 
 
 def test_closed_campaign_takes_the_signup_and_sends_nothing(world: World) -> None:
