@@ -32,8 +32,13 @@ def make_engine(url: str, *, connect_timeout_s: int | None = None) -> Engine:
             path = Path(database)
             path.parent.mkdir(parents=True, exist_ok=True)  # a fresh XMAS_HOME
             # Contacts and a signing key live in it: readable by its owner only. SQLite
-            # gives its -wal and -shm files the same permissions.
-            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+            # gives its -wal and -shm files the same permissions. Created only when it is
+            # missing (O_EXCL): closing any descriptor of an existing file would drop
+            # every POSIX lock this process holds on it, the locks of SQLite connections
+            # other engines here have open, and let another process reset the WAL under
+            # them (lost commits, "database disk image is malformed").
+            with contextlib.suppress(FileExistsError):
+                os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
             with contextlib.suppress(PermissionError):  # an older file: tighten it too
                 path.chmod(0o600)
         engine = sa.create_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
