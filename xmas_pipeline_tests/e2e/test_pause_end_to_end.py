@@ -54,7 +54,8 @@ def test_paused_sends_nothing_and_resumed_sends_everything_due_once(tmp_path: Pa
             },
         )
         assert wait_for(lambda: switch.state(campaign).paused, timeout=120), dev.log_tail()
-        assert dev.run_status(run) == "SUCCESS"
+        # The switch is committed before the run ends (its check and events come after).
+        assert wait_for(lambda: dev.run_status(run) == "SUCCESS", timeout=120), dev.log_tail()
 
         for person in PEOPLE:
             answer = httpx.post(
