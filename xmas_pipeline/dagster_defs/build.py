@@ -1,10 +1,11 @@
 """The code location, assembled from settings: every campaign in one.
 
-Global modules (one each: resources, executor, ingestion, the sensors, Notion, alerts...)
-get `definitions(settings, campaigns, partitions)`, with daily partitions from the earliest
-campaign's start. Then, for each campaign that loads, the asset factory
-`campaign_definitions(settings, campaign)` makes its own assets, jobs and schedules, keyed
-and named with its prefix (`dagster_defs.names`) and partitioned from its own start date.
+Global modules (one each: resources, executor, ingestion, the sensors, Notion, alerts, the
+campaign folders, the cross-campaign overview...) get `definitions(settings, campaigns,
+partitions)`, with daily partitions from the earliest campaign's start. Then, for each
+campaign that loads, the asset factory `campaign_definitions(settings, campaign)` makes its
+own assets, jobs and schedules, keyed and named with its prefix (`dagster_defs.names`) and
+partitioned from its own start date.
 A broken campaign folder only shows red in `campaign_folders`. Tests build their own
 Definitions from other settings.
 """
@@ -26,6 +27,7 @@ from xmas_pipeline.dagster_defs import (
     jobs,
     notion,
     notion_edits,
+    overview,
     pausing,
     resources,
     retention,
@@ -40,6 +42,7 @@ GLOBAL_MODULES = (
     resources,
     executor,
     campaigns,
+    overview,
     ingestion,
     sequences,
     notion,

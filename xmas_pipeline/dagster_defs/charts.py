@@ -36,6 +36,8 @@ SEGMENT_COLOURS: dict[str, str] = {
     "OPTIMIZE": "#2e86c1",
 }
 _KIND_ORDER = {"nurture": 0, "reminder": 1}
+# One per campaign, in the campaigns folder's order (then round again).
+CAMPAIGN_COLOURS: list[str] = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02"]
 
 
 def _figure() -> tuple[Figure, Axes]:
@@ -130,6 +132,39 @@ def sends_per_day_chart(sent_log: pd.DataFrame) -> bytes:
     axes.set_xlabel("day sent (UTC)")
     axes.set_ylabel("emails sent")
     axes.legend(title="step", fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    figure.tight_layout()
+    return _png(figure)
+
+
+def campaign_sends_chart(per_day: pd.DataFrame, campaigns: list[str]) -> bytes:
+    """Lines: emails sent per UTC day, one per campaign, from
+    `core.campaigns_overview.sends_per_day` (column `day`, then one per campaign)."""
+    figure, axes = _figure()
+    title = "Emails sent per day, by campaign (UTC)"
+    days = per_day["day"].tolist()
+    if not campaigns or not days or int(per_day[campaigns].to_numpy().sum()) == 0:
+        _nothing_yet(axes, title, f"Nothing sent in these {len(days)} days")
+        return _png(figure)
+    x = np.arange(len(days))
+    for i, slug in enumerate(campaigns):
+        axes.plot(
+            x,
+            per_day[slug].to_numpy(dtype="int64"),
+            marker="o",
+            linewidth=2,
+            label=slug,
+            color=CAMPAIGN_COLOURS[i % len(CAMPAIGN_COLOURS)],
+        )
+    every = max(1, math.ceil(len(days) / 12))
+    labels = pd.to_datetime(pd.Series(days[::every])).dt.strftime("%b %d").tolist()
+    axes.set_xticks(x[::every], labels)
+    axes.set_xlim(-0.5, len(days) - 0.5)
+    axes.set_ylim(0, max(int(per_day[campaigns].to_numpy().max()), 1) * 1.1)
+    axes.yaxis.get_major_locator().set_params(integer=True)
+    axes.set_title(title)
+    axes.set_xlabel("day sent (UTC)")
+    axes.set_ylabel("emails sent")
+    axes.legend(title="campaign", fontsize=8, loc="upper left")
     figure.tight_layout()
     return _png(figure)
 

@@ -3,6 +3,7 @@
 from typing import Any
 
 import dagster as dg
+import pandas as pd
 
 from xmas_pipeline.core.campaign import Campaign
 from xmas_pipeline.core.funnel import COUNT_COLUMNS, Funnel, compute_funnel, events_from_status
@@ -14,6 +15,14 @@ from xmas_pipeline.settings import Settings
 
 # Far enough ahead that every message of the campaign is in the sent log.
 _LAST_DAY = "2999-12-31"
+
+
+def read_funnel(store: StateStoreResource, campaign: Campaign) -> tuple[Funnel, pd.DataFrame]:
+    """A campaign's funnel, counted from the store, and the sent log it was counted from."""
+    backend = store.prepared(campaign)
+    sent = backend.sent_log(campaign, campaign.start_date, _LAST_DAY)
+    events = events_from_status(backend.delivery_status(campaign))
+    return compute_funnel(sent, events, backend.load_sequences(campaign)), sent
 
 
 def funnel_metadata(funnel: Funnel) -> dict[str, Any]:
@@ -65,11 +74,7 @@ def campaign_definitions(
         context: dg.AssetExecutionContext,
         store: StateStoreResource,
     ) -> dg.MaterializeResult:
-        camp = campaign
-        backend = store.prepared(camp)
-        sent = backend.sent_log(camp, camp.start_date, _LAST_DAY)
-        events = events_from_status(backend.delivery_status(camp))
-        result = compute_funnel(sent, events, backend.load_sequences(camp))
+        result, sent = read_funnel(store, campaign)
         totals = result.totals()
         context.log.info(
             f"{totals['sent']} sent, {totals['opened']} opened, {totals['booked']} booked"

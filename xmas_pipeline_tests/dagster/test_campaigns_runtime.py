@@ -76,7 +76,10 @@ def test_each_campaign_has_its_own_assets_jobs_and_schedules(env: PipelineEnv) -
         assert {f"{prefix}__send_schedule", f"{prefix}__funnel_schedule"} <= schedules
     # Global, one each.
     assert {"signups", "email_sequences", "bookings", "booking_state", "email_events"} <= keys
+    assert {"campaign_folders", "campaigns_overview"} <= keys
     assert {"ingest_signups", "ingest_bookings", "ingest_email_events"} <= jobs
+    assert "refresh_campaigns_overview" in jobs
+    assert "campaigns_overview_schedule" in schedules
     # Each campaign's days start at its own start date; the global ones at the earliest.
     old = env.defs.resolve_job_def(env.name("send_due_emails", OLD)).partitions_def
     new = env.defs.resolve_job_def(env.name("send_due_emails", NEW)).partitions_def

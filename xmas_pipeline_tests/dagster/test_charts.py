@@ -3,22 +3,16 @@ and `due_emails`' table of the next 7 days."""
 
 from __future__ import annotations
 
-import base64
-import io
-import re
-import struct
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
 import pandas as pd
-from matplotlib import image as mpimg
 
 from xmas_pipeline.core.bookings import parse_webhook
 from xmas_pipeline.core.funnel import compute_funnel
 from xmas_pipeline.dagster_defs.charts import (
-    HEIGHT_PX,
-    WIDTH_PX,
+    campaign_sends_chart,
     funnel_chart,
     png_markdown,
     sends_per_day_chart,
@@ -31,10 +25,8 @@ from xmas_pipeline_tests.support.pipeline_env import (
     signup,
     today,
 )
+from xmas_pipeline_tests.support.png import decode_png
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-MAX_BYTES = 100_000
-DATA_URI = re.compile(r"!\[([^\]]+)\]\(data:image/png;base64,([A-Za-z0-9+/=]+)\)")
 CHARTS = ("funnel chart", "sends per day chart")
 PEOPLE = [
     signup("c1@x.com", red=2),
@@ -42,22 +34,6 @@ PEOPLE = [
     signup("u1@x.com", red=1),
     signup("o1@x.com"),
 ]
-
-
-def decode_png(markdown: str) -> bytes:
-    """The one image of a Markdown metadata value, checked to be a PNG of the set size."""
-    [(alt, encoded)] = DATA_URI.findall(markdown)
-    assert alt.strip()
-    png = base64.b64decode(encoded, validate=True)
-    assert png.startswith(PNG_SIGNATURE)
-    # The first chunk is IHDR: length, type, then width and height (big-endian).
-    length, kind, width, height = struct.unpack(">I4sII", png[8:24])
-    assert (length, kind) == (13, b"IHDR")
-    assert (width, height) == (WIDTH_PX, HEIGHT_PX)
-    assert len(png) < MAX_BYTES
-    pixels = mpimg.imread(io.BytesIO(png), format="png")
-    assert pixels.shape[:2] == (HEIGHT_PX, WIDTH_PX)
-    return png
 
 
 def funnel_images(env: PipelineEnv, instance: dg.DagsterInstance) -> dict[str, bytes]:
@@ -127,6 +103,24 @@ def test_charts_are_deterministic_and_draw_any_data() -> None:
     # Text after the image is a caption; brackets in the alt text cannot break the link.
     text = png_markdown(b"\x89PNG", "a [b]", "note").value
     assert text.startswith("![a (b)](data:image/png;base64,") and text.endswith("\n\n_note_")
+
+
+def test_the_campaigns_chart_draws_one_line_per_campaign() -> None:
+    per_day = pd.DataFrame(
+        {
+            "day": [f"2026-12-{d:02d}" for d in range(1, 15)],
+            "christmas-2025": [3, 0, 1, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, 4],
+            "christmas-2026": [0, 5, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 0, 1],
+        }
+    )
+    both = campaign_sends_chart(per_day, ["christmas-2025", "christmas-2026"])
+    assert both == campaign_sends_chart(per_day, ["christmas-2025", "christmas-2026"])
+    one = campaign_sends_chart(per_day, ["christmas-2025"])
+    quiet = campaign_sends_chart(per_day.assign(**{"christmas-2025": 0}), ["christmas-2025"])
+    # Each is an image of its own: another campaign's line, or none at all ("nothing sent").
+    assert len({both, one, quiet}) == 3
+    for png in (both, one, quiet):
+        decode_png(png_markdown(png, "a chart").value)
 
 
 def md_rows(markdown: str) -> list[dict[str, str]]:
