@@ -2,8 +2,10 @@
 
 - `ops_alerts_sensor`: reads the run failures recorded in the instance since its cursor and
   enqueues an alert for a failed send run, a run marked failed for a dead worker, and an
-  ingestion run that failed after its retries. Its cursor (the last failure event read)
-  moves only once those alerts are in the outbox: a tick that fails reads them again.
+  ingestion run that failed after its retries: a campaign's run (its job named with the
+  campaign's prefix) in that campaign's outbox, naming it; a global run in the default
+  campaign's. Its cursor (the last failure event read) moves only once those alerts are
+  in the outbox: a tick that fails reads them again.
 - `stuck_messages_sensor`: enqueues an alert for messages still unsent well past their due
   time, each message once.
 - `alert_outbox_sensor`: posts what the outbox holds, with backoff, until the chat accepts
@@ -27,11 +29,8 @@ from xmas_pipeline.core.due import stuck_after
 from xmas_pipeline.core.exit_rules import SEND
 from xmas_pipeline.core.ports import Alert
 from xmas_pipeline.dagster_defs.jobs import INGEST_JOBS, SEND_TAG
-from xmas_pipeline.dagster_defs.resources import (
-    AlertResource,
-    CampaignResource,
-    StateStoreResource,
-)
+from xmas_pipeline.dagster_defs.names import SEPARATOR, prefix_of
+from xmas_pipeline.dagster_defs.resources import AlertResource, StateStoreResource
 from xmas_pipeline.dagster_defs.sensors import DEAD_WORKER
 from xmas_pipeline.services.alert_delivery import deliver_alerts
 from xmas_pipeline.services.ops_alerts import (
@@ -84,9 +83,26 @@ def _step_error(instance: dg.DagsterInstance, run_id: str) -> str:
     return ""
 
 
-def failure_alert(instance: dg.DagsterInstance, run: dg.DagsterRun, reason: str) -> Alert | None:
+def campaign_of_job(job_name: str, campaigns: CampaignSet) -> Campaign | None:
+    """The loaded campaign whose prefix the job's name carries (None: a global job, or a
+    campaign no longer loaded)."""
+    if SEPARATOR not in job_name:
+        return None
+    prefix = job_name.split(SEPARATOR, 1)[0]
+    for campaign in campaigns.loaded.values():
+        if prefix_of(campaign.slug) == prefix:
+            return campaign
+    return None
+
+
+def failure_alert(
+    instance: dg.DagsterInstance,
+    run: dg.DagsterRun,
+    reason: str,
+    campaign: Campaign | None = None,
+) -> Alert | None:
     """The alert a failed run deserves, or None (a failure that is retried, or of no job
-    that sends)."""
+    that sends). `campaign`: the campaign whose job it was, named in the alert."""
     sends = SEND_TAG in run.tags
     dead = reason.startswith(DEAD_WORKER)
     ingest_final = run.job_name in INGEST_JOBS and _final_failure(run)
@@ -99,13 +115,19 @@ def failure_alert(instance: dg.DagsterInstance, run: dg.DagsterRun, reason: str)
     else:
         title = "An ingestion run failed after its retries"
     lines = run_failed_lines(run.job_name, run.run_id, reason)
+    if campaign is not None:
+        lines.insert(0, f"Campaign: {campaign.name} ({campaign.slug})")
     step = "" if dead else _step_error(instance, run.run_id)
     if step:
         lines.append(f"Error: {step[:600]}")
     return ops_alert(run_failed_key(run.run_id), title, lines)
 
 
-def ops_alerts_sensor(interval: int) -> dg.SensorDefinition:
+def ops_alerts_sensor(campaigns: CampaignSet, interval: int) -> dg.SensorDefinition:
+    # A global run's alerts: the default campaign's outbox (the first loaded campaign's
+    # while the default's folder is broken), so they never depend on one folder loading.
+    fallback = campaigns.default or next(iter(campaigns.loaded.values()), None)
+
     @dg.sensor(
         name="ops_alerts_sensor",
         minimum_interval_seconds=interval,
@@ -113,14 +135,14 @@ def ops_alerts_sensor(interval: int) -> dg.SensorDefinition:
         description=(
             "Reads the runs that failed since its last look and puts an alert in the alert "
             "outbox for a failed send run, a run marked failed because its worker died, and "
-            "an ingestion run that failed after its retries (alert_outbox_sensor posts it)."
+            "an ingestion run that failed after its retries (alert_outbox_sensor posts it): "
+            "a campaign's run in that campaign's outbox, a global run in the default's."
         ),
     )
     def _sensor(  # type: ignore[no-untyped-def]
         context: dg.SensorEvaluationContext,
         alerts: AlertResource,
         store: StateStoreResource,
-        campaign_config: CampaignResource,
     ):
         instance = context.instance
         after = failure_cursor(context.cursor)
@@ -140,18 +162,23 @@ def ops_alerts_sensor(interval: int) -> dg.SensorDefinition:
             r.dagster_run.run_id: r.dagster_run
             for r in instance.get_run_records(filters=dg.RunsFilter(run_ids=run_ids))
         }
-        found: list[Alert] = []
+        found: dict[str, tuple[Campaign, list[Alert]]] = {}
         for record in records:
             run = runs.get(record.event_log_entry.run_id)
+            if run is None:
+                continue
             event = record.event_log_entry.dagster_event
             reason = (event.message if event is not None else "") or ""
-            alert = failure_alert(instance, run, reason) if run is not None else None
-            if alert is not None:
-                found.append(alert)
+            owner = campaign_of_job(run.job_name, campaigns)
+            alert = failure_alert(instance, run, reason, owner)
+            outbox_of = owner or fallback
+            if alert is not None and outbox_of is not None:
+                found.setdefault(outbox_of.slug, (outbox_of, []))[1].append(alert)
         new: list[str] = []
-        if alerts.webhook_url and found:
+        if alerts.webhook_url:
             # Before the cursor moves: if this raises, the next tick reads them again.
-            new = store.alert_outbox(campaign_config.campaign).enqueue(found)
+            for camp, mine in found.values():
+                new += store.alert_outbox(camp).enqueue(mine)
         context.update_cursor(json.dumps({"record_id": records[-1].storage_id}))
         if not alerts.webhook_url:
             return dg.SkipReason(f"{len(records)} run failure(s); no XMAS_ALERT_WEBHOOK_URL")
@@ -246,7 +273,7 @@ def definitions(
     interval = settings.sensor_interval_seconds
     return dg.Definitions(
         sensors=[
-            ops_alerts_sensor(interval),
+            ops_alerts_sensor(campaigns, interval),
             stuck_messages_sensor(campaigns, max(interval, 300)),
             # Often: a CRITICAL alert the ingestion run could not post waits at most this.
             alert_outbox_sensor(campaigns, max(1, min(interval, 15))),

@@ -129,7 +129,8 @@ def definitions(
             "delivered, opened, clicked, bounced and complained events update each "
             "message's delivery status; a hard bounce, a complaint or an unsubscribe stops "
             "every later email to that contact. Bad files are reported and kept. Then the "
-            "reputation guard judges the bounce and complaint rates (sender_reputation)."
+            "reputation guard judges each campaign's bounce and complaint rates "
+            "(sender_reputation)."
         ),
         check_specs=[
             _no_rejected_files(
@@ -145,7 +146,7 @@ def definitions(
         campaign_config: CampaignResource,
         alerts: AlertResource,
     ) -> dg.MaterializeResult:
-        # The reputation guard is the default campaign's (its switch, its counts).
+        # The default campaign: the one an event whose email names none belongs to.
         camp = campaign_config.campaign
         day = context.partition_key
         backend = store.prepared(camp)
@@ -168,8 +169,15 @@ def definitions(
             applied.new += part.new
             applied.repeats += part.repeats
             applied.flagged.extend(part.flagged)
+        # The reputation guard judges every running campaign on its own mail.
         reputation = evaluate_reputation(
-            context, store, alerts, camp, settings.reputation_limits, "email_events"
+            context,
+            store,
+            alerts,
+            running,
+            campaigns.default_slug,
+            settings.reputation_limits,
+            "email_events",
         )
         return dg.MaterializeResult(
             check_results=[rejected_files_check(day, batch.rejected), reputation],

@@ -42,9 +42,9 @@ from xmas_pipeline.settings import Settings, SettingsError
 
 class CampaignResource(dg.ConfigurableResource):
     """The default campaign's file (`Settings.campaign_path`: XMAS_CAMPAIGN_FILE, else the
-    default campaign's folder) and the testing preset (XMAS_TESTING_MODE). Only the global
-    assets and sensors not yet per campaign read it (bookings, email events, Notion, the
-    alerts): each campaign's own assets close over their campaign instead."""
+    default campaign's folder) and the testing preset (XMAS_TESTING_MODE). Only
+    `email_events` reads it (the campaign of an event whose email carries no campaign
+    tag): each campaign's own assets close over their campaign instead."""
 
     campaign_file: str | None = None
     testing_mode: bool = False

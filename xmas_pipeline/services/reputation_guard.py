@@ -1,6 +1,9 @@
-"""The reputation guard: after email events land, judge the sending domain's bounce and
-complaint rates; at the warn line tell ops (once per episode), at the pause line pause
-sending with the reason, until a person resumes it.
+"""The reputation guard: after email events land, judge one campaign's bounce and
+complaint rates over its own mail; at the warn line tell ops (once per episode), at the
+pause line pause that campaign's sending with the reason, until a person resumes it. The
+`sender_reputation` check runs it for every campaign (dagster_defs/reputation.py); the
+episodes and alerts are kept in each campaign's own alert outbox, so one campaign's storm
+neither pauses nor silences another.
 
 An episode runs from the evaluation that first finds a rate over a line to the one that
 finds every rate back within limits (with enough mail sent to tell), or to a resume:
@@ -115,29 +118,34 @@ def guard(
     if reputation.level == "pause" and not state.paused:
         switch.set(campaign, paused=True, reason=reputation.describe(), by=GUARD)
         outcome.paused_now = True
+    # The key needs no campaign in it: each campaign's outbox is its own.
     outcome.alert_key = f"reputation:{episode}:{reputation.level}"
     if alert is not None:
         title = (
-            "Sending paused: the domain's reputation is at risk"
+            f"Sending paused for {campaign.name}: the domain's reputation is at risk"
             if reputation.level == "pause"
-            else "Sender reputation warning"
+            else f"Sender reputation warning: {campaign.name}"
         )
-        outcome.alerted_now = alert(ledger, outcome.alert_key, title, alert_lines(outcome))
+        lines = alert_lines(outcome, campaign)
+        outcome.alerted_now = alert(ledger, outcome.alert_key, title, lines)
     return outcome
 
 
-def alert_lines(outcome: GuardOutcome) -> list[str]:
+def alert_lines(outcome: GuardOutcome, campaign: Campaign) -> list[str]:
     reputation = outcome.reputation
-    lines = [reputation.describe()]
+    # The job names' prefix (dagster_defs/names.py): the slug with `-` as `_`.
+    prefix = campaign.slug.replace("-", "_")
+    lines = [f"Campaign: {campaign.name} ({campaign.slug})", reputation.describe()]
     if reputation.level == "pause":
         lines.append(
-            "Sending is paused until a person resumes it (the campaign's "
-            "<prefix>__resume_sending job). Find the cause "
+            f"Sending of this campaign is paused until a person resumes it "
+            f"({prefix}__resume_sending); each other campaign is judged on its own mail. "
+            "Find the cause "
             "first: the recipients that bounced or complained, a bad import, a template."
         )
     else:
         lines.append(
-            "Sending goes on; it pauses by itself at the pause line. See the email_events "
+            "Its sending goes on; it pauses by itself at the pause line. See the email_events "
             "asset's sender_reputation check."
         )
     return lines

@@ -151,3 +151,36 @@ def test_after_a_resume_the_count_starts_again(
     assert again.paused_now and again.alerted_now
     assert switch.state(campaign).by == "reputation guard"
     assert len(hook.posts) == 2
+
+
+def test_each_campaign_is_judged_on_its_own_mail_switch_and_outbox(
+    sql_store: SqlStore, campaign: Campaign, hook: ChatWebhookServer
+) -> None:
+    """Two campaigns on one store: a storm in one pauses it alone and alerts in its own
+    outbox, under the same key the other campaign's episode would use, without either
+    hiding the other's."""
+    other = campaign.model_copy(update={"slug": "christmas-2026", "name": "Christmas 2026"})
+    at = datetime.now(UTC) - timedelta(hours=1)
+    calm = sent(sql_store, campaign, 25, at, "calm")
+    stormy = sent(sql_store, other, 25, at, "storm")
+    bad(sql_store, other, "bounced", stormy[:5])  # 20% of its own mail
+    first = run_guard(sql_store, campaign, hook.url)
+    second = run_guard(sql_store, other, hook.url)
+    assert first.reputation.level == "ok" and first.reputation.counts.sent == 25
+    assert second.reputation.level == "pause" and second.reputation.counts.bounced == 5
+    assert second.paused_now and second.alerted_now
+    switch = SqlSendSwitch(sql_store.url, engine=sql_store.engine)
+    assert switch.state(other).paused and not switch.state(campaign).paused
+    [post] = hook.accepted
+    text = str(post.body)
+    assert "Christmas 2026" in text and "christmas_2026__resume_sending" in text
+    # The first campaign's storm later: its own episode and alert, the same key, no clash.
+    bad(sql_store, campaign, "bounced", calm[:5])
+    later = run_guard(sql_store, campaign, hook.url)
+    assert later.paused_now and later.alerted_now
+    assert later.alert_key == second.alert_key == "reputation:start:0:pause"
+    assert switch.state(campaign).paused
+    assert len(hook.accepted) == 2
+    for camp in (campaign, other):
+        outbox = SqlAlertOutbox(sql_store.url, camp, engine=sql_store.engine)
+        assert [row["alert_key"] for row in outbox.history()] == ["reputation:start:0:pause"]
