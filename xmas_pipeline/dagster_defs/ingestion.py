@@ -10,11 +10,13 @@ Bad files are reported with their reason (and a red `no_rejected_files` check) a
 where they are.
 """
 
+from collections.abc import Mapping
+
 import dagster as dg
 import pandas as pd
 
 from xmas_pipeline.adapters.sql.forget import SqlForget
-from xmas_pipeline.core.campaign_set import CampaignSet
+from xmas_pipeline.core.campaign_set import CampaignSet, route, shown_slug
 from xmas_pipeline.core.email_events import DeliveryEvent
 from xmas_pipeline.dagster_defs.metadata import (
     counts,
@@ -26,11 +28,14 @@ from xmas_pipeline.dagster_defs.metadata import (
 from xmas_pipeline.dagster_defs.reputation import evaluate_reputation, reputation_check_spec
 from xmas_pipeline.dagster_defs.resources import (
     AlertResource,
-    CampaignResource,
     InboxResource,
     StateStoreResource,
 )
-from xmas_pipeline.services.email_events import AppliedEvents, apply_email_events
+from xmas_pipeline.services.email_events import (
+    AppliedEvents,
+    apply_email_events,
+    apply_suppressions,
+)
 from xmas_pipeline.services.forget import drop_forgotten
 from xmas_pipeline.services.inbox_days import (
     read_booking_day,
@@ -39,6 +44,33 @@ from xmas_pipeline.services.inbox_days import (
     repeats,
 )
 from xmas_pipeline.settings import Settings
+
+EVENTS_UNAVAILABLE_CHECK = "every_event_campaign_loaded"
+
+
+def events_unavailable_check(unavailable: Mapping[str, list[DeliveryEvent]]) -> dg.AssetCheckResult:
+    """Red while some email event of the day names a campaign that is not loaded."""
+    rows = [
+        {"campaign": shown_slug(slug), "events kept": len(items)}
+        for slug, items in unavailable.items()
+    ]
+    return dg.AssetCheckResult(
+        check_name=EVENTS_UNAVAILABLE_CHECK,
+        passed=not unavailable,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={
+            "campaign unavailable": sum(len(items) for items in unavailable.values()),
+            "campaigns": md_table(rows, ["campaign", "events kept"]),
+        },
+        description=None
+        if not unavailable
+        else (
+            "email events for a campaign that is not loaded (unknown, or its folder is "
+            "broken: see campaign_folders): their unsubscribes, hard bounces and complaints "
+            "already stop every campaign's emails; the events are kept: once the campaign "
+            "loads, materialize this day again to record them"
+        ),
+    )
 
 
 def _no_rejected_files(asset: str, what: str) -> dg.AssetCheckSpec:
@@ -137,19 +169,29 @@ def definitions(
                 "email_events", "Every email-event file of the day is a valid event."
             ),
             reputation_check_spec("email_events"),
+            dg.AssetCheckSpec(
+                EVENTS_UNAVAILABLE_CHECK,
+                asset="email_events",
+                description=(
+                    "Every email event of the day is for a campaign this code location runs "
+                    "(the others' stop flags are applied; the events are kept in the inbox "
+                    "and recorded by a run of the day once their campaign loads)."
+                ),
+            ),
         ],
     )
     def email_events(
         context: dg.AssetExecutionContext,
         inbox: InboxResource,
         store: StateStoreResource,
-        campaign_config: CampaignResource,
         alerts: AlertResource,
     ) -> dg.MaterializeResult:
-        # The default campaign: the one an event whose email names none belongs to.
-        camp = campaign_config.campaign
         day = context.partition_key
-        backend = store.prepared(camp)
+        # Where a held event's stop flag is kept meanwhile: the default campaign, else the
+        # first that loads. Prepared first: the reputation guard reads the store after.
+        home = campaigns.default or next(iter(campaigns.loaded.values()), None)
+        if home is not None:
+            store.prepared(home)
         batch = read_email_event_day(inbox.get(), day)
         for item in batch.rejected:
             context.log.warning(f"rejected {item['file']}: {item['reason']}")
@@ -157,18 +199,28 @@ def definitions(
         forget = SqlForget(database.url, engine=database.engine)
         events, suppressed = drop_forgotten(inbox.get(), forget, batch.events, lambda e: e.ref)
         # Each event in the campaign its email was sent for (the `campaign` tag every
-        # email carries), else the default's; the flags it sets reach every campaign.
+        # email carries; none: the default campaign); the flags it sets reach every
+        # campaign. One naming a campaign that is not loaded is held, never dropped.
+        routed = route(
+            events, lambda e: e.tags.get("campaign") or campaigns.default_slug, campaigns
+        )
         running = campaigns.loaded
-        by_campaign: dict[str, list[DeliveryEvent]] = {}
-        for event in events:
-            slug = event.tags.get("campaign", "")
-            by_campaign.setdefault(slug if slug in running else camp.slug, []).append(event)
         applied = AppliedEvents()
-        for slug, mine in by_campaign.items():
-            part = apply_email_events(backend, running.get(slug, camp), mine)
+        for slug, mine in routed.by_campaign.items():
+            if not mine:
+                continue
+            part = apply_email_events(store.prepared(running[slug]), running[slug], mine)
             applied.new += part.new
             applied.repeats += part.repeats
             applied.flagged.extend(part.flagged)
+        held = [event for items in routed.unavailable.values() for event in items]
+        if held and home is not None:
+            applied.flagged.extend(apply_suppressions(store.prepared(home), home, held))
+        for slug, items in routed.unavailable.items():
+            context.log.warning(
+                f"{len(items)} email event(s) for campaign {shown_slug(slug)!r}, which is not "
+                "loaded: their stop flags are applied, the events kept for a later run"
+            )
         # The reputation guard judges every running campaign on its own mail.
         reputation = evaluate_reputation(
             context,
@@ -180,10 +232,15 @@ def definitions(
             "email_events",
         )
         return dg.MaterializeResult(
-            check_results=[rejected_files_check(day, batch.rejected), reputation],
+            check_results=[
+                rejected_files_check(day, batch.rejected),
+                reputation,
+                events_unavailable_check(routed.unavailable),
+            ],
             metadata={
                 "day": day,
                 "events": len(batch.events),
+                "campaign unavailable": routed.unavailable_count,
                 "new": applied.new,
                 "repeats": applied.repeats,
                 "rejected": len(batch.rejected),

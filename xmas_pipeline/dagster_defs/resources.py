@@ -9,7 +9,6 @@ a run config that tries to set one is refused by Dagster before the run exists.
 import inspect
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from functools import cached_property
 from typing import Any
 
 import dagster as dg
@@ -29,7 +28,7 @@ from xmas_pipeline.adapters.sql.reputation import SqlReputation
 from xmas_pipeline.adapters.sql.secrets import unsubscribe_keys
 from xmas_pipeline.adapters.sql.send_switch import SqlSendSwitch, SqlTemplateSnapshots
 from xmas_pipeline.adapters.sql.store import SqlStore
-from xmas_pipeline.core.campaign import DEFAULT_CAMPAIGN_SLUG, Campaign, load_campaign
+from xmas_pipeline.core.campaign import DEFAULT_CAMPAIGN_SLUG, Campaign
 from xmas_pipeline.core.campaign_set import CampaignSet
 from xmas_pipeline.core.context import message_context
 from xmas_pipeline.core.optin import confirm_url, make_confirm_token
@@ -38,23 +37,6 @@ from xmas_pipeline.core.render import Renderer, TemplateSource, load_template_di
 from xmas_pipeline.core.unsubscribe import SigningKeys, public_url_problem, unsubscribe_url
 from xmas_pipeline.services.sending import DeliveryReport, Envelope, deliver
 from xmas_pipeline.settings import Settings, SettingsError
-
-
-class CampaignResource(dg.ConfigurableResource):
-    """The default campaign's file (`Settings.campaign_path`: XMAS_CAMPAIGN_FILE, else the
-    default campaign's folder) and the testing preset (XMAS_TESTING_MODE). Only
-    `email_events` reads it (the campaign of an event whose email carries no campaign
-    tag): each campaign's own assets close over their campaign instead."""
-
-    campaign_file: str | None = None
-    testing_mode: bool = False
-    # The deployment's hosts emails may point at, besides the campaign's (`Settings.link_hosts`).
-    link_hosts: list[str] = []
-
-    @cached_property
-    def campaign(self) -> Campaign:
-        campaign = load_campaign(self.campaign_file, testing_mode=self.testing_mode)
-        return campaign.with_link_hosts(self.link_hosts)
 
 
 class InboxResource(dg.ConfigurableResource):
@@ -386,11 +368,6 @@ def definitions(
         # Nothing passes between steps through a disk: every asset keeps its state in the
         # store or the inbox, and the few op values stay in the run worker's memory.
         "io_manager": dg.mem_io_manager,
-        "campaign_config": CampaignResource(
-            campaign_file=str(settings.campaign_path),
-            testing_mode=settings.testing_mode,
-            link_hosts=settings.link_hosts,
-        ),
         "inbox": sealed(InboxResource(root=settings.inbox_root), _names("inbox_url", "home")),
         "alerts": sealed(
             AlertResource(webhook_url=settings.reveal("alert_webhook_url")),

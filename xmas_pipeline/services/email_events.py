@@ -34,3 +34,21 @@ def apply_email_events(
             flag = "unsubscribed" if "unsubscribed" in flags else str(flags["delivery_state"])
             applied.flagged.append({"contact": event.contact_key, "flag": flag})
     return applied
+
+
+def apply_suppressions(
+    ledger: BookingLedger, home: Campaign, events: list[DeliveryEvent]
+) -> list[dict[str, str]]:
+    """The stop flags alone (unsubscribe, hard bounce, complaint) of events whose own
+    campaign is not loaded, set on the contact in `home`: one suppression list spans the
+    campaigns, so the address stops getting every other campaign's emails now. The events
+    themselves wait (their files kept) to be recorded in their own campaign once it loads;
+    setting a flag twice changes nothing."""
+    flagged: list[dict[str, str]] = []
+    for event in sorted(events, key=lambda e: (e.at, e.dedupe_key)):
+        flags = contact_flags(event)
+        if flags:
+            ledger.set_contact_flags(home, event.contact_key, event.email, **flags)
+            flag = "unsubscribed" if "unsubscribed" in flags else str(flags["delivery_state"])
+            flagged.append({"contact": event.contact_key, "flag": flag})
+    return flagged

@@ -13,6 +13,7 @@ import pytest
 
 from xmas_pipeline.core.campaign import SHIPPED_CAMPAIGNS_DIR
 from xmas_pipeline.dagster_defs.campaigns import ASSET, CHECK_NAME
+from xmas_pipeline.dagster_defs.ingestion import EVENTS_UNAVAILABLE_CHECK
 from xmas_pipeline.dagster_defs.sequences import UNAVAILABLE_CHECK
 from xmas_pipeline_tests.fakes.chat_webhook import ChatWebhookServer
 from xmas_pipeline_tests.support.clock import MovableClock
@@ -199,6 +200,26 @@ def test_a_broken_folder_is_red_and_the_other_campaign_runs(tmp_path: Path) -> N
         assert Path(waiting.path).exists()
         assert env.send(today(), instance, campaign=NEW, catch_up=True).success
         assert sent_by(env, NEW) == ["christmas-2026__new@x.com__email-1.eml"]
+        # The email events of the campaign that loads are applied (no default needed).
+        new = env.settings.campaigns().loaded[NEW]
+        [sent] = env.store().sent_log(new, "2000-01-01", "2999-12-31").to_dict("records")
+        at = datetime.now(UTC).isoformat()
+        env.inbox.write_json(
+            "email-events",
+            {
+                "type": "email.opened",
+                "created_at": at,
+                "data": {
+                    "email_id": sent["provider_id"],
+                    "created_at": at,
+                    "to": ["new@x.com"],
+                    "tags": {"campaign": NEW, "step": "email-1"},
+                },
+            },
+        )
+        events = env.defs.resolve_job_def("ingest_email_events")
+        assert events.execute_in_process(partition_key=today(), instance=instance).success
+        assert env.store().delivery_status(new)["status"].tolist() == ["opened"]
 
         # The folders' check names the file and the reason, from a run and from the
         # sensor (no run needed).
@@ -302,3 +323,69 @@ def test_an_email_event_goes_to_the_campaign_its_email_was_sent_for(env: Pipelin
     status = env.store().delivery_status(new)
     assert status["status"].tolist() == ["opened"]  # the funnel of its own campaign
     assert env.store().delivery_status(env.campaign).empty
+
+
+def test_an_email_event_of_a_campaign_not_loaded_stops_the_address_and_waits(
+    tmp_path: Path,
+) -> None:
+    """christmas-2026's folder broken after eve got both welcomes: a hard bounce of its
+    email stops christmas-2025's emails to her at once, and the event itself waits in the
+    inbox (a red check) until the folder loads and the day runs again."""
+    folders = campaigns_dir(tmp_path / "campaigns", OLD, NEW)
+    env = env_for(tmp_path, folders)
+    for slug in (OLD, NEW):
+        env.drop_signup(signup("eve@x.com"), age=timedelta(minutes=10), campaign=slug)
+    env.drop_signup(signup("ann@x.com"), age=timedelta(minutes=10), campaign=OLD)
+    with dg.instance_for_test() as instance:
+        assert env.ingest(today(), instance).success
+        for slug in (OLD, NEW):
+            assert env.send(today(), instance, campaign=slug, catch_up=True).success
+    new = env.settings.campaigns().loaded[NEW]
+    [welcome] = env.store().sent_log(new, "2000-01-01", "2999-12-31").to_dict("records")
+
+    good = (folders / NEW / "campaign.yaml").read_text()
+    (folders / NEW / "campaign.yaml").write_text("slug: christmas-2026\nsteps: [\n")
+    broken = env_for(tmp_path, folders)
+    at = datetime.now(UTC).isoformat()
+    kept = broken.inbox.write_json(
+        "email-events",
+        {
+            "type": "email.bounced",
+            "created_at": at,
+            "data": {
+                "email_id": welcome["provider_id"],
+                "created_at": at,
+                "to": ["eve@x.com"],
+                "bounce": {"type": "Permanent", "message": "550 5.1.1 user unknown"},
+                "tags": {"campaign": NEW, "step": "email-1"},
+            },
+        },
+    )
+    job = broken.defs.resolve_job_def("ingest_email_events")
+    with dg.instance_for_test() as instance:
+        held = job.execute_in_process(partition_key=today(), instance=instance)
+        assert held.success
+        [meta] = materializations(held, "email_events")
+        assert meta["campaign unavailable"] == 1 and meta["new"] == 0
+        assert check_results(held)[EVENTS_UNAVAILABLE_CHECK] is False
+        assert Path(kept.path).exists()
+        # The stop flag holds across campaigns already: email 2 goes to ann, not to eve.
+        assert broken.send(today(), instance, campaign=OLD, catch_up=True).success
+    assert sorted(sent_by(broken, OLD)) == [
+        "christmas-2025__ann@x.com__email-1.eml",
+        "christmas-2025__ann@x.com__email-2.eml",
+        "christmas-2025__eve@x.com__email-1.eml",
+    ]
+    assert broken.store().delivery_status(new).empty  # not recorded in a wrong campaign
+
+    # The folder fixed, the day run again: the event is recorded in its own campaign.
+    (folders / NEW / "campaign.yaml").write_text(good)
+    fixed = env_for(tmp_path, folders)
+    with dg.instance_for_test() as instance:
+        again = fixed.defs.resolve_job_def("ingest_email_events").execute_in_process(
+            partition_key=today(), instance=instance
+        )
+    [meta] = materializations(again, "email_events")
+    assert meta["campaign unavailable"] == 0 and meta["new"] == 1
+    assert check_results(again)[EVENTS_UNAVAILABLE_CHECK] is True
+    assert fixed.store().delivery_status(new)["status"].tolist() == ["bounced"]

@@ -16,7 +16,6 @@ import pytest
 from xmas_pipeline.core.render import load_template_dir
 from xmas_pipeline.dagster_defs.notion import SYNC_JOB
 from xmas_pipeline.dagster_defs.resources import (
-    CampaignResource,
     StateStoreResource,
     notion_resource,
 )
@@ -66,7 +65,6 @@ class Ticks:
         self.resources: dict[str, Any] = {
             "store": StateStoreResource(database_url=env.settings.database_url),
             "notion": notion_resource(env.settings),
-            "campaign_config": CampaignResource(testing_mode=True),
         }
 
     def __call__(self) -> str:

@@ -50,7 +50,7 @@ def switch(
 
 def sensor_context(env: PipelineEnv, instance: dg.DagsterInstance, cursor: str | None) -> Any:
     return dg.build_sensor_context(
-        instance=instance, cursor=cursor, resources=env.resources("store", "campaign_config")
+        instance=instance, cursor=cursor, resources=env.resources("store")
     )
 
 
@@ -85,7 +85,7 @@ def test_pausing_stops_the_schedule_the_welcome_sensor_and_a_run_by_hand(
         with dg.build_schedule_context(
             instance=instance,
             scheduled_execution_time=datetime.now(UTC),
-            resources=env.resources("store", "campaign_config"),
+            resources=env.resources("store"),
         ) as context:
             tick = schedule.evaluate_tick(context)
         assert not tick.run_requests

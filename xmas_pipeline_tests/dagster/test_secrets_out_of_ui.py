@@ -175,7 +175,7 @@ def test_settings_given_as_a_mapping_show_no_secret_either(tmp_path: Path) -> No
     resources = {r.name: r for r in snapshot.resources or []}
     assert set(resources) >= PROTECTED
     configurable = {name for name, r in resources.items() if r.config_field_snaps}
-    assert configurable == {"campaign_config"}
+    assert configurable == set()
     assert markers.leaks({"code location snapshot": serialize_value(snapshot)}) == []
 
 

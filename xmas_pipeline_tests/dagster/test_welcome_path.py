@@ -25,14 +25,12 @@ def test_a_send_run_follows_each_ingestion_that_started_sequences(env: PipelineE
     assert env.settings.sensor_interval_seconds == 30
     assert env.defs.resolve_sensor_def("signups_sensor").minimum_interval_seconds <= 10
     with dg.instance_for_test() as instance:
-        context = dg.build_sensor_context(
-            instance=instance, resources=env.resources("store", "campaign_config")
-        )
+        context = dg.build_sensor_context(instance=instance, resources=env.resources("store"))
         assert isinstance(sensor(context), dg.SkipReason)  # the first look starts the clock
         context = dg.build_sensor_context(
             instance=instance,
             cursor=context.cursor,
-            resources=env.resources("store", "campaign_config"),
+            resources=env.resources("store"),
         )
 
         env.drop_signup(signup("new@x.com"))
@@ -47,7 +45,7 @@ def test_a_send_run_follows_each_ingestion_that_started_sequences(env: PipelineE
         context = dg.build_sensor_context(
             instance=instance,
             cursor=context.cursor,
-            resources=env.resources("store", "campaign_config"),
+            resources=env.resources("store"),
         )
         env.drop_signup(signup("new@x.com"))
         assert env.ingest(today(), instance).success
