@@ -39,7 +39,9 @@ def forget_everywhere(
             store=store,
             inbox=Inbox(settings.inbox_root),
             outbox=UPath(settings.outbox_dir),
-            campaign=settings.campaign(),
+            # Every campaign's Notion pages and CRM status (the default's alone while
+            # no folder loads, so a broken folder never blocks an erasure).
+            campaigns=list(settings.campaigns().loaded.values()) or [settings.campaign()],
             notion=notion,
         )
     finally:

@@ -10,7 +10,7 @@ suppressed from then on. What forgetting cannot reach is said, not hidden (`UNRE
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol, TypeVar
@@ -22,6 +22,7 @@ from xmas_pipeline.adapters.notion.sync import NotionSync
 from xmas_pipeline.adapters.sql.forget import SqlForget
 from xmas_pipeline.core.campaign import Campaign
 from xmas_pipeline.core.forget import file_mentions, mentions
+from xmas_pipeline.core.ports import StoreSchemaError
 
 UNREACHABLE = (
     "Dagster's event log and run history (runs before this one may name the address)",
@@ -94,22 +95,36 @@ def forget_outbox(folder: UPath, key: str) -> int:
 
 
 def forget_in_notion(
-    notion: NotionSync, campaign: Campaign, key: str, known: tuple[list[str], list[str]]
+    notion: NotionSync,
+    campaigns: Sequence[Campaign],
+    key: str,
+    known: tuple[list[str], list[str]],
 ) -> tuple[int, int, int]:
-    """Trash the person's Email Sequence pages and Email Analytics pages (when that log
-    is on), clear their CRM contact's campaign fields: (sequence pages, analytics pages,
-    contacts). Pages are looked up too, not only taken from the store: a page made by
-    hand or by an older tool is theirs as well."""
-    notion.prepare(campaign)
-    pages = set(known[0]) | {p["id"] for p in notion.find_sequence_pages(campaign, key)}
+    """Trash the person's Email Sequence pages of every campaign and their Email
+    Analytics pages (when that log is on), clear their CRM contact's campaign fields (each
+    campaign's status property): (sequence pages, analytics pages, contacts). Pages are
+    looked up too, not only taken from the store: a page made by hand, by an older tool or
+    for a campaign this deployment does not run is theirs as well."""
+    usable: list[Campaign] = []
+    for campaign in campaigns:
+        try:
+            notion.prepare(campaign)
+        except StoreSchemaError:
+            # Its status property not made yet (before `notion setup`): nothing of it in
+            # the CRM to clear; its pages are still found by address below.
+            continue
+        usable.append(campaign)
+    if not usable:
+        notion.prepare(campaigns[0])  # raises: no campaign's schema is usable
+    pages = set(known[0]) | {p["id"] for p in notion.find_sequence_pages(key)}
     logged = {p["id"] for p in notion.find_analytics_pages(key)}
     for page_id in sorted(pages | logged):
         notion.trash_page(page_id)
     found = notion.find_contacts({key: key}).values()
     contacts = sorted({p for p in known[1] if p} | {c.page_id for c in found if c.page_id})
     c = notion.schema.contacts
-    status = notion.status_property(campaign)
-    cleared = {status: None, c.booking_status: None, c.diagnostic_call_date: None}
+    cleared: dict[str, None] = {c.booking_status: None, c.diagnostic_call_date: None}
+    cleared.update({notion.status_property(campaign): None for campaign in usable})
     for page_id in contacts:
         notion.update_contact(page_id, cleared)
     return len(pages), len(logged), len(contacts)
@@ -121,7 +136,7 @@ def forget_person(
     store: SqlForget,
     inbox: Inbox,
     outbox: UPath | None,
-    campaign: Campaign,
+    campaigns: Sequence[Campaign],
     notion: NotionSync | None = None,
 ) -> ForgetReport:
     """Forget `key` (a checked contact key) everywhere. Notion goes first (its page ids
@@ -129,7 +144,7 @@ def forget_person(
     # Suppressed first: a signup ingested while this runs is already refused.
     report = ForgetReport(address_hash=store.suppress(key))
     if notion is not None:
-        counts = forget_in_notion(notion, campaign, key, store.notion_page_ids(key))
+        counts = forget_in_notion(notion, campaigns, key, store.notion_page_ids(key))
         report.notion_pages_trashed, report.notion_logs_trashed = counts[0], counts[1]
         report.notion_contacts_cleared = counts[2]
         report.notion = "done"

@@ -152,7 +152,7 @@ def test_only_the_confirmation_goes_until_the_link_is_clicked(env: PipelineEnv) 
         assert len(list(inbox_root.rglob("*.request"))) == 3
         forget = SqlForget(env.settings.database_url)
         report = forget_person(
-            key, store=forget, inbox=env.inbox, outbox=None, campaign=env.campaign
+            key, store=forget, inbox=env.inbox, outbox=None, campaigns=[env.campaign]
         )
         assert report.store.get("consent_records") == 1
         assert report.inbox == {"signups": 3}

@@ -16,8 +16,10 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
+from xmas_pipeline.adapters.inbox import Inbox
 from xmas_pipeline.adapters.notion.setup import setup_notion
 from xmas_pipeline.adapters.notion.sync import NotionSync
+from xmas_pipeline.adapters.sql.forget import SqlForget
 from xmas_pipeline.adapters.sql.notion_pages import SqlNotionPages
 from xmas_pipeline.adapters.sql.notion_queue import SqlNotionQueue
 from xmas_pipeline.adapters.sql.store import SqlStore
@@ -26,6 +28,7 @@ from xmas_pipeline.core.bookings import BookingEvent
 from xmas_pipeline.core.campaign import SHIPPED_CAMPAIGNS_DIR, Campaign
 from xmas_pipeline.core.campaign_folders import load_campaign_folder, shift_campaign_text
 from xmas_pipeline.core.ports import SentRecord
+from xmas_pipeline.services.forget import forget_person
 from xmas_pipeline.services.notion_edits import apply_notion_edits_all
 from xmas_pipeline.services.notion_import_all import import_all_campaigns
 from xmas_pipeline.services.notion_sync import (
@@ -539,3 +542,47 @@ def test_import_command_per_campaign_and_for_all(
         assert "pages of no campaign loaded here (not imported, left in Notion): 2" in out
     finally:
         store.dispose()
+
+
+# -- forgetting a person in every campaign ----------------------------------------------------
+
+
+def test_forgetting_trashes_every_campaigns_page_and_clears_every_status(
+    rig: Rig, tmp_path: Path
+) -> None:
+    add_contact(rig.fake, rig.ws, KEY)
+    rig.signup(1)
+    rig.signup(2)
+    rig.sync_all()
+    # A page of a campaign this deployment does not run, made in Notion by hand: theirs too.
+    rig.fake.add_row(
+        rig.ws.sequences,
+        {"Name": "by hand", "Email": KEY, "Campaign": "BusinessX Canada"},
+    )
+    assert sorted(r["Campaign"] for r in rig.sequence_rows() if r["Email"] == KEY) == [
+        "BusinessX Canada",
+        "Christmas 2025",
+        "Christmas 2026",
+    ]
+    [before] = [r for r in rig.fake.rows(rig.ws.contacts) if r["email"] == KEY]
+    assert before[STATUS_25] and before[STATUS_26]
+    forget = SqlForget(rig.store.url)
+    notion = rig.ws.client()
+    try:
+        report = forget_person(
+            KEY,
+            store=forget,
+            inbox=Inbox(tmp_path / "inbox"),
+            outbox=None,
+            campaigns=BOTH,
+            notion=notion,
+        )
+    finally:
+        notion.close()
+        forget.dispose()
+    assert report.notion_pages_trashed == 3 and report.notion_contacts_cleared == 1
+    assert [r for r in rig.sequence_rows() if r["Email"] == KEY] == []
+    others = sorted(r["Email"] for r in rig.sequence_rows())
+    assert others and KEY not in others  # everyone else's pages stay
+    contact = [r for r in rig.fake.rows(rig.ws.contacts) if r["email"] == KEY][0]
+    assert not contact[STATUS_25] and not contact[STATUS_26]

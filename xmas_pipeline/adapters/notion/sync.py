@@ -47,15 +47,10 @@ class NotionSync(NotionPages):
     def update_contact(self, page_id: str, changes: dict[str, Any]) -> None:
         self.api.update_page(page_id, self.encode_values(CONTACTS, changes))
 
-    def find_sequence_pages(self, campaign: Campaign, email: str) -> list[dict[str, Any]]:
-        """Every Email Sequence page of the campaign for this address (a person being
-        forgotten: duplicates too)."""
-        query = {
-            "and": [
-                self.campaign_condition(campaign),
-                self.condition(SEQUENCES, self.schema.sequences.email, "equals", email),
-            ]
-        }
+    def find_sequence_pages(self, email: str) -> list[dict[str, Any]]:
+        """Every Email Sequence page for this address, whatever its campaign (a person
+        being forgotten: duplicates, and campaigns this deployment does not run, too)."""
+        query = self.condition(SEQUENCES, self.schema.sequences.email, "equals", email)
         return self.api.query(self.source(SEQUENCES).id, query)
 
     def find_analytics_pages(self, email: str) -> list[dict[str, Any]]:
