@@ -21,6 +21,7 @@ from xmas_pipeline.core.campaign import Campaign
 from xmas_pipeline.dagster_defs.jobs import SEND_TAG
 from xmas_pipeline_tests.dagster.test_campaigns_runtime import NEW, OLD, campaigns_dir, sent_by
 from xmas_pipeline_tests.fakes.chat_webhook import ChatWebhookServer
+from xmas_pipeline_tests.support.instance import in_memory_instance
 from xmas_pipeline_tests.support.pipeline_env import PipelineEnv, make_env, signup, today
 from xmas_pipeline_tests.support.sensor_ticks import Ticker
 
@@ -118,7 +119,7 @@ def outbox_keys(env: PipelineEnv, slug: str) -> list[str]:
 def test_a_bounce_storm_in_one_campaign_pauses_that_campaign_alone(
     env: PipelineEnv, chat: ChatWebhookServer
 ) -> None:
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         sent = welcome_all(env, instance)
         bounce(env, NEW, sent[NEW][:2])  # 2 of 25: 8%, the pause line
         check = guard_check(env, instance)
@@ -161,7 +162,7 @@ def test_a_bounce_storm_in_one_campaign_pauses_that_campaign_alone(
 def test_storms_in_both_campaigns_pause_both_and_alert_for_each(
     env: PipelineEnv, chat: ChatWebhookServer
 ) -> None:
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         sent = welcome_all(env, instance)
         bounce(env, NEW, sent[NEW][:2])  # 8%: pause
         bounce(env, OLD, sent[OLD][:3])  # 12%: pause
@@ -196,7 +197,7 @@ def test_storms_in_both_campaigns_pause_both_and_alert_for_each(
 def test_the_guard_passes_when_every_campaign_is_within_limits(
     env: PipelineEnv, chat: ChatWebhookServer
 ) -> None:
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         welcome_all(env, instance)
         check = guard_check(env, instance)
     assert check.passed
@@ -221,7 +222,7 @@ def test_a_failed_send_run_of_the_second_campaign_reaches_ops_naming_it(
         XMAS_PUBLIC_URL="https://campaign.example.com",
     )
     env.drop_signup(signup("a@x.com"), campaign=NEW)
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         failures = Ticker.of(env, instance, "ops_alerts_sensor")
         failures()
         assert env.ingest(today(), instance).success
@@ -263,7 +264,7 @@ def test_run_failures_reach_ops_while_the_default_folder_is_broken(
         XMAS_CAMPAIGNS_DIR=str(folders),
         XMAS_ALERT_WEBHOOK_URL=chat.url,
     )
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         failures = Ticker.of(env, instance, "ops_alerts_sensor")
         ingest = _failed_run(instance, "ingest_signups", "boom")
         send = _failed_run(

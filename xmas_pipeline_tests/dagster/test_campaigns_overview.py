@@ -12,6 +12,7 @@ import pytest
 
 from xmas_pipeline.core.campaign import SHIPPED_CAMPAIGNS_DIR
 from xmas_pipeline.dagster_defs.overview import ASSET, JOB, SCHEDULE
+from xmas_pipeline_tests.support.instance import in_memory_instance
 from xmas_pipeline_tests.support.pipeline_env import (
     PipelineEnv,
     make_env,
@@ -78,7 +79,7 @@ def test_sends_per_day_and_funnels_per_campaign(env: PipelineEnv) -> None:
     env.drop_signup(signup("a@x.com", red=2), age=timedelta(minutes=10), campaign=OLD)
     env.drop_signup(signup("b@x.com"), age=timedelta(minutes=10), campaign=OLD)
     env.drop_signup(signup("x@x.com", red=1), age=timedelta(minutes=10), campaign=NEW)
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         before = refresh(env, instance)  # nothing yet: every campaign there, at 0
         assert before[f"emails sent {OLD}"] == 0 and before[f"emails sent {NEW}"] == 0
         assert f"| {today()} | 0 | 0 | 0 |" in before["sends per day"]
@@ -122,7 +123,7 @@ def test_sends_per_day_and_funnels_per_campaign(env: PipelineEnv) -> None:
 def test_a_broken_folder_is_counted_and_the_others_shown(tmp_path: Path) -> None:
     env = env_with(tmp_path, NEW, broken=OLD)
     env.drop_signup(signup("x@x.com"), age=timedelta(minutes=10), campaign=NEW)
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         assert env.ingest(today(), instance).success
         assert env.send(today(), instance, campaign=NEW, catch_up=True).success
         meta = refresh(env, instance)

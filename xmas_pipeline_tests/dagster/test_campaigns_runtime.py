@@ -17,6 +17,7 @@ from xmas_pipeline.dagster_defs.ingestion import EVENTS_UNAVAILABLE_CHECK
 from xmas_pipeline.dagster_defs.sequences import UNAVAILABLE_CHECK
 from xmas_pipeline_tests.fakes.chat_webhook import ChatWebhookServer
 from xmas_pipeline_tests.support.clock import MovableClock
+from xmas_pipeline_tests.support.instance import in_memory_instance
 from xmas_pipeline_tests.support.pipeline_env import (
     PipelineEnv,
     check_results,
@@ -97,7 +98,7 @@ def test_signups_go_to_the_campaign_their_request_names(env: PipelineEnv) -> Non
     # A file from before the intake named the campaign: the default campaign's.
     env.drop_signup(signup("legacy@x.com"), age=timedelta(minutes=10))
     store = env.store()
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         ingested = env.ingest(today(), instance)
         assert ingested.success
         [meta] = materializations(ingested, "email_sequences")
@@ -165,7 +166,7 @@ def test_a_signup_for_a_campaign_not_loaded_is_kept_counted_and_red(
 ) -> None:
     kept = env.drop_signup(signup("lost@x.com"), campaign="easter-2027")
     env.drop_signup(signup("fine@x.com"), campaign=NEW)
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         ingested = env.ingest(today(), instance)
     assert ingested.success
     [meta] = materializations(ingested, "email_sequences")
@@ -192,7 +193,7 @@ def test_a_broken_folder_is_red_and_the_other_campaign_runs(tmp_path: Path) -> N
     env.drop_signup(signup("new@x.com"), age=timedelta(minutes=10), campaign=NEW)
     # No campaign named: the default's, whose folder is broken: kept for later.
     waiting = env.drop_signup(signup("old@x.com"), age=timedelta(minutes=10))
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         ingested = env.ingest(today(), instance)
         assert ingested.success
         [meta] = materializations(ingested, "email_sequences")
@@ -251,7 +252,7 @@ def test_a_broken_folder_is_red_and_the_other_campaign_runs(tmp_path: Path) -> N
     shutil.rmtree(broken)
     shutil.copytree(SHIPPED_CAMPAIGNS_DIR / OLD, broken)
     fixed = env_for(tmp_path, folders)
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         ingested = fixed.ingest(today(), instance)
     [meta] = materializations(ingested, "email_sequences")
     assert meta["campaign unavailable"] == 0 and meta[f"started {OLD}"] == 1
@@ -288,7 +289,7 @@ def test_a_campaigns_waiting_alert_is_posted_by_the_outbox_sensor(
         )
         env.drop_signup(signup("crit@x.com", red=2), campaign=NEW)
         chat.fail_with = 500
-        with dg.instance_for_test() as instance:
+        with in_memory_instance() as instance:
             ingested = env.ingest(today(), instance)
             assert materializations(ingested, "email_sequences")[0]["critical alerts waiting"] == 1
             chat.fail_with = None
@@ -300,7 +301,7 @@ def test_a_campaigns_waiting_alert_is_posted_by_the_outbox_sensor(
 
 def test_an_email_event_goes_to_the_campaign_its_email_was_sent_for(env: PipelineEnv) -> None:
     env.drop_signup(signup("eve@x.com"), campaign=NEW)
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         assert env.ingest(today(), instance).success
         assert env.send(today(), instance, NEW, catch_up=True).success
         new = env.settings.campaigns().loaded[NEW]
@@ -336,7 +337,7 @@ def test_an_email_event_of_a_campaign_not_loaded_stops_the_address_and_waits(
     for slug in (OLD, NEW):
         env.drop_signup(signup("eve@x.com"), age=timedelta(minutes=10), campaign=slug)
     env.drop_signup(signup("ann@x.com"), age=timedelta(minutes=10), campaign=OLD)
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         assert env.ingest(today(), instance).success
         for slug in (OLD, NEW):
             assert env.send(today(), instance, campaign=slug, catch_up=True).success
@@ -362,7 +363,7 @@ def test_an_email_event_of_a_campaign_not_loaded_stops_the_address_and_waits(
         },
     )
     job = broken.defs.resolve_job_def("ingest_email_events")
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         held = job.execute_in_process(partition_key=today(), instance=instance)
         assert held.success
         [meta] = materializations(held, "email_events")
@@ -381,7 +382,7 @@ def test_an_email_event_of_a_campaign_not_loaded_stops_the_address_and_waits(
     # The folder fixed, the day run again: the event is recorded in its own campaign.
     (folders / NEW / "campaign.yaml").write_text(good)
     fixed = env_for(tmp_path, folders)
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         again = fixed.defs.resolve_job_def("ingest_email_events").execute_in_process(
             partition_key=today(), instance=instance
         )

@@ -18,6 +18,7 @@ from xmas_pipeline.dagster_defs.charts import (
     sends_per_day_chart,
 )
 from xmas_pipeline_tests.support.calcom_payloads import webhook_created
+from xmas_pipeline_tests.support.instance import in_memory_instance
 from xmas_pipeline_tests.support.pipeline_env import (
     PipelineEnv,
     make_env,
@@ -53,7 +54,7 @@ def test_the_funnel_shows_its_charts_empty_and_with_data(tmp_path: Path) -> None
     env = make_env(tmp_path / "home", XMAS_TESTING_MODE="true")
     for person in PEOPLE:
         env.drop_signup(person, age=timedelta(minutes=10))
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         empty = funnel_images(env, instance)  # nothing sent: still images, saying so
         env.ingest(today(), instance)
         for _ in range(2):
@@ -144,7 +145,7 @@ def test_due_emails_lists_the_next_seven_days(tmp_path: Path) -> None:
     for email in ("a@x.com", "b@x.com", "gone@x.com"):
         env.drop_signup(signup(email, red=2), age=timedelta(minutes=10))
     start = now + timedelta(days=4)
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         assert env.ingest(today(), instance).success
         store = env.store()
         store.set_flags(env.campaign, "gone@x.com", unsubscribed=True)

@@ -24,6 +24,7 @@ from xmas_pipeline.services.checked_templates import (
     keep_checked,
     templates_to_send,
 )
+from xmas_pipeline_tests.support.instance import in_memory_instance
 from xmas_pipeline_tests.support.pipeline_env import PipelineEnv, make_env, signup, today
 
 # email-1 as someone might leave it in Notion: no unsubscribe link, no postal address.
@@ -51,7 +52,7 @@ def signed_up(env: PipelineEnv, instance: dg.DagsterInstance) -> None:
 
 
 def test_deliveries_alone_refuses_templates_that_fail_the_check(env: PipelineEnv) -> None:
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         signed_up(env, instance)
         edit_in_notion(env, BARE)
         alone = env.defs.resolve_job_def(env.name("send_due_emails")).execute_in_process(
@@ -69,7 +70,7 @@ def test_deliveries_alone_refuses_templates_that_fail_the_check(env: PipelineEnv
 
 
 def test_the_one_off_resend_refuses_templates_that_fail_the_check(env: PipelineEnv) -> None:
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         signed_up(env, instance)
         edit_in_notion(env, BARE)
         result = env.defs.resolve_job_def(env.name("resend_contact")).execute_in_process(
@@ -88,7 +89,7 @@ def test_the_one_off_resend_refuses_templates_that_fail_the_check(env: PipelineE
 
 
 def test_a_send_run_keeps_what_its_check_rendered(env: PipelineEnv) -> None:
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         signed_up(env, instance)
         run = env.send(today(), instance, catch_up=True)
         assert run.success

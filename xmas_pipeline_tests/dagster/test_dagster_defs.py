@@ -9,6 +9,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from xmas_pipeline_tests.support.instance import in_memory_instance
 from xmas_pipeline_tests.support.pipeline_env import (
     PipelineEnv,
     check_results,
@@ -61,7 +62,7 @@ def test_lineage_follows_the_flow(env: PipelineEnv) -> None:
 def test_sensor_requests_one_run_per_changed_day(env: PipelineEnv) -> None:
     sensor = env.defs.resolve_sensor_def("signups_sensor")
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         context = dg.build_sensor_context(instance=instance, resources={"inbox": _inbox(env)})
         assert isinstance(sensor(context), dg.SkipReason)
 
@@ -89,7 +90,7 @@ def test_sensor_ignores_days_outside_the_campaign(env: PipelineEnv) -> None:
     folder.mkdir(parents=True)
     (folder / "old.json").write_text("{}")
     sensor = env.defs.resolve_sensor_def("signups_sensor")
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         context = dg.build_sensor_context(instance=instance, resources={"inbox": _inbox(env)})
         assert isinstance(sensor(context), dg.SkipReason)
     assert (folder / "old.json").exists()
@@ -146,7 +147,7 @@ def test_bad_files_are_reported_kept_and_fail_the_check(env: PipelineEnv) -> Non
     bad_json = env.drop_signup(b"{not json")
     bad_field = env.drop_signup(signup("x@x.com", assessment_score=500))
     not_object = env.drop_signup(b"[1, 2]")
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         result = env.ingest(today(), instance)
     assert result.success
     meta = materializations(result, "signups")[0]
@@ -179,7 +180,7 @@ def test_template_check_blocks_sending(env: PipelineEnv, tmp_path: Path) -> None
     env2 = make_env(tmp_path / "home2", XMAS_CAMPAIGN_FILE=str(campaign_file))
     assert env2.campaign.templates_dir == broken.resolve()
     env2.drop_signup(signup("a@x.com"))
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         env2.ingest(today(), instance)
         result = env2.send(today(), instance, catch_up=True)
     assert check_results(result)["every_template_renders"] is False
@@ -214,7 +215,7 @@ def test_one_ingestion_run_per_day_at_a_time(env: PipelineEnv) -> None:
         )
         return sensor(context), context.cursor
 
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         env.drop_signup(signup("a@x.com"))
         queued = _day_run(instance, dg.DagsterRunStatus.NOT_STARTED)
         result, cursor = tick(instance, None)

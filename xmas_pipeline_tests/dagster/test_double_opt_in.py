@@ -12,7 +12,6 @@ from html import unescape
 from pathlib import Path
 from typing import Any
 
-import dagster as dg
 import pytest
 from starlette.testclient import TestClient
 
@@ -22,6 +21,7 @@ from xmas_pipeline.intake.app import create_app
 from xmas_pipeline.services.forget import forget_person
 from xmas_pipeline.services.planning import due_plan
 from xmas_pipeline_tests.fakes.chat_webhook import ChatWebhookServer
+from xmas_pipeline_tests.support.instance import in_memory_instance
 from xmas_pipeline_tests.support.pipeline_env import (
     PipelineEnv,
     campaign_file_with,
@@ -81,7 +81,7 @@ def test_only_the_confirmation_goes_until_the_link_is_clicked(env: PipelineEnv) 
     )
     assert posted.status_code == 202
     event_id = posted.json()["event_id"]
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         ingested = env.ingest(today(), instance)
         assert ingested.success
         meta = materializations(ingested, "email_sequences")[0]
@@ -169,7 +169,7 @@ def test_a_forged_confirmation_file_starts_nothing(env: PipelineEnv) -> None:
         "created_at": "2025-12-01T10:00:00+00:00",
         "data": {"email": key, "token": "x" * 10 + ".y.1", "ip": "1.2.3.4"},
     }
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         assert env.ingest(today(), instance).success
         env.drop_signup(forged)
         ingested = env.ingest(today(), instance)
@@ -183,7 +183,7 @@ def test_retake_does_not_rewrite_the_name_in_the_next_subject(tmp_path: Path) ->
     env = env_for(tmp_path, double_opt_in=False)
     key = "sam@example.com"
     env.drop_signup(signup(key, first_name="Sam", red=3))
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         assert env.ingest(today(), instance).success
         assert env.send(today(), instance, catch_up=True).success
         [first] = sent_steps(env, key)
@@ -217,7 +217,7 @@ def test_with_opt_in_a_new_name_waits_for_a_link_sent_to_the_address(env: Pipeli
     intake = TestClient(create_app(env.settings))
     key = "ann@example.com"
     intake.post("/webhook/christmas-signup", json=signup(key, first_name="Ann"))
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         env.ingest(today(), instance)
         env.send(today(), instance, catch_up=True)
         intake.post(confirm_path(env, key))
@@ -262,7 +262,7 @@ def test_the_critical_alert_waits_for_the_confirmation(tmp_path: Path) -> None:
         intake = TestClient(create_app(env.settings))
         key = "crit@example.com"
         intake.post("/webhook/christmas-signup", json=signup(key, red=3))
-        with dg.instance_for_test() as instance:
+        with in_memory_instance() as instance:
             assert env.ingest(today(), instance).success
             assert chat.posts == []
             assert env.send(today(), instance, catch_up=True).success

@@ -13,6 +13,7 @@ import dagster as dg
 from xmas_pipeline.adapters.inbox import utc_day
 from xmas_pipeline.dagster_defs.retention import RETENTION_JOB
 from xmas_pipeline_tests.support.calcom_payloads import webhook_created
+from xmas_pipeline_tests.support.instance import in_memory_instance
 from xmas_pipeline_tests.support.pipeline_env import PipelineEnv, make_env, signup, today
 
 
@@ -30,7 +31,7 @@ def ingest(env: PipelineEnv, day: str, instance: dg.DagsterInstance) -> None:
 def test_retention_removes_only_old_ingested_days(tmp_path: Path) -> None:
     env = make_env(tmp_path / "home", XMAS_INBOX_RETENTION_DAYS="30")
     now = datetime.now(UTC)
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         old = drop(env, "signups", signup("old@x.com"), now - timedelta(days=40))
         ingest(env, old, instance)
         never = drop(env, "signups", signup("never@x.com"), now - timedelta(days=41))

@@ -23,6 +23,7 @@ from xmas_pipeline.dagster_defs.executor import HEARTBEAT_TAG, run_is_live
 from xmas_pipeline.dagster_defs.jobs import SEND_POOL, SEND_TAG
 from xmas_pipeline_tests.fakes.chat_webhook import ChatWebhookServer
 from xmas_pipeline_tests.support.clock import MovableClock
+from xmas_pipeline_tests.support.instance import in_memory_instance
 from xmas_pipeline_tests.support.pipeline_env import (
     PipelineEnv,
     make_env,
@@ -68,7 +69,7 @@ def _started_run(
 def test_the_watchdog_fails_a_run_whose_heartbeat_stopped(env: PipelineEnv) -> None:
     sensor = env.defs.resolve_sensor_def("run_watchdog_sensor")
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         dead = _started_run(instance, "send_due_emails", heartbeat_age=300, **{SEND_TAG: "1"})
         alive = _started_run(instance, "send_due_emails", heartbeat_age=2, **{SEND_TAG: "1"})
         result = sensor(dg.build_sensor_context(instance=instance))
@@ -92,7 +93,7 @@ def test_a_batch_of_a_running_send_is_left_to_it_and_replayed_once_the_run_died(
     for person in ("a@x.com", "b@x.com"):
         env.drop_signup(signup(person))
     watchdog = env.defs.resolve_sensor_def("run_watchdog_sensor")
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         assert env.ingest(today(), instance).success
         store = env.store()
         due, _ = due_plan(store, env.campaign, datetime.now(UTC))
@@ -134,7 +135,7 @@ def test_a_batch_of_a_running_send_is_left_to_it_and_replayed_once_the_run_died(
 
 
 def test_run_is_live_until_the_run_ends(env: PipelineEnv) -> None:
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         running = _started_run(instance, "send_due_emails", heartbeat_age=1)
         assert run_is_live(instance, running.run_id)
         instance.report_run_failed(running, "killed")
@@ -166,7 +167,7 @@ def test_a_failed_send_run_reaches_ops_once_though_the_chat_was_down(
         XMAS_PUBLIC_URL="https://campaign.example.com",
     )
     env.drop_signup(signup("a@x.com"))
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         failures = Ticker.of(env, instance, "ops_alerts_sensor")
         outbox = Ticker.of(env, instance, "alert_outbox_sensor")
         assert "no run failed" in str(failures().skip_message)
@@ -199,7 +200,7 @@ def test_a_failed_send_run_reaches_ops_once_though_the_chat_was_down(
 def test_secrets_in_a_failure_never_reach_the_outbox_or_the_chat(
     env: PipelineEnv, chat: ChatWebhookServer
 ) -> None:
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         failures = Ticker.of(env, instance, "ops_alerts_sensor")
         reason = "Sending stopped: refused at postgresql://xmas:hunter2@db/xmas with re_123456789"
         run = _failed_run(instance, "send_due_emails", reason, **{SEND_TAG: "1"})
@@ -217,7 +218,7 @@ def test_ingestion_alerts_only_once_its_retries_are_used_up(
     env: PipelineEnv, chat: ChatWebhookServer
 ) -> None:
     retries = {"dagster/max_retries": "3"}
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         failures = Ticker.of(env, instance, "ops_alerts_sensor")
         outbox = Ticker.of(env, instance, "alert_outbox_sensor")
         _failed_run(instance, "ingest_signups", "boom", **retries)
@@ -236,7 +237,7 @@ def test_ingestion_alerts_only_once_its_retries_are_used_up(
 def test_a_dead_worker_is_reported_whatever_the_job(
     env: PipelineEnv, chat: ChatWebhookServer
 ) -> None:
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         failures = Ticker.of(env, instance, "ops_alerts_sensor")
         failures()
         _started_run(instance, "refresh_funnel", heartbeat_age=300)
@@ -251,7 +252,7 @@ def test_stuck_messages_are_reported_once_each(
     env: PipelineEnv, chat: ChatWebhookServer, clock: MovableClock
 ) -> None:
     env.drop_signup(signup("late@x.com"), age=timedelta(hours=2))
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         assert env.ingest(today(), instance).success
         stuck = Ticker.of(env, instance, "stuck_messages_sensor")
         outbox = Ticker.of(env, instance, "alert_outbox_sensor")
@@ -279,7 +280,7 @@ def test_an_older_release_s_ledger_and_cursor_are_honoured(
     env.drop_signup(signup("crit@x.com", red=3))
     store = env.store()
     store.prepare(env.campaign)
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         seen = _failed_run(instance, "send_due_emails", "seen", **{SEND_TAG: "1"})
         [record] = instance.fetch_run_status_changes(
             dg.DagsterEventType.RUN_FAILURE, limit=1
@@ -341,7 +342,7 @@ def test_ingestion_jobs_are_retried_and_every_job_heartbeats(env: PipelineEnv) -
 def test_no_stuck_alert_while_sending_is_paused(env: PipelineEnv, chat: ChatWebhookServer) -> None:
     # A pause is a person's choice: what waits meanwhile is expected, not stuck.
     env.drop_signup(signup("late@x.com"), age=timedelta(hours=2))
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         assert env.ingest(today(), instance).success
         switch = SqlSendSwitch(env.settings.database_url)
         switch.set(env.campaign, paused=True, reason="copy review", by="ops")

@@ -15,6 +15,7 @@ import pytest
 
 from xmas_pipeline.dagster_defs.metadata import reasons_table
 from xmas_pipeline.services.sending import DeliveryReport
+from xmas_pipeline_tests.support.instance import in_memory_instance
 from xmas_pipeline_tests.support.pipeline_env import (
     PipelineEnv,
     make_env,
@@ -61,7 +62,7 @@ PEOPLE = [
 def test_signups_and_sequences_by_segment_and_step_reached(env: PipelineEnv) -> None:
     for person in PEOPLE:
         env.drop_signup(person, age=timedelta(minutes=10))
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         first = env.ingest(today(), instance)
         signups = materializations(first, "signups")[0]
         assert signups["day"] == today()
@@ -98,7 +99,7 @@ def test_signups_and_sequences_by_segment_and_step_reached(env: PipelineEnv) -> 
 def test_deliveries_count_due_sent_skipped_failed_with_reasons(env: PipelineEnv) -> None:
     for person in PEOPLE:
         env.drop_signup(person)
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         env.ingest(today(), instance)
         store = env.store()
         store.set_flags(env.campaign, "c2@x.com", paused=True)
@@ -139,7 +140,7 @@ def test_reasons_table_counts_each_reason_most_frequent_first() -> None:
 def test_funnel_asset_counts_and_converts(env: PipelineEnv) -> None:
     for person in PEOPLE:
         env.drop_signup(person, age=timedelta(minutes=10))
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         empty = materializations(refresh_funnel(env, instance), "funnel")[0]
         assert empty["sent"] == 0 and empty["booking conversion"] == 0.0
 
@@ -172,7 +173,7 @@ def test_funnel_follows_deliveries_and_has_its_schedule(env: PipelineEnv) -> Non
 
 
 def test_templates_show_each_template_rendered_for_each_segment(env: PipelineEnv) -> None:
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         result = env.send(today(), instance, catch_up=True)  # no contacts: only the review
     meta = materializations(result, "templates")[0]
     raw = raw_metadata(result, "templates")
@@ -217,7 +218,7 @@ def resend_webhook(kind: str, provider_id: str, to: str) -> dict[str, Any]:
 def test_funnel_counts_resend_events_and_unsubscribes(env: PipelineEnv) -> None:
     for person in PEOPLE:
         env.drop_signup(person, age=timedelta(minutes=10))
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         env.ingest(today(), instance)
         for _ in range(2):
             env.send(today(), instance, catch_up=True)

@@ -22,6 +22,7 @@ from xmas_pipeline.dagster_defs.resources import (
 from xmas_pipeline.services.notion_edits import cursor_state
 from xmas_pipeline_tests.fakes.notion_api import FakeNotion
 from xmas_pipeline_tests.fakes.notion_workspace import Workspace, busos_workspace
+from xmas_pipeline_tests.support.instance import in_memory_instance
 from xmas_pipeline_tests.support.pipeline_env import (
     PipelineEnv,
     make_env,
@@ -99,7 +100,7 @@ def test_paused_in_notion_stops_the_next_email_and_unpausing_lets_it_go(
     env, ws = notion_env(tmp_path, notion)
     env.drop_signup(signup("a@x.com"))
     env.drop_signup(signup("b@x.com"))
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         tick = Ticks(env, instance)
         assert env.ingest(today(), instance).success
         sync(env, instance)  # the Email Sequence pages exist; nothing was sent yet
@@ -144,7 +145,7 @@ def test_an_edited_template_is_what_the_next_send_renders(
         },
     )
     env.drop_signup(signup("a@x.com", first_name="Sam"))
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         tick = Ticks(env, instance)
         assert tick().startswith("1 templates")
         assert env.ingest(today(), instance).success
@@ -168,7 +169,7 @@ def test_notion_failing_fails_the_tick_and_keeps_the_cursor(
 ) -> None:
     env, ws = notion_env(tmp_path, notion)
     env.drop_signup(signup("a@x.com"))
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         tick = Ticks(env, instance)
         assert env.ingest(today(), instance).success
         sync(env, instance)

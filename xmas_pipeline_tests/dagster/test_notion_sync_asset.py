@@ -20,6 +20,7 @@ from xmas_pipeline_tests.fakes.chat_webhook import ChatWebhookServer
 from xmas_pipeline_tests.fakes.notion_api import FakeNotion
 from xmas_pipeline_tests.fakes.notion_workspace import Workspace, busos_workspace
 from xmas_pipeline_tests.support.clock import MovableClock
+from xmas_pipeline_tests.support.instance import in_memory_instance
 from xmas_pipeline_tests.support.notion_sync import sync_pass
 from xmas_pipeline_tests.support.pipeline_env import (
     PipelineEnv,
@@ -69,7 +70,7 @@ def test_the_sync_asset_its_check_and_the_pool(tmp_path: Path, notion: FakeNotio
     assert node.pool == "xmas/notion"  # one sync at a time, like sends
     for person in ("a@x.com", "b@x.com"):
         env.drop_signup(signup(person))
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         assert env.ingest(today(), instance).success
         assert env.send(today(), instance, catch_up=True).success
         result = sync(env, instance)
@@ -88,7 +89,7 @@ def test_notion_down_delays_only_the_sync_and_the_check_says_so(
 ) -> None:
     env, ws = notion_env(tmp_path, notion, XMAS_NOTION_MAX_LAG_SECONDS="1")
     env.drop_signup(signup("a@x.com"))
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         assert env.ingest(today(), instance).success
         notion.inject("503", times=1000)
         send = env.send(today(), instance, catch_up=True)
@@ -122,7 +123,7 @@ def test_the_sensor_waits_to_gather_changes_and_never_doubles_a_run(
     env, _ = notion_env(tmp_path, notion, XMAS_NOTION_SYNC_DELAY_SECONDS="600")
     sensor = env.defs.resolve_sensor_def("notion_sync_sensor")
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         tick = Ticker.of(env, instance, "notion_sync_sensor")
         assert "nothing to sync" in str(tick().skip_message)
         env.drop_signup(signup("a@x.com"))
@@ -145,7 +146,7 @@ def test_contacts_a_dead_sync_run_held_are_freed_by_the_sensor_and_synced(
     emails = [f"held{i}@x.com" for i in range(3)]
     for email in emails:
         env.drop_signup(signup(email))
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         assert env.ingest(today(), instance).success
         dead = _started_sync(instance)
         queue = StateStoreResource(database_url=env.settings.database_url).notion_queue()
@@ -176,7 +177,7 @@ def test_notion_falling_behind_turns_the_check_red_from_the_sensor_and_tells_ops
             XMAS_ALERT_WEBHOOK_URL=chat.url,
         )
         env.drop_signup(signup("a@x.com"))
-        with dg.instance_for_test() as instance:
+        with in_memory_instance() as instance:
             assert env.ingest(today(), instance).success
             hung = _started_sync(instance)
             queue = StateStoreResource(database_url=env.settings.database_url).notion_queue()
@@ -213,7 +214,7 @@ def test_the_sensor_turns_the_check_green_again_without_a_run(
 ) -> None:
     env, ws = notion_env(tmp_path, notion, XMAS_NOTION_MAX_LAG_SECONDS="1")
     env.drop_signup(signup("a@x.com"))
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         assert env.ingest(today(), instance).success
         tick = Ticker.of(env, instance, "notion_sync_sensor")
         clock.advance(1.2)

@@ -21,6 +21,7 @@ from xmas_pipeline.core.context import message_context
 from xmas_pipeline.core.render import Renderer, load_template_dir
 from xmas_pipeline.services.planning import due_plan, send_gate
 from xmas_pipeline.services.sending import Envelope, deliver
+from xmas_pipeline_tests.support.instance import in_memory_instance
 from xmas_pipeline_tests.support.pipeline_env import (
     PipelineEnv,
     make_env,
@@ -57,7 +58,7 @@ def sensor_context(env: PipelineEnv, instance: dg.DagsterInstance, cursor: str |
 def test_pausing_stops_the_schedule_the_welcome_sensor_and_a_run_by_hand(
     env: PipelineEnv,
 ) -> None:
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         welcome = env.defs.resolve_sensor_def("send_after_signups_sensor")
         first = sensor_context(env, instance, None)
         welcome(first)  # the first look starts its clock
@@ -103,14 +104,14 @@ def test_pausing_stops_the_schedule_the_welcome_sensor_and_a_run_by_hand(
 
 
 def test_a_pause_needs_a_reason(env: PipelineEnv) -> None:
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         result = switch(env, instance, "pause_sending", "  ")
         assert not result.success
         assert not SqlSendSwitch(env.settings.database_url).state(env.campaign).paused
 
 
 def test_backfills_and_the_one_off_resend_still_send_while_paused(env: PipelineEnv) -> None:
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         env.drop_signup(signup("jane@x.com", red=2), age=timedelta(minutes=10))
         assert env.ingest(today(), instance).success
         assert switch(env, instance, "pause_sending", "checking the copy").success
@@ -145,7 +146,7 @@ def test_backfills_and_the_one_off_resend_still_send_while_paused(env: PipelineE
 def test_a_pause_stops_a_run_under_way_before_its_next_batch(env: PipelineEnv) -> None:
     for n in range(5):
         env.drop_signup(signup(f"p{n}@x.com"), age=timedelta(minutes=10))
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         assert env.ingest(today(), instance).success
     store = env.store()
     plan, _ = due_plan(store, env.campaign, datetime.now(UTC))

@@ -15,6 +15,7 @@ import dagster as dg
 import sqlalchemy as sa
 
 from xmas_pipeline_tests.fakes.resend_api import DEFAULT_API_KEY, running_fake
+from xmas_pipeline_tests.support.instance import in_memory_instance
 from xmas_pipeline_tests.support.pipeline_env import (
     PipelineEnv,
     make_env,
@@ -48,7 +49,7 @@ def test_a_reexecuted_forced_backfill_sends_only_what_the_first_attempt_did_not(
         env = resend_env(tmp_path, resend.base_url)
         job = env.defs.resolve_job_def(env.name("send_due_emails"))
         config = {"ops": {env.name("deliveries"): {"config": {"force": True}}}}
-        with dg.instance_for_test() as instance:
+        with in_memory_instance() as instance:
             for person in people:
                 env.drop_signup(signup(person), age=timedelta(seconds=30))
             assert env.ingest(today(), instance).success
@@ -94,7 +95,7 @@ def test_a_reexecuted_resend_contact_sends_only_what_the_first_attempt_did_not(
             }
         }
     }
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         env.drop_signup(signup("jane@x.com"), age=timedelta(minutes=5))
         assert env.ingest(today(), instance).success
         # The store refuses to record email-2 (the database failing under the run): the

@@ -11,6 +11,7 @@ import pytest
 
 from xmas_pipeline.core.bookings import parse_webhook
 from xmas_pipeline_tests.support.calcom_payloads import webhook_created
+from xmas_pipeline_tests.support.instance import in_memory_instance
 from xmas_pipeline_tests.support.pipeline_env import PipelineEnv, make_env, signup, today
 
 
@@ -56,7 +57,7 @@ def started(env: PipelineEnv, instance: dg.DagsterInstance, *emails: str, runs: 
 
 
 def test_resends_one_step_under_a_fresh_recorded_key(env: PipelineEnv) -> None:
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         started(env, instance, "jane@x.com")
         before = set(env.outbox_files())
         result = resend(env, instance, "  Jane@X.com ", ["email-1"])
@@ -81,7 +82,7 @@ def test_resends_one_step_under_a_fresh_recorded_key(env: PipelineEnv) -> None:
 
 
 def test_resends_several_steps_and_again_with_new_keys(env: PipelineEnv) -> None:
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         started(env, instance, "sam@x.com")
         first = resend(env, instance, "sam@x.com", ["email-2", "email-1", "email-2"])
         second = resend(env, instance, "sam@x.com", ["email-2"])
@@ -106,7 +107,7 @@ REFUSALS = [
 
 
 def test_refuses_what_cannot_or_must_not_be_sent(env: PipelineEnv) -> None:
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         people = ("jane@x.com", "gone@x.com", "bounced@x.com", "spam@x.com")
         started(env, instance, *people, runs=1)
         store = env.store()
@@ -122,7 +123,7 @@ def test_refuses_what_cannot_or_must_not_be_sent(env: PipelineEnv) -> None:
 
 def test_refuses_a_step_not_yet_due(tmp_path: Path) -> None:
     env = make_env(tmp_path / "home")  # the real cadence: email-2 is a day after signup
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         started(env, instance, "jane@x.com", runs=1)
         result = resend(env, instance, "jane@x.com", ["email-2"])
         assert "email-2 is not due for jane@x.com until" in failure(result)
@@ -138,7 +139,7 @@ def test_the_job_never_overlaps_a_send_run(env: PipelineEnv) -> None:
 def test_resends_a_reminder_for_the_contacts_booking(env: PipelineEnv) -> None:
     now = datetime.now(UTC)
     start = now + timedelta(minutes=4)  # testing mode: reminder 1 fell due 2 minutes ago
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         started(env, instance, "jane@x.com", runs=1)
         body = webhook_created("bk-42", start, at=now - timedelta(minutes=1), email="jane@x.com")
         event = parse_webhook(body, received_at=now)

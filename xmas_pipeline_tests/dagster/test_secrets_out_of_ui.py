@@ -37,6 +37,7 @@ from xmas_pipeline_tests.fakes.chat_webhook import ChatWebhookServer
 from xmas_pipeline_tests.fakes.notion_api import FakeNotion
 from xmas_pipeline_tests.fakes.notion_workspace import busos_workspace
 from xmas_pipeline_tests.fakes.resend_api import DEFAULT_API_KEY, running_fake
+from xmas_pipeline_tests.support.instance import in_memory_instance
 from xmas_pipeline_tests.support.pipeline_env import make_env, signup, today
 from xmas_pipeline_tests.support.secret_stack import POSTAL_ADDRESS, secret_stack
 from xmas_pipeline_tests.support.ui_secrets import (
@@ -220,7 +221,7 @@ def test_a_run_config_cannot_point_resend_elsewhere(
             XMAS_PUBLIC_URL="https://campaign.example.com",
         )
         env.drop_signup(signup("a@example.com"))
-        with dg.instance_for_test() as instance:
+        with in_memory_instance() as instance:
             assert env.ingest(today(), instance).success
             before = len(instance.get_runs())
             config = sender_elsewhere(env.settings, elsewhere.base_url)
@@ -251,7 +252,7 @@ def test_a_run_config_cannot_point_notion_elsewhere(
             NOTION_EMAIL_SEQUENCE_DB_ID=workspace.sequences,
         )
         env.drop_signup(signup("a@example.com"))
-        with dg.instance_for_test() as instance:
+        with in_memory_instance() as instance:
             assert env.ingest(today(), instance).success  # one contact waits for Notion
             notion.reset_counts()
             config = notion_elsewhere(env.settings, elsewhere.base_url)
@@ -280,7 +281,7 @@ def test_no_other_protected_resource_takes_launch_time_config(
             "inbox": (INGEST_SIGNUPS_JOB, {"root": str(elsewhere)}),
         }[resource]
         partition = today() if job == INGEST_SIGNUPS_JOB else None
-        with dg.instance_for_test() as instance:
+        with in_memory_instance() as instance:
             with pytest.raises(dg.DagsterInvalidConfigError) as refused:
                 env.defs.resolve_job_def(job).execute_in_process(
                     instance=instance,

@@ -9,6 +9,7 @@ from pathlib import Path
 import dagster as dg
 
 from xmas_pipeline_tests.fakes.resend_api import DEFAULT_API_KEY, FakeResendAPI, running_fake
+from xmas_pipeline_tests.support.instance import in_memory_instance
 from xmas_pipeline_tests.support.pipeline_env import (
     PipelineEnv,
     make_env,
@@ -48,7 +49,7 @@ def _ended(env: PipelineEnv) -> dict[str, str]:
 
 def test_a_reply_to_resend_refuses_stops_the_run_and_ends_no_sequence(tmp_path: Path) -> None:
     home = tmp_path / "home"
-    with running_fake(rate_limit=None) as fake, dg.instance_for_test() as instance:
+    with running_fake(rate_limit=None) as fake, in_memory_instance() as instance:
         env = _resend_env(home, fake, XMAS_REPLY_TO="Sam <sam@busos.x>")
         for address in PEOPLE:
             env.drop_signup(signup(address))
@@ -75,7 +76,7 @@ def test_a_reply_to_resend_refuses_stops_the_run_and_ends_no_sequence(tmp_path: 
 
 def test_one_bad_recipient_ends_only_its_own_sequence(tmp_path: Path) -> None:
     bad = "jane@example.c"  # a signup's check takes it; Resend does not
-    with running_fake(rate_limit=None) as fake, dg.instance_for_test() as instance:
+    with running_fake(rate_limit=None) as fake, in_memory_instance() as instance:
         env = _resend_env(tmp_path / "home", fake)
         for address in [*PEOPLE[:2], bad, *PEOPLE[2:]]:
             env.drop_signup(signup(address))

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from xmas_pipeline.adapters.sql.secrets import unsubscribe_secret
 from xmas_pipeline.core.unsubscribe import verify_token
 from xmas_pipeline_tests.fakes.resend_api import DEFAULT_API_KEY, running_fake
+from xmas_pipeline_tests.support.instance import in_memory_instance
 from xmas_pipeline_tests.support.pipeline_env import (
     PipelineEnv,
     make_env,
@@ -27,7 +28,7 @@ from xmas_pipeline_tests.support.pipeline_env import (
 
 def _welcome(env: PipelineEnv, **config: object) -> dg.ExecuteInProcessResult:
     env.drop_signup(signup("reader@x.com"))
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         assert env.ingest(today(), instance).success
         return env.send(today(), instance, catch_up=True, **config)
 

@@ -10,10 +10,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import dagster as dg
 from starlette.testclient import TestClient
 
 from xmas_pipeline.intake.app import create_app
+from xmas_pipeline_tests.support.instance import in_memory_instance
 from xmas_pipeline_tests.support.pipeline_env import (
     PipelineEnv,
     campaign_file_with,
@@ -60,7 +60,7 @@ def test_before_the_close_enrolled_after_it_kept_but_not_enrolled(tmp_path: Path
     early, late = "early@example.com", "late@example.com"
     env.drop_signup(signup(early), age=BEFORE)
     late_file = env.drop_signup(signup(late))
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         ingested = env.ingest(today(), instance)
         assert ingested.success
         [meta] = materializations(ingested, "email_sequences")
@@ -79,7 +79,7 @@ def test_someone_enrolled_before_the_close_retakes_after_it(tmp_path: Path) -> N
     env = env_for(tmp_path)
     key = "known@example.com"
     env.drop_signup(signup(key, red=3), age=BEFORE)
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         assert env.ingest(today(), instance).success
         [before] = env.store().load_sequences(env.campaign, [key]).to_dict("records")
         env.drop_signup(signup(key, red=0, orange=1))  # after the close
@@ -103,7 +103,7 @@ def test_with_opt_in_a_closed_signup_gets_no_confirmation(tmp_path: Path) -> Non
     answer = posted.json()
     assert answer["status"] == "accepted"
     assert answer["enrolled"] is False and answer["reason"] == "campaign closed"
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         ingested = env.ingest(today(), instance)
         [meta] = materializations(ingested, "email_sequences")
         assert meta[CLOSED] == 1 and meta["new sequences"] == 0

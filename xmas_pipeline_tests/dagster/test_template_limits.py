@@ -20,6 +20,7 @@ import pytest
 from xmas_pipeline.adapters.sql.notion_pages import SqlNotionPages
 from xmas_pipeline.core.ports import NotionTemplate
 from xmas_pipeline.core.render import load_template_dir
+from xmas_pipeline_tests.support.instance import in_memory_instance
 from xmas_pipeline_tests.support.pipeline_env import (
     PipelineEnv,
     check_results,
@@ -73,7 +74,7 @@ def test_a_runaway_template_fails_the_check_and_the_others_still_render(
     env: PipelineEnv,
 ) -> None:
     kept_in_notion(env, "email-3", "{{ 'x' * 10**10 }}")
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         signed_up(env, instance, signup("jane@x.com"))
         started = time.monotonic()
         run = env.send(today(), instance, catch_up=True)
@@ -106,7 +107,7 @@ def test_a_runaway_for_one_reader_fails_that_email_and_the_run_sends_the_others(
         "{% for a in business_name %}{% for b in business_name %}{% endfor %}{% endfor %}",
     )
     long_name = "Northern Lights " * 3000  # 48,000 characters: the intake takes any length
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         signed_up(
             env, instance, signup("jane@x.com"), signup("long@x.com", business_name=long_name)
         )
@@ -134,7 +135,7 @@ def test_a_runaway_for_one_reader_fails_that_email_and_the_run_sends_the_others(
 @pytest.mark.timeout(120)
 def test_a_foreign_image_fails_the_check_with_the_template_and_line(env: PipelineEnv) -> None:
     line = kept_in_notion(env, "email-4", TRACKER)
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         signed_up(env, instance, signup("jane@x.com"))
         run = env.send(today(), instance, catch_up=True)
     assert not run.success
@@ -153,7 +154,7 @@ def test_a_host_the_deployment_allows_passes(tmp_path: Path) -> None:
     )
     other = '<a href="https://other.example/">more</a>'
     kept_in_notion(env, "email-1", TRACKER + other)
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         signed_up(env, instance, signup("jane@x.com"))
         run = env.send(today(), instance, catch_up=True)
         details = check_details(run)
@@ -169,7 +170,7 @@ def test_a_host_the_deployment_allows_passes(tmp_path: Path) -> None:
 def test_a_link_only_real_readers_get_is_refused_at_send_time(env: PipelineEnv) -> None:
     # The check's sample contact never sees the image: the send path refuses it per email.
     kept_in_notion(env, "email-1", "{% if email == 'jane@x.com' %}" + TRACKER + "{% endif %}")
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         signed_up(env, instance, signup("jane@x.com"), signup("sam@x.com"))
         run = env.send(today(), instance, catch_up=True)
     assert run.success and check_results(run)["every_template_renders"]

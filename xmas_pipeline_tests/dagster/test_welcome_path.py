@@ -9,6 +9,7 @@ import dagster as dg
 import pytest
 
 from xmas_pipeline.dagster_defs.jobs import SEND_JOB, SEND_TAG
+from xmas_pipeline_tests.support.instance import in_memory_instance
 from xmas_pipeline_tests.support.pipeline_env import PipelineEnv, make_env, signup, today
 
 
@@ -24,7 +25,7 @@ def test_a_send_run_follows_each_ingestion_that_started_sequences(env: PipelineE
     # On the default 30 s interval, the inbox is still looked at every 10 s at most.
     assert env.settings.sensor_interval_seconds == 30
     assert env.defs.resolve_sensor_def("signups_sensor").minimum_interval_seconds <= 10
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         context = dg.build_sensor_context(instance=instance, resources=env.resources("store"))
         assert isinstance(sensor(context), dg.SkipReason)  # the first look starts the clock
         context = dg.build_sensor_context(

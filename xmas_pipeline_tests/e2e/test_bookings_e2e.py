@@ -34,6 +34,7 @@ from xmas_pipeline_tests.support.calcom_payloads import (
     webhook_created,
     webhook_rescheduled,
 )
+from xmas_pipeline_tests.support.instance import in_memory_instance
 from xmas_pipeline_tests.support.pipeline_env import (
     PipelineEnv,
     check_results,
@@ -55,7 +56,7 @@ def env(tmp_path: Path) -> PipelineEnv:
 
 @pytest.fixture
 def instance() -> Iterator[dg.DagsterInstance]:
-    with dg.instance_for_test() as inst:
+    with in_memory_instance() as inst:
         yield inst
 
 
@@ -309,7 +310,7 @@ def test_delivery_events_update_the_message_status(
 def test_bookings_sensor_requests_a_run_per_changed_day(env: PipelineEnv) -> None:
     sensor = env.defs.resolve_sensor_def("bookings_sensor")
     resources = {"inbox": InboxResource(root=str(env.settings.inbox_root))}
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         context = dg.build_sensor_context(instance=instance, resources=resources)
         assert isinstance(sensor(context), dg.SkipReason)
         drop(env, "bookings", webhook_created("bkZ1", START, at=NOW))
@@ -329,7 +330,7 @@ def test_calcom_poll_sensor_feeds_the_inbox(tmp_path: Path) -> None:
             "inbox": InboxResource(root=str(env.settings.inbox_root)),
             "calcom": CalcomResource(api_key=DEFAULT_API_KEY, api_url=fake.url),
         }
-        with dg.instance_for_test() as instance:
+        with in_memory_instance() as instance:
             context = dg.build_sensor_context(instance=instance, resources=resources)
             first = sensor(context)
             assert "1 new booking" in first.skip_message

@@ -16,6 +16,7 @@ from xmas_pipeline.cli import main
 from xmas_pipeline_tests.fakes.notion_api import FakeNotion
 from xmas_pipeline_tests.fakes.notion_workspace import busos_workspace
 from xmas_pipeline_tests.fakes.resend_api import DEFAULT_API_KEY, running_fake
+from xmas_pipeline_tests.support.instance import in_memory_instance
 from xmas_pipeline_tests.support.pipeline_env import make_env, materializations, signup, today
 
 
@@ -89,7 +90,7 @@ def test_pipeline_on_notion_and_resend(
         env = make_env(tmp_path / "home", **env_vars)
         env.drop_signup(signup("crit@x.com", red=2))
         env.drop_signup(signup("opt@x.com"))
-        with dg.instance_for_test() as instance:
+        with in_memory_instance() as instance:
             ingest = env.ingest(today(), instance)
             assert ingest.success
             assert materializations(ingest, "email_sequences")[0]["store"] == "sql"

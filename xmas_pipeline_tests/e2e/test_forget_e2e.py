@@ -18,6 +18,7 @@ from xmas_pipeline.dagster_defs.forget import FORGET_JOB
 from xmas_pipeline_tests.fakes.notion_api import FakeNotion
 from xmas_pipeline_tests.fakes.notion_workspace import Workspace, add_contact, busos_workspace
 from xmas_pipeline_tests.support.calcom_payloads import webhook_created
+from xmas_pipeline_tests.support.instance import in_memory_instance
 from xmas_pipeline_tests.support.pipeline_env import (
     PipelineEnv,
     make_env,
@@ -141,7 +142,7 @@ def test_forget_erases_a_person_everywhere_and_suppresses_a_new_signup(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     env, ws = live_pipeline(notion, tmp_path, monkeypatch)
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         fill(env, instance)
         before = store_mentions(env, GONE)
         assert {"sequences", "messages", "bookings", "contacts", "message_events"} <= set(before)
@@ -200,7 +201,7 @@ def test_the_forget_job_shows_counts_and_a_hash_never_the_address(
     notion: FakeNotion, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     env, ws = live_pipeline(notion, tmp_path, monkeypatch)
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         fill(env, instance)
         result = env.defs.resolve_job_def(FORGET_JOB).execute_in_process(
             instance=instance,
@@ -220,7 +221,7 @@ def test_the_forget_job_shows_counts_and_a_hash_never_the_address(
 
 def test_the_forget_job_refuses_a_malformed_address_without_echoing_it(tmp_path: Path) -> None:
     env = make_env(tmp_path / "home")
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         result = env.defs.resolve_job_def(FORGET_JOB).execute_in_process(
             instance=instance,
             run_config={"ops": {"forget_person": {"config": {"email": "jane-at-x.com"}}}},

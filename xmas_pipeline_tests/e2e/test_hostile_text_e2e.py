@@ -19,6 +19,7 @@ from xmas_pipeline.core.safe_text import first_unsafe
 from xmas_pipeline.dagster_defs.resources import CalcomResource, InboxResource
 from xmas_pipeline_tests.fakes.calcom_api import DEFAULT_API_KEY, FakeCalcomApi
 from xmas_pipeline_tests.support.calcom_payloads import api_booking
+from xmas_pipeline_tests.support.instance import in_memory_instance
 from xmas_pipeline_tests.support.pipeline_env import (
     PipelineEnv,
     check_results,
@@ -58,7 +59,7 @@ def test_the_poller_survives_a_folder_zone_and_a_hostile_name(tmp_path: Path) ->
             "inbox": InboxResource(root=str(env.settings.inbox_root)),
             "calcom": CalcomResource(api_key=DEFAULT_API_KEY, api_url=fake.url),
         }
-        with dg.instance_for_test() as instance:
+        with in_memory_instance() as instance:
             context = dg.build_sensor_context(instance=instance, resources=resources)
             first = sensor(context)
             assert "2 new booking" in first.skip_message
@@ -91,7 +92,7 @@ def test_a_signup_file_with_a_line_break_character_is_rejected_with_its_reason(
     env = make_env(tmp_path / "home", XMAS_TESTING_MODE="true")
     env.drop_signup(signup("ok@x.com", red=2))
     env.drop_signup(json.dumps(signup("nel@x.com", first_name="Ja\x85ne")).encode())
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         result = env.ingest(today(), instance)
     assert result.success
     meta = materializations(result, "signups")[0]
@@ -108,7 +109,7 @@ def test_a_stored_name_with_hostile_characters_still_goes_out_with_a_clean_subje
 ) -> None:
     env = make_env(tmp_path / "home", XMAS_TESTING_MODE="true")
     env.drop_signup(signup("old@x.com", red=2, first_name="Jane"))
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         assert env.ingest(today(), instance).success
         # An older release checked less: its rows may hold any of these.
         store = env.store()

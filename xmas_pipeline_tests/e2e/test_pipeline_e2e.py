@@ -11,9 +11,9 @@ from datetime import UTC, datetime, timedelta
 from email import policy
 from pathlib import Path
 
-import dagster as dg
 import pytest
 
+from xmas_pipeline_tests.support.instance import in_memory_instance
 from xmas_pipeline_tests.support.pipeline_env import (
     PipelineEnv,
     check_results,
@@ -43,7 +43,7 @@ def read_eml(env: PipelineEnv, name: str) -> email.message.EmailMessage:
 def test_three_signups_get_segmented_welcomes_then_the_whole_sequence(env: PipelineEnv) -> None:
     for person in PEOPLE:
         env.drop_signup(person)
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         ingest = env.ingest(today(), instance)
         assert ingest.success
         assert materializations(ingest, "email_sequences")[0]["new sequences"] == 3
@@ -83,7 +83,7 @@ def test_three_signups_get_segmented_welcomes_then_the_whole_sequence(env: Pipel
 def test_catch_up_sends_one_step_per_run_until_complete(env: PipelineEnv) -> None:
     for person in PEOPLE:
         env.drop_signup(person, age=timedelta(minutes=10))
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         env.ingest(today(), instance)
         for step in range(1, 8):
             result = env.send(today(), instance, catch_up=True)
@@ -112,7 +112,7 @@ def test_catch_up_sends_one_step_per_run_until_complete(env: PipelineEnv) -> Non
 def test_same_signup_twice_in_one_day_gives_one_sequence(env: PipelineEnv) -> None:
     env.drop_signup(PEOPLE[1])
     env.drop_signup(PEOPLE[1])
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         result = env.ingest(today(), instance)
         meta = materializations(result, "email_sequences")[0]
         assert meta["new sequences"] == 1 and meta["unchanged"] == 1
@@ -125,7 +125,7 @@ def test_crash_between_send_and_status_heals_without_a_duplicate(env: PipelineEn
     """The sender accepted, the status write never happened: the next run re-sends under
     the same key, and the outbox (like Resend) drops the duplicate."""
     env.drop_signup(PEOPLE[2])
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         env.ingest(today(), instance)
         env.send(today(), instance, catch_up=True)
         store = env.store()
@@ -151,7 +151,7 @@ def test_backfill_semantics_forced_and_unforced(tmp_path: Path) -> None:
     yesterday = (now - timedelta(days=1)).strftime("%Y-%m-%d")
     env.drop_signup(signup("early@x.com", red=2), age=timedelta(days=2, minutes=1))
     env.drop_signup(signup("late@x.com", orange=2))
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         # The sensor would ingest each received day; here both files sit in today's
         # folder, with arrival times two days apart.
         env.ingest(today(), instance)
@@ -192,7 +192,7 @@ def test_deliveries_on_its_own_works_from_the_current_state(env: PipelineEnv) ->
     """Materializing `deliveries` alone (the asset's own dialog, not the job) must not act
     on the due list stored by an earlier run."""
     env.drop_signup(PEOPLE[0])
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         env.ingest(today(), instance)
         env.send(today(), instance, catch_up=True)
         env.drop_signup(PEOPLE[1])
@@ -217,9 +217,9 @@ def test_deliveries_alone_on_a_fresh_instance_sends_what_is_due(env: PipelineEnv
     """No send run ever ran on this instance (no stored plan, no stored templates): the
     asset's own Materialize button, through the implicit asset job, still sends."""
     env.drop_signup(PEOPLE[0])
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         assert env.ingest(today(), instance).success
-    with dg.instance_for_test() as fresh:
+    with in_memory_instance() as fresh:
         job = env.defs.get_implicit_global_asset_job_def()
         alone = job.execute_in_process(
             partition_key=today(),

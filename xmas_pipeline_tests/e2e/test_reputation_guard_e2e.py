@@ -19,6 +19,7 @@ from xmas_pipeline.adapters.sql.send_switch import SqlSendSwitch
 from xmas_pipeline.intake.app import create_app
 from xmas_pipeline_tests.fakes.chat_webhook import ChatWebhookServer
 from xmas_pipeline_tests.intake.test_resend import SECRET, svix_headers
+from xmas_pipeline_tests.support.instance import in_memory_instance
 from xmas_pipeline_tests.support.pipeline_env import (
     PipelineEnv,
     make_env,
@@ -38,7 +39,7 @@ def hook() -> Iterator[ChatWebhookServer]:
 
 @pytest.fixture
 def instance() -> Iterator[dg.DagsterInstance]:
-    with dg.instance_for_test() as inst:
+    with in_memory_instance() as inst:
         yield inst
 
 

@@ -25,6 +25,7 @@ from starlette.testclient import TestClient
 from xmas_pipeline.core.campaign import DEFAULT_CAMPAIGN_FILE
 from xmas_pipeline.intake.app import create_app
 from xmas_pipeline_tests.support.calcom_payloads import webhook_created
+from xmas_pipeline_tests.support.instance import in_memory_instance
 from xmas_pipeline_tests.support.pipeline_env import PipelineEnv, make_env, signup, today
 
 SECRET = "cal-webhook-secret"
@@ -58,7 +59,7 @@ def env(tmp_path: Path) -> PipelineEnv:
 
 @pytest.fixture
 def instance() -> Iterator[dg.DagsterInstance]:
-    with dg.instance_for_test() as inst:
+    with in_memory_instance() as inst:
         yield inst
 
 

@@ -11,7 +11,6 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import dagster as dg
 import pytest
 
 from xmas_pipeline.adapters.sql.alerts import SqlAlertOutbox
@@ -26,6 +25,7 @@ from xmas_pipeline_tests.fakes.chat_webhook import (
     slack_refusal,
 )
 from xmas_pipeline_tests.support.clock import MovableClock
+from xmas_pipeline_tests.support.instance import in_memory_instance
 from xmas_pipeline_tests.support.pipeline_env import make_env, materializations, signup, today
 from xmas_pipeline_tests.support.sensor_ticks import Ticker
 
@@ -193,7 +193,7 @@ def test_a_critical_signup_is_announced_once_though_no_other_signup_follows(
     env.drop_signup(signup("crit1@x.com", red=2, first_name="Ann"))
     env.drop_signup(signup("crit2@x.com", red=3, first_name="Bob"))
     env.drop_signup(signup("urgent@x.com", red=1))
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         state.fail_next = 1  # the chat answers 500: the run leaves both to the outbox
         first = env.ingest(today(), instance)
         meta = materializations(first, "email_sequences")[0]
@@ -221,7 +221,7 @@ def test_alert_url_never_reaches_metadata_or_logs(tmp_path: Path, hook: tuple[Ho
     env = make_env(tmp_path / "home", XMAS_ALERT_WEBHOOK_URL=url)
     env.drop_signup(signup("crit@x.com", red=2))
     state.fail_next = 1
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         result = env.ingest(today(), instance)
         logs = [e.message or "" for e in instance.all_logs(result.run_id)]
     everything = json.dumps(
