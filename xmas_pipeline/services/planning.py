@@ -53,8 +53,9 @@ def due_plans(
     now: datetime,
     running: Mapping[str, Campaign] | None = None,
 ) -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
-    """Each campaign's plan now, from one read of what may be due in any of them: what it
-    costs follows what is due, not how many sequences or campaigns there are. `running`:
+    """Each campaign's plan now, from one read of what may be due in any of them and one
+    pass over it (`core.send_plan.plan_due_together`): what it costs follows what is
+    due, not how many sequences or campaigns there are. `running`:
     every running campaign by slug, for the gap across campaigns (as `load_state`'s)."""
     states = store.load_due_states(campaigns, now, running=running)
     busy = [c for c in campaigns if not _idle(states[c.slug])]
