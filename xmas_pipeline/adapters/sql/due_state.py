@@ -109,6 +109,33 @@ def _last_nurture(conn: sa.Connection, keys: list[str]) -> pd.DataFrame:
     return frame.reindex(columns=ELSEWHERE_COLUMNS)
 
 
+def _open_sequences(
+    conn: sa.Connection, slugs: list[str], until: datetime, booked_keys: list[str]
+) -> pd.DataFrame:
+    """The sequences of these campaigns that may have something due by `until`: not
+    completed, and `next_due_at` unknown or reached, or a confirmation email owed; and
+    every sequence of these people with an active booking. One query of several parts,
+    each an index range (an OR of them would read every sequence of the campaigns), the
+    rows met twice kept once."""
+    running = sa.and_(sequences.c.campaign.in_(slugs), sequences.c.completed == sa.false())
+    parts = [
+        sa.select(sequences).where(running, sequences.c.next_due_at.is_(None)),
+        sa.select(sequences).where(running, sequences.c.next_due_at <= utc(until)),
+        # A confirmation email owed (double opt-in: a signup's, or a held change's).
+        sa.select(sequences).where(
+            running, sequences.c.confirm_subject > "", sequences.c.confirm_sent_at.is_(None)
+        ),
+    ]
+    if booked_keys:
+        parts.append(
+            sa.select(sequences).where(
+                sequences.c.campaign.in_(slugs), sequences.c.contact_key.in_(booked_keys)
+            )
+        )
+    frame = pd.read_sql(sa.union_all(*parts), conn)
+    return frame.drop_duplicates(["campaign", "contact_key"]).reset_index(drop=True)
+
+
 def load_due_states(
     conn: sa.Connection,
     campaigns: Sequence[Campaign],
@@ -142,29 +169,11 @@ def load_due_states(
         books = pd.DataFrame(columns=["campaign", *BOOKING_COLUMNS])
         logs = pd.DataFrame(columns=["campaign", *REMINDER_LOG_COLUMNS])
     booked_keys = sorted(set(books.loc[books["status"] == "active", "contact_key"].astype(str)))
-    open_rows = sa.and_(
-        sequences.c.completed == sa.false(),
-        sa.or_(
-            sequences.c.next_due_at.is_(None),
-            sequences.c.next_due_at <= utc(until),
-            # A confirmation email owed (double opt-in: a signup's, or a held change's).
-            sa.and_(sequences.c.confirm_subject != "", sequences.c.confirm_sent_at.is_(None)),
-        ),
-    )
-    wanted = sa.and_(
-        sequences.c.campaign.in_(slugs),
-        sa.or_(open_rows, sequences.c.contact_key.in_(booked_keys)) if booked_keys else open_rows,
-    )
-    frame = pd.read_sql(sa.select(sequences).where(wanted), conn)
+    frame = _open_sequences(conn, slugs, until, booked_keys)
     sent = pd.DataFrame(columns=["campaign", "contact_key", "step_number", "sent_at"])
     if not frame.empty:
-        joined = messages.join(
-            sequences,
-            sa.and_(
-                messages.c.campaign == sequences.c.campaign,
-                messages.c.contact_key == sequences.c.contact_key,
-            ),
-        )
+        # The nurture steps sent to these people (in these campaigns: any other row of
+        # theirs is left out when the steps are joined to the sequences).
         sent = pd.read_sql(
             sa.select(
                 messages.c.campaign,
@@ -172,8 +181,11 @@ def load_due_states(
                 messages.c.step_number,
                 sa.func.min(messages.c.sent_at).label("sent_at"),
             )
-            .select_from(joined)
-            .where(wanted, messages.c.kind == "nurture")
+            .where(
+                messages.c.campaign.in_(slugs),
+                messages.c.kind == "nurture",
+                messages.c.contact_key.in_(sorted(set(frame["contact_key"].astype(str)))),
+            )
             .group_by(messages.c.campaign, messages.c.contact_key, messages.c.step_number),
             conn,
         )

@@ -110,6 +110,8 @@ sequences = sa.Table(
     # older release or `notion import` wrote): always read, never skipped.
     sa.Column("next_due_at", sa.DateTime(timezone=True), nullable=True),
     sa.Index("ix_sequences_next_due", "campaign", "completed", "next_due_at"),
+    # The sequences owing a confirmation email (a subject set), read apart from the rest.
+    sa.Index("ix_sequences_confirm", "campaign", "completed", "confirm_subject"),
 )
 
 consent_records = sa.Table(
