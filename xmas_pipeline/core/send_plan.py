@@ -19,11 +19,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from xmas_pipeline.core.booking_state import empty_bookings
 from xmas_pipeline.core.campaign import Campaign
 from xmas_pipeline.core.confirm_plan import CONFIRM_KIND, due_confirmations
 from xmas_pipeline.core.due import CAMPAIGN_CODE, compute_due, compute_due_together, empty_due
-from xmas_pipeline.core.flags import merge_contact_flags
+from xmas_pipeline.core.flags import contact_rows, merge_contact_flags, merge_sequence_flags
 from xmas_pipeline.core.reminders import (
     REMINDER_EXTRA_COLUMNS,
     compute_due_reminders,
@@ -73,16 +72,23 @@ def add_reminders(plan: pd.DataFrame, reminders: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
+def _reminding(state: CampaignState, campaign: Campaign) -> bool:
+    """Whether a reminder may be due: a campaign that sends them, with a booking."""
+    return bool(campaign.reminders) and state.bookings is not None and not state.bookings.empty
+
+
 def due_reminders(
-    state: CampaignState, campaign: Campaign, now: datetime, contacts: pd.DataFrame
+    state: CampaignState, campaign: Campaign, now: datetime, contacts: pd.DataFrame | None
 ) -> pd.DataFrame:
-    """The reminder rows due now, with the booker's signup fields when there is a signup."""
-    bookings = state.bookings if state.bookings is not None else empty_bookings()
-    if bookings.empty or not campaign.reminders:
+    """The reminder rows due now, with the booker's signup fields when there is a signup.
+    `contacts`: each contact's flags (None only when no reminder can be due)."""
+    if not _reminding(state, campaign) or state.bookings is None:
         return empty_reminders()
+    if contacts is None:
+        raise ValueError("due_reminders: a booking to remind of, and no contact flags")
     log = state.reminder_log
     settled = settled_reminders(log) if log is not None else None
-    due = compute_due_reminders(bookings, settled, campaign, now, contacts)
+    due = compute_due_reminders(state.bookings, settled, campaign, now, contacts)
     return due if due.empty else with_profile(due, state.sequences)
 
 
@@ -101,7 +107,7 @@ def _complete(
     campaign: Campaign,
     now: datetime,
     sequences: pd.DataFrame,
-    contacts: pd.DataFrame,
+    contacts: pd.DataFrame | None,
     plan: pd.DataFrame,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The plan from its nurture rows (with their signup fields): the confirmations and
@@ -126,10 +132,13 @@ def plan_due_together(
     steps: their delays, send windows, gaps and exit rules may differ) are planned
     together; a campaign with a confirmation or a reminder due, or no nurture row, is
     completed on its own from there, as `plan_due` completes it."""
-    merged = {
-        c.slug: merge_contact_flags(states[c.slug].sequences, states[c.slug].contact_flags)
-        for c in campaigns
-    }
+    merged: dict[str, tuple[pd.DataFrame, pd.DataFrame | None]] = {}
+    for c in campaigns:
+        state = states[c.slug]
+        sequences = merge_sequence_flags(state.sequences, state.contact_flags)
+        # Each contact's flags row serves the reminders only: not made when none can be due.
+        contacts = contact_rows(sequences, state.contact_flags) if _reminding(state, c) else None
+        merged[c.slug] = (sequences, contacts)
     groups: dict[tuple[Any, ...], list[Campaign]] = {}
     for campaign in campaigns:
         sequences = merged[campaign.slug][0]
@@ -156,7 +165,7 @@ def plan_due_together(
 def _plan_group(
     states: Mapping[str, CampaignState],
     campaigns: list[Campaign],
-    merged: Mapping[str, tuple[pd.DataFrame, pd.DataFrame]],
+    merged: Mapping[str, tuple[pd.DataFrame, pd.DataFrame | None]],
     now: datetime,
 ) -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
     """`plan_due_together` of campaigns whose sequences share one shape."""

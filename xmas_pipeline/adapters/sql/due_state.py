@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from functools import cache
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
@@ -30,6 +31,16 @@ def _split(frame: pd.DataFrame, slug: str) -> pd.DataFrame:
     if frame.empty:
         return frame.drop(columns="campaign")
     return frame[frame["campaign"] == slug].drop(columns="campaign")
+
+
+def _splitter(frame: pd.DataFrame) -> Callable[[str], pd.DataFrame]:
+    """`_split` of each campaign in turn, the rows of each found once for all."""
+    if frame.empty:
+        return lambda slug: _split(frame, slug)
+    rest = frame.drop(columns="campaign")
+    rows = frame.groupby("campaign", sort=False).indices
+    nothing = np.zeros(0, dtype="int64")
+    return lambda slug: rest.take(rows.get(slug, nothing))
 
 
 def _reminder_logs(conn: sa.Connection, slugs: list[str]) -> pd.DataFrame:
@@ -85,10 +96,14 @@ def _sequences_by_campaign(
     most = max(len(c.steps) for c in campaigns)
     slugs = frame["campaign"].astype(str).to_numpy()
     everything = normalise_sequences(frame, most)
+    found = pd.Series(slugs).groupby(slugs, sort=False).indices
+    nothing = np.zeros(0, dtype="int64")
     out = {}
     for campaign in campaigns:
         columns = sequence_columns(len(campaign.steps))
-        rows = everything.loc[slugs == campaign.slug, columns]
+        rows = everything.take(found.get(campaign.slug, nothing))
+        if columns != list(everything.columns):
+            rows = rows[columns]
         out[campaign.slug] = rows.reset_index(drop=True)
     return out
 
@@ -195,12 +210,13 @@ def load_due_states(
     last = _last_nurture(conn, sorted(keys)) if running is not None and keys else None
     gaps = {slug: other.min_gap for slug, other in running.items()} if running else None
     states: dict[str, CampaignState] = {}
+    flags_of = _splitter(flags) if flags is not None else None
     for campaign in campaigns:
         own_books = _split(books, campaign.slug)
         with_reminders = campaign.slug in reminding
         states[campaign.slug] = CampaignState(
             sequences=by_campaign[campaign.slug],
-            contact_flags=None if flags is None else _split(flags, campaign.slug),
+            contact_flags=None if flags_of is None else flags_of(campaign.slug),
             bookings=(
                 (normalise_bookings(own_books) if not own_books.empty else empty_bookings())
                 if with_reminders
