@@ -202,14 +202,14 @@ def _plan_group(
         plans[campaign.slug] = _complete(state, campaign, now, sequences, contacts, own)
     if simple:
         # Nothing but nurture rows: the reminder columns and the send order, for all at once.
-        rest = due.take(np.flatnonzero(np.isin(codes, simple))).reset_index(drop=True)
-        rest = add_reminders(rest, empty_reminders())
+        if len(simple) < len(campaigns):
+            due = due.take(np.flatnonzero(np.isin(codes, simple))).reset_index(drop=True)
         # A stable sort: each campaign's rows keep the order its own plan gives them.
-        rest = in_send_order(rest)
-        order = rest[CAMPAIGN_CODE].to_numpy()
+        rest = in_send_order(add_reminders(due, empty_reminders()))
+        order = rest.pop(CAMPAIGN_CODE).to_numpy()
         for i in simple:
-            own = rest.take(np.flatnonzero(order == i)).drop(columns=CAMPAIGN_CODE)
-            plans[campaigns[i].slug] = (own.reset_index(drop=True), merged[campaigns[i].slug][0])
+            own = rest.take(np.flatnonzero(order == i)).reset_index(drop=True)
+            plans[campaigns[i].slug] = (own, merged[campaigns[i].slug][0])
     return plans
 
 
