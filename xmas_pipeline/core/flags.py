@@ -33,6 +33,12 @@ def merge_contact_flags(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The sequences with the contact rows' sticky flags merged in, and one flags row per
     contact (sequence or not) for the reminder rule (`CONTACT_COLUMNS`)."""
+    seq = merge_sequence_flags(sequences, extra)
+    return seq, contact_rows(seq, extra)
+
+
+def merge_sequence_flags(sequences: pd.DataFrame, extra: pd.DataFrame | None) -> pd.DataFrame:
+    """The sequences with the contact rows' sticky flags merged in."""
     seq = sequences.copy()
     if extra is not None and not extra.empty and not seq.empty:
         known = extra.drop_duplicates("contact_key", keep="last").set_index("contact_key")
@@ -49,6 +55,12 @@ def merge_contact_flags(
             seq["delivery_state"] = [
                 stronger_state(str(a), str(b)) for a, b in zip(mine, theirs, strict=True)
             ]
+    return seq
+
+
+def contact_rows(seq: pd.DataFrame, extra: pd.DataFrame | None) -> pd.DataFrame:
+    """One flags row per contact, sequence (flags merged: `merge_sequence_flags`) or not,
+    for the reminder rule (`CONTACT_COLUMNS`)."""
     parts = [seq.reindex(columns=CONTACT_COLUMNS)] if not seq.empty else []
     if extra is not None and not extra.empty:
         strangers = extra[~extra["contact_key"].isin(set(seq.get("contact_key", [])))]
@@ -59,4 +71,4 @@ def merge_contact_flags(
     for name in ("unsubscribed", "paused", "booked"):
         contacts[name] = _bools(contacts[name])
     contacts["delivery_state"] = contacts["delivery_state"].fillna("").astype(str)
-    return seq, contacts
+    return contacts

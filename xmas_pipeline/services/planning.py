@@ -21,7 +21,7 @@ from xmas_pipeline.core.campaign import Campaign
 from xmas_pipeline.core.flags import merge_contact_flags
 from xmas_pipeline.core.ports import SendSwitch, StateStore
 from xmas_pipeline.core.send_gate import gate_rows
-from xmas_pipeline.core.send_plan import CampaignState, plan_due
+from xmas_pipeline.core.send_plan import CampaignState, plan_due, plan_due_together
 from xmas_pipeline.services.sending import Gate, GateDecision
 
 
@@ -53,23 +53,25 @@ def due_plans(
     now: datetime,
     running: Mapping[str, Campaign] | None = None,
 ) -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
-    """Each campaign's plan now, from one read of what may be due in any of them: what it
-    costs follows what is due, not how many sequences or campaigns there are. `running`:
+    """Each campaign's plan now, from one read of what may be due in any of them and one
+    pass over it (`core.send_plan.plan_due_together`): what it costs follows what is
+    due, not how many sequences or campaigns there are. `running`:
     every running campaign by slug, for the gap across campaigns (as `load_state`'s)."""
     states = store.load_due_states(campaigns, now, running=running)
-    plans: dict[str, tuple[pd.DataFrame, pd.DataFrame]] = {}
+    busy = [c for c in campaigns if not _idle(states[c.slug])]
+    # The busy ones planned in one pass (`core.send_plan.plan_due_together`).
+    plans = plan_due_together(states, busy, now) if busy else {}
     idle_plan: pd.DataFrame | None = None
     for campaign in campaigns:
-        state = states[campaign.slug]
-        if not _idle(state):
-            plans[campaign.slug] = plan_due(state, campaign, now)
+        if campaign.slug in plans:
             continue
+        state = states[campaign.slug]
         # Nothing read, nothing due: the empty plan (the same columns for every
         # campaign) is made once, so an idle campaign costs next to nothing.
         if idle_plan is None:
             idle_plan = plan_due(state, campaign, now)[0]
         plans[campaign.slug] = (idle_plan.copy(), state.sequences)
-    return plans
+    return {c.slug: plans[c.slug] for c in campaigns}
 
 
 def _idle(state: CampaignState) -> bool:

@@ -140,3 +140,37 @@ def _from_everything(
     store: SqlStore, campaign: Campaign, now: datetime, running: dict[str, Campaign]
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     return plan_due(load_state(store, campaign, running), campaign, now)
+
+
+def _flags_by_campaign(store: SqlStore, campaigns: list[Campaign], keys: list[str]) -> None:
+    together = store.contact_flags_of([c.slug for c in campaigns], keys)
+    assert list(dict.fromkeys(together["campaign"])) == [
+        c.slug for c in campaigns if (together["campaign"] == c.slug).any()
+    ]
+    for c in campaigns:
+        mine = together[together["campaign"] == c.slug].drop(columns="campaign")
+        alone = store.load_contact_flags(c, keys)
+        pd.testing.assert_frame_equal(
+            mine.sort_values("contact_key").reset_index(drop=True),
+            alone.sort_values("contact_key").reset_index(drop=True),
+        )
+
+
+def test_the_flags_of_several_campaigns_read_together_are_each_ones_own(
+    sql_store: SqlStore, campaign: Campaign, testing_campaign: Campaign
+) -> None:
+    other = testing_campaign.model_copy(update={"slug": "spring-2026", "name": "Spring 2026"})
+    campaigns = [campaign, other]
+    people = [f"{n}@x.com" for n in "abcdef"]
+    for c in campaigns:
+        sql_store.upsert_signups(c, [event(p) for p in people])
+        sql_store.set_contact_flags(c, "a@x.com", "a@x.com", paused=True)
+    sql_store.set_contact_flags(other, "z@x.com", "z@x.com", paused=True)  # no sequence
+    # Nothing recorded that spans campaigns: each campaign's own rows.
+    _flags_by_campaign(sql_store, campaigns, [*people, "z@x.com"])
+    # An unsubscribe and a bounce in one campaign hold in both.
+    sql_store.set_contact_flags(campaign, "b@x.com", "b@x.com", unsubscribed=True)
+    sql_store.set_contact_flags(other, "c@x.com", "c@x.com", delivery_state="bounced")
+    _flags_by_campaign(sql_store, campaigns, [*people, "z@x.com"])
+    flags = sql_store.contact_flags_of([c.slug for c in campaigns], people)
+    assert set(flags.loc[flags["unsubscribed"], "contact_key"]) == {"b@x.com"}

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -323,6 +324,14 @@ class SqlBookings(SqlDatabase):
             frame[name] = as_bool(frame[name])
         frame["delivery_state"] = frame["delivery_state"].fillna("").astype(str)
         frame["booked"] = frame.pop("booking_status").fillna("").astype(str) == BOOKED
+        if records.empty and not gone:
+            # Nothing recorded anywhere to fold in (the usual case): each campaign's rows
+            # as they are, normalised once for all, campaign by campaign.
+            order = {slug: n for n, slug in enumerate(slugs)}
+            rank = frame["campaign"].map(order).to_numpy()
+            everything = merge_across_campaigns(frame, records)
+            everything["campaign"] = frame["campaign"].to_numpy()
+            return everything.take(np.argsort(rank, kind="stable")).reset_index(drop=True)
         parts = [
             suppress_forgotten(
                 merge_across_campaigns(frame[frame["campaign"] == slug], records), gone

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from functools import cache
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
@@ -30,6 +31,16 @@ def _split(frame: pd.DataFrame, slug: str) -> pd.DataFrame:
     if frame.empty:
         return frame.drop(columns="campaign")
     return frame[frame["campaign"] == slug].drop(columns="campaign")
+
+
+def _splitter(frame: pd.DataFrame) -> Callable[[str], pd.DataFrame]:
+    """`_split` of each campaign in turn, the rows of each found once for all."""
+    if frame.empty:
+        return lambda slug: _split(frame, slug)
+    rest = frame.drop(columns="campaign")
+    rows = frame.groupby("campaign", sort=False).indices
+    nothing = np.zeros(0, dtype="int64")
+    return lambda slug: rest.take(rows.get(slug, nothing))
 
 
 def _reminder_logs(conn: sa.Connection, slugs: list[str]) -> pd.DataFrame:
@@ -85,10 +96,14 @@ def _sequences_by_campaign(
     most = max(len(c.steps) for c in campaigns)
     slugs = frame["campaign"].astype(str).to_numpy()
     everything = normalise_sequences(frame, most)
+    found = pd.Series(slugs).groupby(slugs, sort=False).indices
+    nothing = np.zeros(0, dtype="int64")
     out = {}
     for campaign in campaigns:
         columns = sequence_columns(len(campaign.steps))
-        rows = everything.loc[slugs == campaign.slug, columns]
+        rows = everything.take(found.get(campaign.slug, nothing))
+        if columns != list(everything.columns):
+            rows = rows[columns]
         out[campaign.slug] = rows.reset_index(drop=True)
     return out
 
@@ -107,6 +122,33 @@ def _last_nurture(conn: sa.Connection, keys: list[str]) -> pd.DataFrame:
     )
     frame["sent_at"] = pd.to_datetime(frame["sent_at"], utc=True, format="ISO8601")
     return frame.reindex(columns=ELSEWHERE_COLUMNS)
+
+
+def _open_sequences(
+    conn: sa.Connection, slugs: list[str], until: datetime, booked_keys: list[str]
+) -> pd.DataFrame:
+    """The sequences of these campaigns that may have something due by `until`: not
+    completed, and `next_due_at` unknown or reached, or a confirmation email owed; and
+    every sequence of these people with an active booking. One query of several parts,
+    each an index range (an OR of them would read every sequence of the campaigns), the
+    rows met twice kept once."""
+    running = sa.and_(sequences.c.campaign.in_(slugs), sequences.c.completed == sa.false())
+    parts = [
+        sa.select(sequences).where(running, sequences.c.next_due_at.is_(None)),
+        sa.select(sequences).where(running, sequences.c.next_due_at <= utc(until)),
+        # A confirmation email owed (double opt-in: a signup's, or a held change's).
+        sa.select(sequences).where(
+            running, sequences.c.confirm_subject > "", sequences.c.confirm_sent_at.is_(None)
+        ),
+    ]
+    if booked_keys:
+        parts.append(
+            sa.select(sequences).where(
+                sequences.c.campaign.in_(slugs), sequences.c.contact_key.in_(booked_keys)
+            )
+        )
+    frame = pd.read_sql(sa.union_all(*parts), conn)
+    return frame.drop_duplicates(["campaign", "contact_key"]).reset_index(drop=True)
 
 
 def load_due_states(
@@ -142,29 +184,11 @@ def load_due_states(
         books = pd.DataFrame(columns=["campaign", *BOOKING_COLUMNS])
         logs = pd.DataFrame(columns=["campaign", *REMINDER_LOG_COLUMNS])
     booked_keys = sorted(set(books.loc[books["status"] == "active", "contact_key"].astype(str)))
-    open_rows = sa.and_(
-        sequences.c.completed == sa.false(),
-        sa.or_(
-            sequences.c.next_due_at.is_(None),
-            sequences.c.next_due_at <= utc(until),
-            # A confirmation email owed (double opt-in: a signup's, or a held change's).
-            sa.and_(sequences.c.confirm_subject != "", sequences.c.confirm_sent_at.is_(None)),
-        ),
-    )
-    wanted = sa.and_(
-        sequences.c.campaign.in_(slugs),
-        sa.or_(open_rows, sequences.c.contact_key.in_(booked_keys)) if booked_keys else open_rows,
-    )
-    frame = pd.read_sql(sa.select(sequences).where(wanted), conn)
+    frame = _open_sequences(conn, slugs, until, booked_keys)
     sent = pd.DataFrame(columns=["campaign", "contact_key", "step_number", "sent_at"])
     if not frame.empty:
-        joined = messages.join(
-            sequences,
-            sa.and_(
-                messages.c.campaign == sequences.c.campaign,
-                messages.c.contact_key == sequences.c.contact_key,
-            ),
-        )
+        # The nurture steps sent to these people (in these campaigns: any other row of
+        # theirs is left out when the steps are joined to the sequences).
         sent = pd.read_sql(
             sa.select(
                 messages.c.campaign,
@@ -172,8 +196,11 @@ def load_due_states(
                 messages.c.step_number,
                 sa.func.min(messages.c.sent_at).label("sent_at"),
             )
-            .select_from(joined)
-            .where(wanted, messages.c.kind == "nurture")
+            .where(
+                messages.c.campaign.in_(slugs),
+                messages.c.kind == "nurture",
+                messages.c.contact_key.in_(sorted(set(frame["contact_key"].astype(str)))),
+            )
             .group_by(messages.c.campaign, messages.c.contact_key, messages.c.step_number),
             conn,
         )
@@ -183,12 +210,13 @@ def load_due_states(
     last = _last_nurture(conn, sorted(keys)) if running is not None and keys else None
     gaps = {slug: other.min_gap for slug, other in running.items()} if running else None
     states: dict[str, CampaignState] = {}
+    flags_of = _splitter(flags) if flags is not None else None
     for campaign in campaigns:
         own_books = _split(books, campaign.slug)
         with_reminders = campaign.slug in reminding
         states[campaign.slug] = CampaignState(
             sequences=by_campaign[campaign.slug],
-            contact_flags=None if flags is None else _split(flags, campaign.slug),
+            contact_flags=None if flags_of is None else flags_of(campaign.slug),
             bookings=(
                 (normalise_bookings(own_books) if not own_books.empty else empty_bookings())
                 if with_reminders

@@ -2,7 +2,8 @@
 
 Sequences and sends:
 - `sequences`: one row per (campaign, contact): the signup, the segment, exit flags, and
-  when the next nurture email can fall due at the earliest (`next_due_at`, indexed);
+  when the next nurture email can fall due at the earliest (`next_due_at`, indexed; the
+  confirmations owed have their own index);
 - `messages`: one row per accepted send (unique idempotency key); sent-status is derived
   from it, so a row exists only once the provider accepted the message;
 - `outcomes`: the latest failure or skip per (message, status), with its reason.
@@ -110,6 +111,8 @@ sequences = sa.Table(
     # older release or `notion import` wrote): always read, never skipped.
     sa.Column("next_due_at", sa.DateTime(timezone=True), nullable=True),
     sa.Index("ix_sequences_next_due", "campaign", "completed", "next_due_at"),
+    # The sequences owing a confirmation email (a subject set), read apart from the rest.
+    sa.Index("ix_sequences_confirm", "campaign", "completed", "confirm_subject"),
 )
 
 consent_records = sa.Table(
