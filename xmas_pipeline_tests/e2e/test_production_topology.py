@@ -163,15 +163,25 @@ def test_a_send_worker_killed_mid_send(
     assert run is not None and run.status == dg.DagsterRunStatus.FAILURE
 
 
-def test_the_daemon_killed_mid_tick(prod: Production, resend: FakeResendAPI) -> None:
+def test_the_daemon_killed_mid_tick(
+    prod: Production, instance: dg.DagsterInstance, resend: FakeResendAPI
+) -> None:
     emails = [f"daemon-{i}@topology.example.com" for i in range(5)]
+    before = {run.run_id for run in prod.runs(instance)}
     post_signups(prod, emails)
-    time.sleep(1)  # the sensors are ticking every 2 s
+    # Killed in the middle of its work on them: its sensors have requested a run for the
+    # new files, and the fan-out that follows (ingestion, then the send) is still to come.
+    assert wait_until(lambda: {r.run_id for r in prod.runs(instance)} - before, timeout=60)
     prod.kill("daemon")
-    time.sleep(2)
     prod.start("daemon")
     assert wait_until(lambda: welcomed(resend, emails), timeout=120), prod.log_tail("daemon")
-    time.sleep(3)  # anything a replayed tick would send twice has had time to go
+    # A tick the restart replays would start a second send run: wait until the runs it
+    # may have started have ended, then look again over two sensor intervals (2 s each).
+    assert wait_until(lambda: prod.idle(instance), timeout=60), prod.describe_runs(instance)
+    repeated = wait_until(
+        lambda: any(n > 1 for n in sent_messages(resend).values()), timeout=4, interval=0.5
+    )
+    assert not repeated, sent_messages(resend)
     assert_each_once(resend, emails)
 
 
