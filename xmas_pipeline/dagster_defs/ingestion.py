@@ -68,7 +68,7 @@ def events_unavailable_check(unavailable: Mapping[str, list[DeliveryEvent]]) -> 
             "email events for a campaign that is not loaded (unknown, or its folder is "
             "broken: see campaign_folders): their unsubscribes, hard bounces and complaints "
             "already stop every campaign's emails; the events are kept: once the campaign "
-            "loads, materialize this day again to record them"
+            "loads, campaign_loaded_sensor ingests this day again and records them"
         ),
     )
 

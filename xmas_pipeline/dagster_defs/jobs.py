@@ -11,6 +11,7 @@ Send runs carry the `xmas/send` tag: the schedule never starts one while another
 flight, and the instance config limits the tag to one run at a time.
 """
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,9 +24,14 @@ from xmas_pipeline.core.forced_sends import SendRefused
 from xmas_pipeline.dagster_defs.executor import request_id, run_is_live
 from xmas_pipeline.dagster_defs.metadata import md_table
 from xmas_pipeline.dagster_defs.names import campaign_key, campaign_name
-from xmas_pipeline.dagster_defs.resources import EmailSenderResource, StateStoreResource
+from xmas_pipeline.dagster_defs.resources import (
+    EmailSenderResource,
+    InboxResource,
+    StateStoreResource,
+)
 from xmas_pipeline.services.checked_templates import TemplatesRefused, templates_to_send
 from xmas_pipeline.services.forced_sends import plan_contact_send
+from xmas_pipeline.services.held_days import EMAIL_EVENTS, SIGNUPS, days_holding
 from xmas_pipeline.services.planning import send_gate
 from xmas_pipeline.services.sending import DeliveryReport
 from xmas_pipeline.settings import Settings
@@ -169,7 +175,62 @@ def definitions(
             "Apply one day of email events: delivery status and exit flags.",
         ),
     ]
-    return dg.Definitions(jobs=jobs)
+    return dg.Definitions(
+        jobs=jobs, sensors=[campaign_loaded_sensor(settings, campaigns, jobs, partitions)]
+    )
+
+
+def campaign_loaded_sensor(
+    settings: Settings,
+    campaigns: CampaignSet,
+    jobs: list[Any],
+    partitions: dg.PartitionsDefinition,
+) -> dg.SensorDefinition:
+    """Ingests again the inbox days that hold files for a campaign this code location
+    loads and the one before did not (its folder fixed, or added): ingestion kept those
+    signups and email events waiting, and is idempotent, so a day run again takes them."""
+    loaded = sorted(campaigns.loaded)
+    by_kind = {SIGNUPS: INGEST_SIGNUPS_JOB, EMAIL_EVENTS: INGEST_EMAIL_EVENTS_JOB}
+    targets = [job for job in jobs if job.name in by_kind.values()]
+
+    @dg.sensor(
+        name="campaign_loaded_sensor",
+        jobs=targets,
+        minimum_interval_seconds=max(1, min(settings.sensor_interval_seconds, 60)),
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=(
+            "After a code location load that runs a campaign the one before did not (a "
+            "folder fixed or added), ingests again every inbox day holding a signup or an "
+            "email event kept waiting for it (ingestion never drops one)."
+        ),
+    )
+    def _sensor(context: dg.SensorEvaluationContext, inbox: InboxResource):  # type: ignore[no-untyped-def]
+        before = json.loads(context.cursor) if context.cursor else None
+        context.update_cursor(json.dumps(loaded))
+        if before is None:
+            return dg.SkipReason(f"{len(loaded)} campaign(s) running; nothing was waiting")
+        new = sorted(set(loaded) - set(before))
+        if not new:
+            return dg.SkipReason("no campaign loaded that was not running before")
+        days = days_holding(inbox.get(), new, campaigns.default_slug)
+        valid = set(partitions.get_partition_keys())
+        requests = [
+            dg.RunRequest(
+                job_name=by_kind[kind],
+                partition_key=day,
+                run_key=f"campaign-loaded:{','.join(new)}:{kind}:{day}",
+                tags={"xmas/campaign-loaded": ",".join(new)},
+            )
+            for kind, kind_days in days.items()
+            for day in kind_days
+            if day in valid
+        ]
+        if not requests:
+            return dg.SkipReason(f"{', '.join(new)} loaded; no inbox day holds a file for it")
+        context.log.info(f"{', '.join(new)} loaded: {len(requests)} inbox day(s) to ingest again")
+        return requests
+
+    return _sensor
 
 
 def send_job(campaign: Campaign, partitions: dg.PartitionsDefinition) -> Any:

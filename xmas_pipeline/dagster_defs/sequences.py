@@ -213,8 +213,8 @@ def unavailable_check(unavailable: Mapping[str, int]) -> dg.AssetCheckResult:
         if not unavailable
         else (
             "signups for a campaign that is not loaded (unknown, or its folder is broken: "
-            "see campaign_folders); their files are kept: once it loads, materialize this "
-            "day again (or the next file of the day starts a run) to ingest them"
+            "see campaign_folders); their files are kept: once it loads, "
+            "campaign_loaded_sensor ingests this day again and takes them"
         ),
     )
 

@@ -4,6 +4,7 @@ per campaign, and a broken folder red in the UI while the others run."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,6 +13,7 @@ import dagster as dg
 import pytest
 
 from xmas_pipeline.core.campaign import SHIPPED_CAMPAIGNS_DIR
+from xmas_pipeline.core.campaign_set import CAMPAIGN_FIELD
 from xmas_pipeline.dagster_defs.campaigns import ASSET, CHECK_NAME
 from xmas_pipeline.dagster_defs.ingestion import EVENTS_UNAVAILABLE_CHECK
 from xmas_pipeline.dagster_defs.sequences import UNAVAILABLE_CHECK
@@ -390,3 +392,73 @@ def test_an_email_event_of_a_campaign_not_loaded_stops_the_address_and_waits(
     assert meta["campaign unavailable"] == 0 and meta["new"] == 1
     assert check_results(again)[EVENTS_UNAVAILABLE_CHECK] is True
     assert fixed.store().delivery_status(new)["status"].tolist() == ["bounced"]
+
+
+def test_a_campaign_that_loads_again_gets_its_waiting_days_ingested(tmp_path: Path) -> None:
+    """christmas-2026's folder broken while a signup and an email event for it arrive:
+    both wait. Once the folder is fixed and the code location loads it, the
+    campaign_loaded_sensor asks for exactly the days holding them, and those runs take
+    them; a day holding only the other campaign's files is left alone."""
+    folders = campaigns_dir(tmp_path / "campaigns", OLD, NEW)
+    good = (folders / NEW / "campaign.yaml").read_text()
+    (folders / NEW / "campaign.yaml").write_text("slug: christmas-2026\nsteps: [\n")
+    broken = env_for(tmp_path, folders)
+    earlier = datetime.now(UTC) - timedelta(days=2)
+    broken.inbox.write(
+        "signups",
+        json.dumps(signup("old@x.com")).encode(),
+        received_at=earlier,
+        request={CAMPAIGN_FIELD: OLD},
+    )
+    broken.drop_signup(signup("new@x.com"), age=timedelta(minutes=10), campaign=NEW)
+    at = datetime.now(UTC).isoformat()
+    broken.inbox.write_json(
+        "email-events",
+        {
+            "type": "email.opened",
+            "created_at": at,
+            "data": {
+                "email_id": "re_waiting1",
+                "created_at": at,
+                "to": ["new@x.com"],
+                "tags": {"campaign": NEW, "step": "email-1"},
+            },
+        },
+    )
+    sensor_name = "campaign_loaded_sensor"
+    with in_memory_instance() as instance:
+        first = dg.build_sensor_context(instance=instance, resources=broken.resources("inbox"))
+        assert broken.defs.resolve_sensor_def(sensor_name).evaluate_tick(first).run_requests == []
+        assert broken.ingest(today(), instance).success
+        assert broken.store().load_sequences(broken.campaign)["contact_key"].tolist() == []
+
+        (folders / NEW / "campaign.yaml").write_text(good)
+        fixed = env_for(tmp_path, folders)
+        sensor = fixed.defs.resolve_sensor_def(sensor_name)
+        tick = sensor.evaluate_tick(
+            dg.build_sensor_context(
+                instance=instance,
+                cursor=first.cursor,
+                resources=fixed.resources("inbox"),
+                repository_def=fixed.defs.get_repository_def(),
+            )
+        )
+        asked = sorted((r.job_name, r.partition_key) for r in tick.run_requests or [])
+        assert asked == [("ingest_email_events", today()), ("ingest_signups", today())]
+        for request in tick.run_requests or []:
+            job = fixed.defs.resolve_job_def(request.job_name)
+            assert job.execute_in_process(
+                partition_key=request.partition_key, instance=instance
+            ).success
+        # Asked once: the next tick of the same load asks nothing.
+        again = sensor.evaluate_tick(
+            dg.build_sensor_context(
+                instance=instance,
+                cursor=tick.cursor,
+                resources=fixed.resources("inbox"),
+                repository_def=fixed.defs.get_repository_def(),
+            )
+        )
+        assert not again.run_requests
+    new = fixed.settings.campaigns().loaded[NEW]
+    assert fixed.store().load_sequences(new)["contact_key"].tolist() == ["new@x.com"]
