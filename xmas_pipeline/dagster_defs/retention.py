@@ -11,6 +11,7 @@ import dagster as dg
 from xmas_pipeline.core.campaign_set import CampaignSet
 from xmas_pipeline.dagster_defs.metadata import md_table
 from xmas_pipeline.dagster_defs.resources import InboxResource
+from xmas_pipeline.services.held_days import days_waiting
 from xmas_pipeline.services.retention import cutoff_day, prune_inbox
 from xmas_pipeline.settings import Settings
 
@@ -39,8 +40,13 @@ def definitions(
     @dg.op(name="prune_inbox_days", description=f"Remove ingested inbox days over {days} days old.")
     def prune_op(context: dg.OpExecutionContext, inbox: InboxResource) -> dg.Output[int]:
         cutoff = cutoff_day(datetime.now(UTC).date(), days)
+        box = inbox.get()
+        waiting = days_waiting(box, campaigns.loaded, campaigns.default_slug, before=cutoff)
         report = prune_inbox(
-            inbox.get(), cutoff, lambda kind, day: last_ingested(context.instance, kind, day)
+            box,
+            cutoff,
+            lambda kind, day: last_ingested(context.instance, kind, day),
+            waiting,
         )
         removed = sum(report.removed_files.values())
         context.log.info(f"{removed} inbox files past {days} days removed")

@@ -2,12 +2,13 @@
 
 A day folder older than the retention is removed once its ingestion succeeded after its
 last file arrived (so nothing received is lost before it is in the store). A day never
-ingested, or with a file newer than its last ingestion, is kept and reported.
+ingested, with a file newer than its last ingestion, or holding a file for a campaign
+that is not loaded (kept waiting by ingestion), is kept and reported.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
@@ -29,7 +30,14 @@ def cutoff_day(today: date, retention_days: int) -> str:
     return (today - timedelta(days=retention_days)).isoformat()
 
 
-def prune_inbox(inbox: Inbox, cutoff: str, ingested_at: IngestedAt) -> RetentionReport:
+def prune_inbox(
+    inbox: Inbox,
+    cutoff: str,
+    ingested_at: IngestedAt,
+    waiting: Collection[tuple[str, str]] = (),
+) -> RetentionReport:
+    """`waiting`: (kind, day) of days holding a file for a campaign that is not loaded,
+    kept until it loads and takes them."""
     report = RetentionReport(cutoff=cutoff)
     for kind in KINDS:
         for day in inbox.days(kind):
@@ -40,6 +48,10 @@ def prune_inbox(inbox: Inbox, cutoff: str, ingested_at: IngestedAt) -> Retention
             newest = max((f.received_at for f in files), default=None)
             if at is None:
                 report.kept_days.append({"day": f"{kind}/{day}", "reason": "never ingested"})
+                continue
+            if (kind, day) in waiting:
+                reason = "holds a file for a campaign that is not loaded"
+                report.kept_days.append({"day": f"{kind}/{day}", "reason": reason})
                 continue
             if newest is not None and newest > at:
                 reason = "a file arrived after its last ingestion"

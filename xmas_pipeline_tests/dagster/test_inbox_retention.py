@@ -11,6 +11,7 @@ from pathlib import Path
 import dagster as dg
 
 from xmas_pipeline.adapters.inbox import utc_day
+from xmas_pipeline.core.campaign_set import CAMPAIGN_FIELD
 from xmas_pipeline.dagster_defs.retention import RETENTION_JOB
 from xmas_pipeline_tests.support.calcom_payloads import webhook_created
 from xmas_pipeline_tests.support.instance import in_memory_instance
@@ -64,3 +65,41 @@ def test_retention_removes_only_old_ingested_days(tmp_path: Path) -> None:
     # What was removed had been ingested: the person is still in the store.
     assert "old@x.com" in set(env.store().load_sequences(env.campaign)["contact_key"])
     assert utc_day(now - timedelta(days=40)) == old
+
+
+def test_retention_keeps_a_day_holding_a_file_for_a_campaign_not_loaded(
+    tmp_path: Path,
+) -> None:
+    """Ingestion keeps a signup or an email event for a campaign that is not loaded
+    waiting in the inbox: retention never removes its day, ingested or not."""
+    env = make_env(tmp_path / "home", XMAS_INBOX_RETENTION_DAYS="30")
+    now = datetime.now(UTC)
+    at = now - timedelta(days=40)
+    waiting = env.inbox.write(
+        "signups",
+        json.dumps(signup("later@x.com")).encode(),
+        received_at=at,
+        request={CAMPAIGN_FIELD: "easter-2027"},
+    )
+    os.utime(waiting.path, (at.timestamp(), at.timestamp()))
+    drop(env, "signups", signup("now@x.com"), at)
+    sent = now - timedelta(days=50)
+    event = {
+        "type": "email.opened",
+        "created_at": sent.isoformat(),
+        "data": {"email_id": "re_1", "to": ["x@x.com"], "tags": {"campaign": "easter-2027"}},
+    }
+    event_day = drop(env, "email-events", event, sent)
+    with in_memory_instance() as instance:
+        ingest(env, waiting.day, instance)
+        events = env.defs.resolve_job_def("ingest_email_events")
+        assert events.execute_in_process(partition_key=event_day, instance=instance).success
+        result = env.defs.resolve_job_def(RETENTION_JOB).execute_in_process(instance=instance)
+    assert result.success
+    (output,) = [e for e in result.all_events if e.event_type_value == "STEP_OUTPUT"]
+    meta = {k: v.value for k, v in output.step_output_data.metadata.items()}
+    assert meta["days removed"] == 0
+    assert f"signups/{waiting.day}" in meta["days kept"]
+    assert f"email-events/{event_day}" in meta["days kept"]
+    assert "campaign that is not loaded" in meta["days kept"]
+    assert Path(waiting.path).exists()
