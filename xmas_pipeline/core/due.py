@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from functools import cache
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -120,9 +121,25 @@ def compute_due(
     action, reason = exit_actions(rows, campaign, "nurture", step_numbers)
     keys = rows["contact_key"].astype(str).to_numpy()
     step_ids = np.char.add("email-", step_numbers.astype(str))
-    ids = np.char.add(np.char.add(f"{campaign.slug}/", keys.astype(str)), "/")
-    ids = np.char.add(ids, step_ids)
+    return _nurture_frame(
+        f"{campaign.slug}/", keys, rows, step_ids, step_numbers, due_at, action, reason
+    )
 
+
+def _nurture_frame(
+    prefixes: Any,
+    keys: np.ndarray,
+    rows: pd.DataFrame,
+    step_ids: np.ndarray,
+    step_numbers: np.ndarray,
+    due_at: pd.DatetimeIndex,
+    action: Any,
+    reason: Any,
+) -> pd.DataFrame:
+    """The due nurture emails' frame; `prefixes`: each row's `<campaign slug>/` (one
+    string for a single campaign)."""
+    ids = np.char.add(np.char.add(prefixes, keys.astype(str)), "/")
+    ids = np.char.add(ids, step_ids)
     return pd.DataFrame(
         {
             "message_id": ids.astype(object),
@@ -318,25 +335,9 @@ def compute_due_together(
     keys = rows["contact_key"].astype(str).to_numpy()
     step_ids = np.char.add("email-", step_numbers.astype(str))
     prefixes = np.array([f"{c.slug}/" for c in campaigns])[row_codes]
-    ids = np.char.add(np.char.add(prefixes, keys.astype(str)), "/")
-    ids = np.char.add(ids, step_ids)
-
-    return pd.DataFrame(
-        {
-            CAMPAIGN_CODE: row_codes,
-            "message_id": ids.astype(object),
-            "contact_key": keys.astype(object),
-            "email": rows["email"].to_numpy(dtype=object),
-            "kind": "nurture",
-            "step_id": step_ids.astype(object),
-            "step_number": step_numbers.astype("int64"),
-            "segment": rows["segment"].to_numpy(dtype=object),
-            "due_at": due_at,
-            "due_day": due_at.strftime("%Y-%m-%d").to_numpy(dtype=object),
-            "action": action,
-            "reason": reason,
-        }
-    ).reset_index(drop=True)
+    frame = _nurture_frame(prefixes, keys, rows, step_ids, step_numbers, due_at, action, reason)
+    frame.insert(0, CAMPAIGN_CODE, row_codes)
+    return frame
 
 
 # The column of `compute_due_together`'s frames naming each row's campaign (its position).
