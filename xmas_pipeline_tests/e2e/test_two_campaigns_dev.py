@@ -1,7 +1,7 @@
 """Two campaigns in one `xmas-pipeline dev`, for real: one server for the whole module
 (testing mode, a send every minute) on a copy of the shipped campaigns folder with
 christmas-2026's testing `min_gap` raised to 90 seconds and christmas-2025's testing
-reminders 4, 2 and 1 minutes before the meeting, a folder that does not load (bad YAML)
+reminders 5, 3 and 1 minutes before the meeting, a folder that does not load (bad YAML)
 and a campaign whose signups closed (a copy of christmas-2026). Signups go over HTTP to
 the intake the server runs, each scenario with its own people:
 
@@ -64,8 +64,10 @@ GAPS = {C25: timedelta(0), C26: GAP}
 # How long after the test saw the unsubscribe ingested an email may still have been
 # written: a send run that had passed its gate just before then.
 SLACK = timedelta(seconds=20)
-# christmas-2025's testing reminders here: 4, 2 and 1 minutes before the meeting.
-REMINDER_OFFSETS = "[4m, 2m, 1m]"
+# christmas-2025's testing reminders here: 5, 3 and 1 minutes before the meeting, two
+# minutes apart, so that a send run falls between two of them even when the one-minute
+# schedule's runs start late (a run that finds two due sends only the later one).
+REMINDER_OFFSETS = "[5m, 3m, 1m]"
 
 SOLO_25, SOLO_26 = "ann.solo25@x.com", "bob.solo26@x.com"
 BOTH = "gail.both@x.com"  # scenario 5
@@ -78,7 +80,7 @@ IN_BOTH = (BOTH, UNSUB, BOOKED)
 
 def write_campaigns(folder: Path) -> None:
     """The shipped campaigns (christmas-2026 with a 90-second testing gap, christmas-2025
-    with its testing reminders 4, 2 and 1 minutes before), a closed copy of christmas-2026,
+    with its testing reminders 5, 3 and 1 minutes before), a closed copy of christmas-2026,
     and a folder whose campaign file is not YAML."""
     shutil.copytree(SHIPPED, folder)
     file26 = folder / C26 / "campaign.yaml"
@@ -227,17 +229,17 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         for slug in (C25, C26, CLOSED)
     }
     assert campaigns[C26].min_gap == GAP and campaigns[C25].min_gap == timedelta(0)
-    assert [r.before for r in campaigns[C25].reminders] == [timedelta(minutes=m) for m in (4, 2, 1)]
+    assert [r.before for r in campaigns[C25].reminders] == [timedelta(minutes=m) for m in (5, 3, 1)]
     assert campaigns[CLOSED].slug == CLOSED and campaigns[CLOSED].signups_close is not None
     started = time.monotonic()
     with running_dev(
         root / "home", XMAS_TESTING_MODE="true", XMAS_CAMPAIGNS_DIR=str(folder)
     ) as dev:
         print(f"\nserver up in {time.monotonic() - started:.0f}s")
-        # The meeting is 4.5 minutes away: reminder-1 (4 min before) due in 30 s,
-        # reminder-2 (2 min before) in 2.5 minutes; made now, it has every reminder.
+        # The meeting is 5.5 minutes away: reminder-1 (5 min before) due in 30 s,
+        # reminder-2 (3 min before) in 2.5 minutes; made now, it has every reminder.
         now = datetime.now(UTC).replace(microsecond=0)
-        world = World(dev, campaigns, now + timedelta(minutes=4, seconds=30))
+        world = World(dev, campaigns, now + timedelta(minutes=5, seconds=30))
         for person in (SOLO_25, *IN_BOTH):
             world.post_signup(C25, person)
         for person in (SOLO_26, *IN_BOTH):
