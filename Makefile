@@ -47,7 +47,7 @@ test: $(STAMP) system lint
 
 # Everything, as CI runs it: the fast tier, then the real-process tier.
 test-all: test
-	$(BIN)/pytest -q -n 2 --dist loadfile -m slow
+	$(BIN)/pytest -q -n 2 --dist loadfile -m slow --durations=15
 
 # Pin every package again from pyproject.toml's ranges (the dev install and the image's).
 lock: $(STAMP)
