@@ -12,6 +12,7 @@ import pytest
 
 from xmas_pipeline.adapters.sql.store import SqlStore
 from xmas_pipeline.core.campaign import Campaign, load_campaign
+from xmas_pipeline_tests.fakes.chat_webhook import ChatWebhookServer
 from xmas_pipeline_tests.support.clock import MovableClock, movable_clock
 from xmas_pipeline_tests.support.stores import postgres_database
 
@@ -31,6 +32,13 @@ def _temp_in_memory() -> None:
 
 
 _temp_in_memory()
+
+
+@pytest.fixture
+def chat() -> Iterator[ChatWebhookServer]:
+    """A Slack-flavoured chat webhook (the fake), for the alert tests."""
+    with ChatWebhookServer(flavour="slack") as server:
+        yield server
 
 
 @pytest.fixture

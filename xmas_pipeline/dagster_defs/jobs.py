@@ -7,6 +7,9 @@ Global: `ingest_signups`, `ingest_bookings`, `ingest_email_events`: one inbox da
 - `refresh_funnel`: recount its funnel (sends nothing);
 - `resend_contact`: chosen steps to one person now.
 
+Beside the ingestion jobs, `campaign_loaded_sensor`, which starts them again for the inbox
+days a newly loaded campaign has waiting.
+
 Send runs carry the `xmas/send` tag: the schedule never starts one while another is in
 flight, and the instance config limits the tag to one run at a time.
 """

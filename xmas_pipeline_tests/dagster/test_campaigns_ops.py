@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,12 +26,6 @@ from xmas_pipeline_tests.support.sensor_ticks import Ticker
 
 MIN_SENT = 20  # XMAS_REPUTATION_MIN_SENT: small, so a storm needs few emails
 PEOPLE = 25
-
-
-@pytest.fixture
-def chat() -> Iterator[ChatWebhookServer]:
-    with ChatWebhookServer(flavour="slack") as server:
-        yield server
 
 
 @pytest.fixture

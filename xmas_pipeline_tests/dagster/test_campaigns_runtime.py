@@ -8,6 +8,7 @@ import json
 import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pytest
@@ -435,14 +436,18 @@ def test_a_campaign_that_loads_again_gets_its_waiting_days_ingested(tmp_path: Pa
         (folders / NEW / "campaign.yaml").write_text(good)
         fixed = env_for(tmp_path, folders)
         sensor = fixed.defs.resolve_sensor_def(sensor_name)
-        tick = sensor.evaluate_tick(
-            dg.build_sensor_context(
-                instance=instance,
-                cursor=first.cursor,
-                resources=fixed.resources("inbox"),
-                repository_def=fixed.defs.get_repository_def(),
+
+        def tick_after(cursor: str | None) -> Any:
+            return sensor.evaluate_tick(
+                dg.build_sensor_context(
+                    instance=instance,
+                    cursor=cursor,
+                    resources=fixed.resources("inbox"),
+                    repository_def=fixed.defs.get_repository_def(),
+                )
             )
-        )
+
+        tick = tick_after(first.cursor)
         asked = sorted((r.job_name, r.partition_key) for r in tick.run_requests or [])
         assert asked == [("ingest_email_events", today()), ("ingest_signups", today())]
         for request in tick.run_requests or []:
@@ -451,14 +456,6 @@ def test_a_campaign_that_loads_again_gets_its_waiting_days_ingested(tmp_path: Pa
                 partition_key=request.partition_key, instance=instance
             ).success
         # Asked once: the next tick of the same load asks nothing.
-        again = sensor.evaluate_tick(
-            dg.build_sensor_context(
-                instance=instance,
-                cursor=tick.cursor,
-                resources=fixed.resources("inbox"),
-                repository_def=fixed.defs.get_repository_def(),
-            )
-        )
-        assert not again.run_requests
+        assert not tick_after(tick.cursor).run_requests
     new = fixed.settings.campaigns().loaded[NEW]
     assert fixed.store().load_sequences(new)["contact_key"].tolist() == ["new@x.com"]

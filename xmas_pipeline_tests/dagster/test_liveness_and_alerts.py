@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -32,12 +31,6 @@ from xmas_pipeline_tests.support.pipeline_env import (
     today,
 )
 from xmas_pipeline_tests.support.sensor_ticks import Ticker
-
-
-@pytest.fixture
-def chat() -> Iterator[ChatWebhookServer]:
-    with ChatWebhookServer(flavour="slack") as server:
-        yield server
 
 
 @pytest.fixture
