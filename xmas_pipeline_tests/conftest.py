@@ -34,6 +34,24 @@ def _temp_in_memory() -> None:
 _temp_in_memory()
 
 
+# The real-process modules that take longest, longest first: pytest-xdist hands modules
+# out in collection order, so these start at once and the tier ends with its longest module
+# rather than after it.
+LONGEST_FIRST = (
+    "test_two_campaigns_dev.py",
+    "test_production_topology.py",
+    "test_notion_topology.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        name = item.path.name
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: the rest keep their order
+
+
 @pytest.fixture
 def chat() -> Iterator[ChatWebhookServer]:
     """A Slack-flavoured chat webhook (the fake), for the alert tests."""
