@@ -138,7 +138,7 @@ def test_planning_together_gives_each_campaign_its_own_plan(seed: int) -> None:
             gaps=gaps if with_gap else None,
         )
     compared = confirmations = 0
-    for hours in range(0, 24 * 16, 11):
+    for hours in range(0, 24 * 16, 17):
         now = T0 + timedelta(hours=hours, minutes=rng.randrange(60))
         together = plan_due_together(states, camps, now)
         assert list(together) == slugs

@@ -112,12 +112,14 @@ def test_a_pause_needs_a_reason(env: PipelineEnv) -> None:
 
 def test_backfills_and_the_one_off_resend_still_send_while_paused(env: PipelineEnv) -> None:
     with in_memory_instance() as instance:
-        env.drop_signup(signup("jane@x.com", red=2), age=timedelta(minutes=10))
+        dropped = env.drop_signup(signup("jane@x.com", red=2), age=timedelta(minutes=10))
         assert env.ingest(today(), instance).success
         assert switch(env, instance, "pause_sending", "checking the copy").success
 
+        # The backfill's day is the signup's (yesterday in the first ten minutes of a day).
+        signed_up = datetime.fromtimestamp(Path(dropped.path).stat().st_mtime, UTC)
         backfill = env.defs.resolve_job_def(env.name("send_due_emails")).execute_in_process(
-            partition_key=today(),
+            partition_key=signed_up.strftime("%Y-%m-%d"),
             instance=instance,
             run_config={"ops": {env.name("deliveries"): {"config": {}}}},
             tags={"dagster/backfill": "bf1"},

@@ -56,6 +56,7 @@ class DevServer:
     log: Path
     marker: str  # set in every process the run started (XMAS_TEST_RUN)
     process: subprocess.Popen
+    _repo: dict[str, str] | None = None
 
     def interrupt(self, timeout: float = 60) -> bool:
         """Ctrl-C, as a person would: SIGINT to `xmas-pipeline dev` alone. True when it and
@@ -72,8 +73,14 @@ class DevServer:
         return body["data"]
 
     def _repository(self) -> dict[str, str]:
-        repo = self.graphql(_REPOSITORY)["repositoriesOrError"]["nodes"][0]
-        return {"repositoryLocationName": repo["location"]["name"], "repositoryName": repo["name"]}
+        # Asked once: every poll of ticks or runs would otherwise ask the webserver again.
+        if self._repo is None:
+            repo = self.graphql(_REPOSITORY)["repositoriesOrError"]["nodes"][0]
+            self._repo = {
+                "repositoryLocationName": repo["location"]["name"],
+                "repositoryName": repo["name"],
+            }
+        return self._repo
 
     def launch(self, job: str, run_config: dict[str, Any] | None = None) -> str:
         """Launch `job` as the launchpad does; the new run's id."""
