@@ -2,8 +2,8 @@
 # changes), so a fresh clone needs nothing but Python 3.11+. Installs come from
 # requirements.lock (every package pinned, made by `make lock`), so what is installed is
 # what was tested. `make test` is the fast tier (no process of its own); `make test-all`
-# adds the real-process tier (dagster dev, the production topology, the browser), which CI
-# runs. Both get what the tests need from the machine when they can (see `system`); what
+# runs it beside the real-process tier (dagster dev, the production topology, the
+# browser), which is what CI runs. Both get what the tests need from the machine when they can (see `system`); what
 # they cannot get is skipped with the reason (XMAS_STRICT_SKIPS=1, as CI sets it, turns
 # those skips into failures).
 PYTHON ?= python3
@@ -57,7 +57,7 @@ test-all: $(STAMP) system lint
 	$(MAKE) --no-print-directory -j2 --output-sync=target tier-fast tier-slow
 
 tier-fast: $(STAMP)
-	nice -n 10 $(FAST_TIER)
+	nice -n 19 $(FAST_TIER)
 
 tier-slow: $(STAMP)
 	$(SLOW_TIER)
