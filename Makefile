@@ -3,9 +3,9 @@
 # requirements.lock (every package pinned, made by `make lock`), so what is installed is
 # what was tested. `make test` is the fast tier (no process of its own); `make test-all`
 # runs it beside the real-process tier (dagster dev, the production topology, the
-# browser), which is what CI runs. Both get what the tests need from the machine when they can (see `system`); what
-# they cannot get is skipped with the reason (XMAS_STRICT_SKIPS=1, as CI sets it, turns
-# those skips into failures).
+# browser), which is what CI runs. Both get what the tests need from the machine when
+# they can (see `system`); what they cannot get is skipped with the reason
+# (XMAS_STRICT_SKIPS=1, as CI sets it, turns those skips into failures).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin

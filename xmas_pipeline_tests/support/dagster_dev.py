@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +56,7 @@ class DevServer:
     log: Path
     marker: str  # set in every process the run started (XMAS_TEST_RUN)
     process: subprocess.Popen
-    _repo: dict[str, str] | None = None
+    _repo: dict[str, str] | None = field(default=None, init=False, repr=False)
 
     def interrupt(self, timeout: float = 60) -> bool:
         """Ctrl-C, as a person would: SIGINT to `xmas-pipeline dev` alone. True when it and
