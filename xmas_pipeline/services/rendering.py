@@ -5,10 +5,12 @@ sees (one C call building something enormous, a pattern that backtracks for minu
 still hang the run worker or have it killed for its memory, and with it the send pool. So
 the template check (`check_supervised`) and the send path (`render_supervised`) render in a
 forked child process, with an address-space cap (`resource.setrlimit`), that hands back
-each result as soon as it has it. When the child is silent for longer than the time limit
-on one item, or dies, that item is the culprit: it is reported stopped, with its template
-named, the child is killed, and a new child carries on with the rest. One fork serves a
-whole check or a whole send run; a stop costs one more.
+each result as soon as it has it. When the child spends more than the time limit of CPU
+on one item (or makes no progress at all for much longer: stuck, not computing), or dies,
+that item is the culprit: it is reported stopped, with its template named, the child is
+killed, and a new child carries on with the rest. One fork serves a whole check or a
+whole send run; a stop costs one more. The limit counts the child's CPU time, not the
+clock, so a busy machine slows honest renders down without failing them.
 
 Where `os.fork` does not exist, everything renders in this process under the core's limits.
 """
@@ -23,6 +25,7 @@ import resource
 import select
 import signal
 import struct
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -44,8 +47,11 @@ Result = TypeVar("Result")
 
 @dataclass(frozen=True)
 class ProcessLimits:
-    seconds: float = 10.0  # per item (one email, one template for one segment)
+    seconds: float = 10.0  # CPU time per item (one email, one template for one segment)
     memory_bytes: int = 1 << 30  # address space the child may add to what it started with
+    # Wall-clock time per item for a child that is not computing but stuck (or, where the
+    # child's CPU time cannot be read, the limit itself).
+    stuck_seconds: float = 120.0
 
 
 DEFAULT_PROCESS_LIMITS = ProcessLimits()
@@ -56,7 +62,7 @@ STOPS_BEFORE_GIVING_UP = 2
 @dataclass(frozen=True)
 class Stopped:
     """An item whose rendering was stopped from outside, or not tried: why ("stopped:
-    took longer than ...", "not rendered: ...")."""
+    took more than ...", "not rendered: ...")."""
 
     reason: str
 
@@ -125,17 +131,20 @@ def _child_run(
     status: int | None = None
     try:
         reader = _Reader(read_end)
+        watch = _Watch(pid, limits)
         while len(done) < len(items):
-            record = reader.next(limits.seconds)
+            record = reader.next(watch.poll_seconds)
             if record is _Reader.SILENT:
+                overrun = watch.overrun()
+                if overrun is None:
+                    continue
                 os.kill(pid, signal.SIGKILL)
-                reason = f"took longer than {limits.seconds:g} s (the rendering process's limit)"
-                reason = f"stopped: {reason}"
-                return done, Stopped(reason)
+                return done, Stopped(f"stopped: {overrun}")
             if record is _Reader.CLOSED:
                 _, status = os.waitpid(pid, 0)
                 return done, Stopped(f"stopped: {_death(status)}")
             done.append(record)
+            watch.next_item()
         return done, None
     finally:
         os.close(read_end)
@@ -143,6 +152,47 @@ def _child_run(
             if len(done) < len(items):
                 _kill(pid)
             os.waitpid(pid, 0)
+
+
+class _Watch:
+    """What the child has spent on the item it is on: CPU time (from /proc) and, for a
+    child stuck without computing, the clock."""
+
+    def __init__(self, pid: int, limits: ProcessLimits) -> None:
+        self._pid = pid
+        self._limits = limits
+        self._ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        counts_cpu = self._cpu() is not None
+        self._wall_limit = limits.stuck_seconds if counts_cpu else limits.seconds
+        # Look often enough to stop a runaway close to its limit.
+        self.poll_seconds = max(0.05, min(limits.seconds, self._wall_limit) / 10)
+        self.next_item()
+
+    def next_item(self) -> None:
+        self._cpu_at = self._cpu() or 0.0
+        self._wall_at = time.monotonic()
+
+    def overrun(self) -> str | None:
+        """Why the child is to be stopped on its item, or None while it is within limits."""
+        cpu = self._cpu()
+        if cpu is not None and cpu - self._cpu_at > self._limits.seconds:
+            spent = f"more than {self._limits.seconds:g} s of CPU time"
+            return f"took {spent} (the rendering process's limit)"
+        if time.monotonic() - self._wall_at > self._wall_limit:
+            if cpu is None:
+                return f"took longer than {self._wall_limit:g} s (the rendering process's limit)"
+            return f"made no progress for {self._wall_limit:g} s (the rendering process's limit)"
+        return None
+
+    def _cpu(self) -> float | None:
+        """The child's CPU seconds so far (user and system), or None without /proc."""
+        try:
+            with open(f"/proc/{self._pid}/stat", encoding="ascii") as stat:
+                fields = stat.read().rpartition(")")[2].split()
+        except OSError:
+            return None
+        # After the command name: state is field 3 of stat(5), utime 14 and stime 15.
+        return (int(fields[11]) + int(fields[12])) / self._ticks
 
 
 def _kill(pid: int) -> None:
