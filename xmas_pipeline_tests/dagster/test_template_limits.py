@@ -10,6 +10,7 @@ deployment can allow a host (XMAS_ALLOWED_LINK_HOSTS).
 
 from __future__ import annotations
 
+import resource
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -64,6 +65,13 @@ def check_details(result: dg.ExecuteInProcessResult) -> str:
     raise AssertionError("no check evaluated")
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process and its reaped children (the rendering children): what a
+    runaway template cost, however long a loaded machine made it take."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
 @pytest.fixture
 def env(tmp_path: Path) -> PipelineEnv:
     return make_env(tmp_path / "home", XMAS_TESTING_MODE="true")
@@ -76,9 +84,9 @@ def test_a_runaway_template_fails_the_check_and_the_others_still_render(
     kept_in_notion(env, "email-3", "{{ 'x' * 10**10 }}")
     with in_memory_instance() as instance:
         signed_up(env, instance, signup("jane@x.com"))
-        started = time.monotonic()
+        started = cpu_seconds()
         run = env.send(today(), instance, catch_up=True)
-        assert time.monotonic() - started < 60
+        assert cpu_seconds() - started < 60
     assert not run.success
     assert check_results(run)["every_template_renders"] is False
     details = check_details(run)
@@ -111,9 +119,9 @@ def test_a_runaway_for_one_reader_fails_that_email_and_the_run_sends_the_others(
         signed_up(
             env, instance, signup("jane@x.com"), signup("long@x.com", business_name=long_name)
         )
-        started = time.monotonic()
+        started = cpu_seconds()
         run = env.send(today(), instance, catch_up=True)
-        assert time.monotonic() - started < 60
+        assert cpu_seconds() - started < 60
         assert run.success
         assert check_results(run)["every_template_renders"]
         assert env.outbox_files() == ["christmas-2025__jane@x.com__email-1.eml"]

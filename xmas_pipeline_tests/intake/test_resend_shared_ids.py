@@ -105,7 +105,7 @@ def test_a_store_out_of_reach_never_refuses_a_webhook(tmp_path: Path, stack: Exi
     assert again.json()["status"] == "duplicate"
     assert second.post(URL, content=raw, headers=svix_headers(raw, delivery)).status_code == 200
     assert len(stored(tmp_path)) == 2
-    assert time.monotonic() - started < 10
+    assert time.monotonic() - started < 30  # no request waits on the store (generous: CI is loaded)
 
 
 def test_the_intake_creates_no_table_but_its_own(tmp_path: Path, stack: ExitStack) -> None:
