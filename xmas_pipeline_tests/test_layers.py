@@ -37,8 +37,12 @@ FORBIDDEN: dict[str, set[str]] = {
     "settings": {"dagster", "dagster_postgres"},
     "intake": {"dagster", "dagster_postgres"},
 }
-# Function-level imports are allowed only for optional dependencies (none today).
+# Function-level imports are allowed only for optional dependencies (none today) and for
+# the heavy libraries few runs need, which must be imported only where they are used (or
+# for type checkers): matplotlib is a third of a second of every process's start (each run
+# worker, each code server) and only the chart assets draw.
 OPTIONAL: set[str] = set()
+DEFERRED: set[str] = {"matplotlib"}
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,7 @@ class Import:
     names: tuple[str, ...]
     line: int
     in_function: bool
+    typing_only: bool = False  # under `if TYPE_CHECKING:`
 
 
 def layer(module: str) -> str:
@@ -67,24 +72,29 @@ def module_name(path: Path, root: Path) -> str:
     return ".".join(parts)
 
 
-def _walk(tree: ast.AST) -> Iterator[tuple[ast.AST, bool]]:
-    """Every node, with whether it sits inside a function."""
-    stack: list[tuple[ast.AST, bool]] = [(tree, False)]
+def _walk(tree: ast.AST) -> Iterator[tuple[ast.AST, bool, bool]]:
+    """Every node, with whether it sits inside a function and whether only type checkers
+    see it (`if TYPE_CHECKING:`)."""
+    stack: list[tuple[ast.AST, bool, bool]] = [(tree, False, False)]
     while stack:
-        node, inside = stack.pop()
-        yield node, inside
+        node, inside, typing = stack.pop()
+        yield node, inside, typing
         nested = inside or isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda)
-        stack.extend((child, nested) for child in ast.iter_child_nodes(node))
+        if isinstance(node, ast.If) and ast.unparse(node.test).endswith("TYPE_CHECKING"):
+            stack.extend((child, nested, True) for child in node.body)
+            stack.extend((child, nested, typing) for child in node.orelse)
+            continue
+        stack.extend((child, nested, typing) for child in ast.iter_child_nodes(node))
 
 
 def imports_of(path: Path, root: Path, modules: set[str]) -> list[Import]:
     name = module_name(path, root)
     is_package = path.name == "__init__.py"
     found: list[Import] = []
-    for node, inside in _walk(ast.parse(path.read_text(encoding="utf-8"))):
+    for node, inside, typing in _walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             for alias in node.names:
-                found.append(Import(name, alias.name, (), node.lineno, inside))
+                found.append(Import(name, alias.name, (), node.lineno, inside, typing))
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
@@ -93,11 +103,12 @@ def imports_of(path: Path, root: Path, modules: set[str]) -> list[Import]:
                     anchor = anchor.rsplit(".", 1)[0]
                 base = f"{anchor}.{base}" if base else anchor
             names = tuple(alias.name for alias in node.names)
-            found.append(Import(name, base, names, node.lineno, inside))
+            found.append(Import(name, base, names, node.lineno, inside, typing))
             # `from package import submodule` imports the submodule too.
             for alias in node.names:
                 if f"{base}.{alias.name}" in modules:
-                    found.append(Import(name, f"{base}.{alias.name}", (), node.lineno, inside))
+                    submodule = f"{base}.{alias.name}"
+                    found.append(Import(name, submodule, (), node.lineno, inside, typing))
     return found
 
 
@@ -163,8 +174,10 @@ def problems(root: Path) -> list[str]:
     for item in imports:
         where = f"{item.source}:{item.line}"
         top = item.target.split(".")[0]
-        if item.in_function and top not in OPTIONAL:
+        if item.in_function and top not in OPTIONAL | DEFERRED:
             out.append(f"{where}: function-level import of {item.target}")
+        if top in DEFERRED and not (item.in_function or item.typing_only):
+            out.append(f"{where}: module-level import of {item.target} (import it where used)")
         if top == PACKAGE:
             source_layer, target_layer = layer(item.source), layer(item.target)
             if target_layer not in ALLOWED[source_layer]:
@@ -228,6 +241,7 @@ def _tree(tmp_path: Path, files: dict[str, str]) -> Path:
             {"core/a.py": "def f():\n    from xmas_pipeline.core import b\n", "core/b.py": ""},
             "function",
         ),
+        ({"dagster_defs/a.py": "from matplotlib.figure import Figure\n"}, "module-level"),
         (
             {
                 "core/a.py": "from xmas_pipeline.core import b\n",
@@ -260,5 +274,10 @@ def test_the_checker_passes_a_clean_tree(tmp_path: Path) -> None:
         "services/d.py": "from xmas_pipeline.adapters.c import y\n",
         "dagster_defs/e.py": "import dagster\nfrom xmas_pipeline.services import d\n",
         "cli.py": "from xmas_pipeline.dagster_defs import e\n",
+        "dagster_defs/f.py": (
+            "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+            "    from matplotlib.figure import Figure\n"
+            "def draw():\n    from matplotlib.figure import Figure\n"
+        ),
     }
     assert problems(_tree(tmp_path, files)) == []

@@ -8,6 +8,10 @@ materialization event itself: nothing to serve, and any host running the UI show
 Figures are drawn on the Agg canvas directly (no pyplot: no display, no global figure
 state shared between runs), 800 x 400 px, with matplotlib's bundled font, so the same data
 gives the same bytes. An empty chart is still an image, saying there is nothing yet.
+
+matplotlib is imported when a chart is drawn, not with this module: it is about a third
+of a second of every process's start (each run worker, each code server), and only the
+funnel and overview assets draw.
 """
 
 from __future__ import annotations
@@ -15,13 +19,15 @@ from __future__ import annotations
 import base64
 import io
 import math
+from typing import TYPE_CHECKING
 
 import dagster as dg
 import numpy as np
 import pandas as pd
-from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 from xmas_pipeline.core.funnel import Funnel
 from xmas_pipeline.core.segments import ALL_SEGMENTS
@@ -41,6 +47,9 @@ CAMPAIGN_COLOURS: list[str] = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a
 
 
 def _figure() -> tuple[Figure, Axes]:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     figure = Figure(figsize=(WIDTH_PX / DPI, HEIGHT_PX / DPI), dpi=DPI)
     FigureCanvasAgg(figure)
     return figure, figure.add_subplot()
