@@ -45,22 +45,30 @@ LONGEST_FIRST = (
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    longest_first(items)
+    stretch_timeouts(config, items, float(os.environ.get("XMAS_TIMEOUT_SCALE") or 1))
+
+
+def longest_first(items: list[pytest.Item]) -> None:
     def rank(item: pytest.Item) -> int:
         name = item.path.name
         return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
 
     items.sort(key=rank)  # stable: the rest keep their order
-    # `make test-all` runs the fast tier at the lowest CPU priority beside the real-process
-    # tier: a test there can wait minutes for a core, so its time-out (a guard against a
-    # hang, not a speed target) is stretched by XMAS_TIMEOUT_SCALE.
-    scale = float(os.environ.get("XMAS_TIMEOUT_SCALE") or 1)
-    if scale != 1:
-        default = float(config.getini("timeout") or 0)
-        for item in items:
-            marker = item.get_closest_marker("timeout")
-            seconds = float(marker.args[0]) if marker and marker.args else default
-            if seconds > 0:
-                item.add_marker(pytest.mark.timeout(seconds * scale), append=False)
+
+
+def stretch_timeouts(config: pytest.Config, items: list[pytest.Item], scale: float) -> None:
+    """`make test-all` runs the fast tier at the lowest CPU priority beside the
+    real-process tier: a test there can wait minutes for a core, so its time-out (a guard
+    against a hang, not a speed target) is `scale` times as long."""
+    if scale == 1:
+        return
+    default = float(config.getini("timeout") or 0)
+    for item in items:
+        marker = item.get_closest_marker("timeout")
+        seconds = float(marker.args[0]) if marker and marker.args else default
+        if seconds > 0:
+            item.add_marker(pytest.mark.timeout(seconds * scale), append=False)
 
 
 @pytest.fixture

@@ -1,12 +1,15 @@
-"""The real-process tier's order: the modules `conftest.LONGEST_FIRST` starts first exist
-and are real-process modules (a renamed one would silently start last and stretch the
-tier), and collection puts them first, in that order."""
+"""The tiers' collection: the modules `conftest.LONGEST_FIRST` starts first exist and are
+real-process modules (a renamed one would silently start last and stretch the tier), and
+collection puts them first, in that order; under XMAS_TIMEOUT_SCALE (the niced fast tier
+of `make test-all`) every time-out is stretched."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from xmas_pipeline_tests.conftest import LONGEST_FIRST, pytest_collection_modifyitems
+import pytest
+
+from xmas_pipeline_tests.conftest import LONGEST_FIRST, longest_first
 
 TESTS = Path(__file__).resolve().parent
 
@@ -24,5 +27,33 @@ class _Item:
 
 def test_collection_puts_the_longest_modules_first() -> None:
     items = [_Item(n) for n in ("test_a.py", *reversed(LONGEST_FIRST), "test_b.py")]
-    pytest_collection_modifyitems(items)  # type: ignore[arg-type]
+    longest_first(items)  # type: ignore[arg-type]
     assert [i.path.name for i in items] == [*LONGEST_FIRST, "test_a.py", "test_b.py"]
+
+
+SLEEPY = """
+import time, pytest
+
+@pytest.mark.timeout(1)
+def test_marked():
+    time.sleep(1.3)
+
+def test_default():
+    time.sleep(1.3)
+"""
+
+
+@pytest.mark.parametrize(("scale", "outcome"), [("", {"failed": 2}), ("3", {"passed": 2})])
+def test_time_outs_are_stretched_by_the_scale(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, scale: str, outcome: dict
+) -> None:
+    pytester.makeconftest(
+        "from xmas_pipeline_tests.conftest import stretch_timeouts\n"
+        "def pytest_collection_modifyitems(config, items):\n"
+        "    import os\n"
+        "    stretch_timeouts(config, items, float(os.environ.get('XMAS_TIMEOUT_SCALE') or 1))\n"
+    )
+    pytester.makeini("[pytest]\ntimeout = 1\n")
+    pytester.makepyfile(SLEEPY)
+    monkeypatch.setenv("XMAS_TIMEOUT_SCALE", scale)
+    pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(**outcome)
