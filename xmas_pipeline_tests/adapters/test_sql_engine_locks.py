@@ -18,7 +18,8 @@ from xmas_pipeline.adapters.sql.engine import make_engine
 
 
 def locks_on(path: Path) -> list[str]:
-    """This process's POSIX locks on `path` (from /proc/locks: pid, then dev:inode)."""
+    """This process's POSIX locks on `path` (from /proc/locks: pid, then dev:inode), each
+    without its place in the list (which moves as other processes lock and unlock)."""
     inode, pid = os.stat(path).st_ino, os.getpid()
     found = []
     for line in Path("/proc/locks").read_text().splitlines():
@@ -26,7 +27,7 @@ def locks_on(path: Path) -> list[str]:
         if "->" in fields:  # a waiter's line
             continue
         if fields[4] == str(pid) and fields[5].rsplit(":", 1)[1] == str(inode):
-            found.append(line)
+            found.append(" ".join(fields[1:]))
     return found
 
 
