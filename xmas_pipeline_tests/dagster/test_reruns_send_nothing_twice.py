@@ -8,7 +8,7 @@ A re-execution is a new run carrying Dagster's `dagster/root_run_id` and
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -50,14 +50,18 @@ def test_a_reexecuted_forced_backfill_sends_only_what_the_first_attempt_did_not(
         job = env.defs.resolve_job_def(env.name("send_due_emails"))
         config = {"ops": {env.name("deliveries"): {"config": {"force": True}}}}
         with in_memory_instance() as instance:
+            age = timedelta(seconds=30)
+            # The forced backfill re-sends the day the welcomes fell due: the signups' day
+            # (yesterday in the first 30 seconds after midnight).
+            signup_day = (datetime.now(UTC) - age).strftime("%Y-%m-%d")
             for person in people:
-                env.drop_signup(signup(person), age=timedelta(seconds=30))
+                env.drop_signup(signup(person), age=age)
             assert env.ingest(today(), instance).success
             assert env.send(today(), instance, catch_up=True).success
             assert len(resend.accepted) == 101
 
             first = job.execute_in_process(
-                partition_key=today(),
+                partition_key=signup_day,
                 instance=instance,
                 run_config=config,
                 tags={"dagster/backfill": "bf-1"},
@@ -68,7 +72,7 @@ def test_a_reexecuted_forced_backfill_sends_only_what_the_first_attempt_did_not(
 
             resend.reset_quota()
             again = job.execute_in_process(
-                partition_key=today(),
+                partition_key=signup_day,
                 instance=instance,
                 run_config=config,
                 tags=reexecution(first),
