@@ -25,12 +25,12 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
+from xmas_pipeline.core.funnel import Funnel
+from xmas_pipeline.core.segments import ALL_SEGMENTS
+
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
-
-from xmas_pipeline.core.funnel import Funnel
-from xmas_pipeline.core.segments import ALL_SEGMENTS
 
 WIDTH_PX, HEIGHT_PX, DPI = 800, 400, 100
 
